@@ -1,0 +1,168 @@
+// Package kafkatest starts an in-process kfake cluster for tests: the real
+// Kafka protocol on a loopback port, with seeded topics and helpers to
+// produce, read end offsets and read a group's committed offsets.
+package kafkatest
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Cluster is an in-process broker closed when the test ends.
+type Cluster struct {
+	*kfake.Cluster
+	// Addrs are the broker addresses to pass to clients.
+	Addrs []string
+}
+
+// Opt configures a test cluster.
+type Opt func(*[]kfake.Opt)
+
+// Topic seeds a topic with the given number of partitions.
+func Topic(name string, partitions int32) Opt {
+	return func(o *[]kfake.Opt) { *o = append(*o, kfake.SeedTopics(partitions, name)) }
+}
+
+// Kfake passes options straight to kfake.
+func Kfake(opts ...kfake.Opt) Opt {
+	return func(o *[]kfake.Opt) { *o = append(*o, opts...) }
+}
+
+// New starts a single-broker cluster that is closed when t ends. Group
+// sessions may be as short as 100ms so that tests of membership run fast.
+func New(t testing.TB, opts ...Opt) *Cluster {
+	t.Helper()
+	kopts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+	}
+	for _, o := range opts {
+		o(&kopts)
+	}
+	c, err := kfake.NewCluster(kopts...)
+	if err != nil {
+		t.Fatalf("kafkatest: start cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return &Cluster{Cluster: c, Addrs: c.ListenAddrs()}
+}
+
+// Client returns a client of the cluster, closed when t ends.
+func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Addrs...)}, opts...)...)
+	if err != nil {
+		t.Fatalf("kafkatest: new client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// Produce writes records synchronously and fails t on any error.
+func (c *Cluster) Produce(t testing.TB, recs ...*kgo.Record) {
+	t.Helper()
+	if len(recs) == 0 {
+		return
+	}
+	cl := c.Client(t, kgo.ProducerLinger(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("kafkatest: produce: %v", err)
+	}
+}
+
+// ProduceN writes n records to topic, record i made by gen(i), and returns
+// them. gen may leave Topic empty.
+func (c *Cluster) ProduceN(t testing.TB, topic string, n int, gen func(i int) *kgo.Record) []*kgo.Record {
+	t.Helper()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		r := gen(i)
+		if r.Topic == "" {
+			r.Topic = topic
+		}
+		recs[i] = r
+	}
+	c.Produce(t, recs...)
+	return recs
+}
+
+// KeyedValue makes record i with key "k<i%keys>" and value "v<i>".
+func KeyedValue(keys int) func(i int) *kgo.Record {
+	return func(i int) *kgo.Record {
+		return &kgo.Record{Key: fmt.Appendf(nil, "k%d", i%keys), Value: fmt.Appendf(nil, "v%d", i)}
+	}
+}
+
+// EndOffsets returns the end offset of every partition of topic.
+func (c *Cluster) EndOffsets(t testing.TB, topic string) map[int32]int64 {
+	t.Helper()
+	adm := kadm.NewClient(c.Client(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("kafkatest: list end offsets: %v", err)
+	}
+	out := make(map[int32]int64)
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			t.Fatalf("kafkatest: end offset of %s/%d: %v", o.Topic, o.Partition, o.Err)
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out
+}
+
+// Committed returns the offsets group has committed for topic; partitions
+// without a commit are absent.
+func (c *Cluster) Committed(t testing.TB, group, topic string) map[int32]int64 {
+	t.Helper()
+	adm := kadm.NewClient(c.Client(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatalf("kafkatest: fetch offsets of %s: %v", group, err)
+	}
+	out := make(map[int32]int64)
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil && o.At >= 0 {
+			out[o.Partition] = o.At
+		}
+	})
+	return out
+}
+
+// Eventually calls cond until it reports true or the deadline passes, and
+// then fails t with msg. It polls every few milliseconds: use it to wait on
+// state the broker owns (committed offsets, group membership), never in
+// place of a signal the code under test can send.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("kafkatest: after %v: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// SortedPartitions returns the keys of m in order.
+func SortedPartitions[V any](m map[int32]V) []int32 {
+	ps := make([]int32, 0, len(m))
+	for p := range m {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	return ps
+}

@@ -1,0 +1,62 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+)
+
+// Failure classes name why a record was given up on. They appear in dead-letter
+// headers and metrics. Guards and stages outside this package use the same
+// strings.
+const (
+	// ClassDecode: the record's bytes could not be decoded.
+	ClassDecode = "decode"
+	// ClassPanic: user code panicked while handling the record.
+	ClassPanic = "panic"
+	// ClassPermanent: the sink returned an error marked permanent.
+	ClassPermanent = "permanent"
+	// ClassExhausted: every allowed attempt failed with a transient error.
+	ClassExhausted = "exhausted"
+	// ClassBudget: the sink's shared retry budget allowed no further retry.
+	ClassBudget = "budget"
+	// ClassDeadline: the record's deadline left no time for another attempt.
+	ClassDeadline = "deadline"
+	// ClassError: the sink returned an error that no guard classified; it
+	// was tried once.
+	ClassError = "error"
+)
+
+// Failure is implemented by errors that describe a record given up on. The
+// pipeline reads it with errors.As to fill in a DeadLetter; an error that does
+// not implement it is dead-lettered as ClassError after one attempt.
+type Failure interface {
+	error
+	// FailureClass is one of the Class constants.
+	FailureClass() string
+	// FailureAttempts is how many times the sink was called for the record.
+	FailureAttempts() int
+	// FailureTimes are the times of the first and the last failed attempt.
+	FailureTimes() (first, last time.Time)
+}
+
+// DeadLetter is a record that a stage or sink gave up on, with why.
+type DeadLetter struct {
+	Record *Record
+	// Stage is the name of the stage or sink that gave up.
+	Stage        string
+	Err          error
+	Class        string
+	Attempts     int
+	FirstFailure time.Time
+	LastFailure  time.Time
+}
+
+// DeadLetterer parks records that cannot be handled. The dlq package's
+// Publisher implements it by producing to a dead-letter topic.
+type DeadLetterer interface {
+	// DeadLetter writes dl and returns nil only once the write is durably
+	// acknowledged; only then may the record be settled. It returns an error
+	// if the write failed or ctx is done first; the caller keeps the record
+	// unsettled and tries again.
+	DeadLetter(ctx context.Context, dl DeadLetter) error
+}
