@@ -1,0 +1,87 @@
+// Package dlq writes records that cannot be handled to a dead-letter topic,
+// with headers that say where they came from and why they failed, and reads,
+// counts and replays them. The `sluice dlq` command is built on it.
+//
+// # Publishing
+//
+// A Publisher implements pipeline.DeadLetterer. DeadLetter produces the
+// record to its dead-letter topic (the source topic plus ".dlq" unless
+// configured per source topic with Target) and returns nil only once the
+// write is acknowledged by all in-sync replicas (acks=all, idempotent
+// producer); only then may the pipeline settle the record. A failed or
+// abandoned write returns an error and the record stays unsettled; the
+// caller tries again. Because an abandoned write may still land, a dead
+// letter can be written twice: dead-lettering is at-least-once.
+//
+// The dead letter has the original key, value and headers (so a W3C
+// traceparent header travels with it), less any provenance headers of an
+// earlier dead-lettering, plus the provenance headers below. Its timestamp
+// is the time it was written, so the dead-letter topic's retention counts
+// from the failure.
+//
+// # Provenance headers
+//
+// Every name starts with HeaderPrefix ("sluice.dlq."):
+//
+//	sluice.dlq.topic          original topic
+//	sluice.dlq.partition      original partition (decimal)
+//	sluice.dlq.offset         original offset (decimal)
+//	sluice.dlq.timestamp      original record timestamp (Unix ms, decimal)
+//	sluice.dlq.group          consumer group
+//	sluice.dlq.stage          stage or sink that gave up
+//	sluice.dlq.error          error text, at most MaxErrorBytes (1024) bytes
+//	sluice.dlq.class          failure class (pipeline.ClassDecode, ...)
+//	sluice.dlq.attempts       sink calls made (decimal)
+//	sluice.dlq.first-failure  first failed attempt (Unix ms, decimal)
+//	sluice.dlq.last-failure   last failed attempt (Unix ms, decimal)
+//	sluice.dlq.replay-count   times replayed before this failure (decimal)
+//
+// Times are decimal Unix milliseconds, the unit of Kafka timestamps and of
+// pipeline.DeadlineHeader; empty texts and zero times are left out.
+// DecodeProvenance (and ProvenanceOf) read them back.
+//
+// # Partitioning and order
+//
+// With Partitioner, which a Publisher's own client uses, a dead letter goes
+// to partition (source partition mod dead-letter partitions): with as many
+// dead-letter partitions as source partitions (AutoCreate makes it so),
+// source partition p's dead letters are in partition p, in the order they
+// were written. A client shared with the consumer keeps that order if it
+// is built with kgo.RecordPartitioner(dlq.Partitioner(nil)); otherwise its
+// own partitioner decides (kgo's default hashes the key, which keeps the
+// order of records with the same key only).
+//
+// # Reading and replaying
+//
+// Admin reads a dead-letter topic up to the end offsets taken when it
+// starts, so reads end even while failures keep arriving. A Filter selects
+// letters by error text (substring or /regexp/), class, stage, failure time
+// and source partition and offset.
+//
+// Replay republishes selected letters: to their original topic and
+// partition (from the provenance headers) or, with ReplayConfig.To, to
+// another topic by key hash. The replayed copy keeps key, value and
+// original headers, drops the provenance headers except
+// sluice.dlq.replay-count, which it increments; when a replayed record
+// fails again, the Publisher carries that count into the new dead letter,
+// and Replay refuses records whose count has reached MaxReplays (default
+// 3) unless forced, which stops a poison record from looping forever. The
+// replayed copy's timestamp is the replay time.
+//
+// Replay commits how far it got in a consumer group of its own after each
+// acknowledged batch. Its default name, ReplayGroup, is derived from the
+// dead-letter topic, the target and the filter: running the same replay
+// again continues where it stopped and republishes nothing twice, while a
+// replay with other filters examines the topic from its start. Records
+// that were filtered out or refused are passed by the commit too; to
+// examine them again, use another group or ReplayConfig.Reset. A crash
+// between a batch's acknowledgement and its commit replays that batch
+// again (at-least-once). Two replays must not share a group at the same
+// time.
+//
+// # Observability
+//
+// Publisher hooks (HookWritten, HookWriteFailed) report each dead letter by
+// source, stage and class, and each failed write; this package imports no
+// metrics library.
+package dlq

@@ -1,0 +1,100 @@
+package dlq
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+var (
+	// ErrNoProvenance: a record has no provenance headers (no HeaderTopic),
+	// so it did not come from a Publisher, or they were stripped.
+	ErrNoProvenance = errors.New("no provenance headers")
+	// ErrBadHeader: a provenance header is present but malformed.
+	ErrBadHeader = errors.New("malformed provenance header")
+	// ErrUnknownTopic: a topic does not exist on the cluster.
+	ErrUnknownTopic = errors.New("unknown topic")
+	// ErrUnreachable: no broker answered.
+	ErrUnreachable = errors.New("brokers unreachable")
+	// ErrBadFilter: a filter could not be parsed or is contradictory.
+	ErrBadFilter = errors.New("bad filter")
+	// ErrNoTarget: replay found a record without HeaderTopic and was not
+	// given a target topic.
+	ErrNoTarget = errors.New("no replay target")
+	// ErrConfig: an option or config field is invalid.
+	ErrConfig = errors.New("invalid config")
+)
+
+// BadHeaderError says which provenance header is malformed.
+type BadHeaderError struct {
+	Key   string
+	Value string
+	Err   error
+}
+
+func (e *BadHeaderError) Error() string {
+	return fmt.Sprintf("header %s=%q: %v", e.Key, e.Value, e.Err)
+}
+
+// Unwrap returns the parse error.
+func (e *BadHeaderError) Unwrap() error { return e.Err }
+
+// Is ties BadHeaderError to ErrBadHeader.
+func (e *BadHeaderError) Is(target error) bool { return target == ErrBadHeader }
+
+// TopicError names a topic that does not exist.
+type TopicError struct {
+	Topic string
+}
+
+func (e *TopicError) Error() string {
+	return fmt.Sprintf("topic %q does not exist", e.Topic)
+}
+
+// Is ties TopicError to ErrUnknownTopic.
+func (e *TopicError) Is(target error) bool { return target == ErrUnknownTopic }
+
+// UnreachableError names the brokers that could not be reached.
+type UnreachableError struct {
+	Brokers []string
+	Err     error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach brokers %s: %v", strings.Join(e.Brokers, ","), e.Err)
+}
+
+// Unwrap returns the dial or request error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Is ties UnreachableError to ErrUnreachable.
+func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
+
+// FilterError names the filter that could not be parsed.
+type FilterError struct {
+	// Filter names the filter, as the CLI flag ("error", "offset-range").
+	Filter string
+	Value  string
+	Err    error
+}
+
+func (e *FilterError) Error() string {
+	return fmt.Sprintf("bad --%s filter %q: %v", e.Filter, e.Value, e.Err)
+}
+
+// Unwrap returns the parse error.
+func (e *FilterError) Unwrap() error { return e.Err }
+
+// Is ties FilterError to ErrBadFilter.
+func (e *FilterError) Is(target error) bool { return target == ErrBadFilter }
+
+// ConfigError names an invalid option or config field.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("dlq: %s: %s", e.Field, e.Reason) }
+
+// Is ties ConfigError to ErrConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }

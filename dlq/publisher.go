@@ -1,0 +1,314 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-go/sluice/pipeline"
+)
+
+// DefaultSuffix is appended to a source topic's name to name its dead-letter
+// topic unless Target says otherwise.
+const DefaultSuffix = ".dlq"
+
+// Opt configures a Publisher.
+type Opt interface{ apply(*pubCfg) }
+
+type optFunc func(*pubCfg)
+
+func (f optFunc) apply(c *pubCfg) { f(c) }
+
+type pubCfg struct {
+	client      *kgo.Client
+	brokers     []string
+	clientOpts  []kgo.Opt
+	suffix      string
+	targets     map[string]string
+	group       string
+	autoCreate  bool
+	replication int16
+	hooks       []Hook
+	now         func() time.Time
+}
+
+// Client makes the Publisher produce through cl, for example the consumer's
+// own client, instead of creating one. cl must use acks=all and the
+// idempotent producer (kgo's defaults); New checks. Close does not close
+// cl. Give cl the option kgo.RecordPartitioner(dlq.Partitioner(nil)) to keep
+// each source partition's dead letters in order; with kgo's default
+// partitioner, dead letters are placed by key hash, which keeps the order of
+// records that share a key only. Exactly one of Client and Brokers is
+// required.
+func Client(cl *kgo.Client) Opt { return optFunc(func(c *pubCfg) { c.client = cl }) }
+
+// Brokers makes the Publisher create its own client, seeded with addrs, with
+// acks=all, the idempotent producer, no linger (each DeadLetter waits for its
+// write, so lingering would only add latency) and Partitioner(nil). Close
+// closes it.
+func Brokers(addrs ...string) Opt {
+	return optFunc(func(c *pubCfg) { c.brokers = append(c.brokers, addrs...) })
+}
+
+// ClientOpts adds options (SASL, TLS, client ID) to the client that Brokers
+// creates. Options that weaken durability (acks below all, no idempotence)
+// are rejected by New.
+func ClientOpts(opts ...kgo.Opt) Opt {
+	return optFunc(func(c *pubCfg) { c.clientOpts = append(c.clientOpts, opts...) })
+}
+
+// Suffix sets what is appended to a source topic's name to name its
+// dead-letter topic. Default DefaultSuffix (".dlq").
+func Suffix(s string) Opt { return optFunc(func(c *pubCfg) { c.suffix = s }) }
+
+// Target sends the dead letters of source to target instead of
+// source+Suffix. It may be given once per source topic.
+func Target(source, target string) Opt {
+	return optFunc(func(c *pubCfg) {
+		if c.targets == nil {
+			c.targets = make(map[string]string)
+		}
+		c.targets[source] = target
+	})
+}
+
+// Group sets the consumer group written to HeaderGroup. Default: the
+// ConsumerGroup of the client given with Client, else none.
+func Group(name string) Opt { return optFunc(func(c *pubCfg) { c.group = name }) }
+
+// AutoCreate makes the Publisher create a missing dead-letter topic, before
+// its first write to it, with as many partitions as the source topic and
+// the given replication factor (-1: the broker's default). Off by default,
+// because production clusters usually create topics through their own
+// tooling; when off, a missing topic makes writes fail (and be retried)
+// unless the broker auto-creates topics.
+func AutoCreate(replicationFactor int16) Opt {
+	return optFunc(func(c *pubCfg) { c.autoCreate, c.replication = true, replicationFactor })
+}
+
+// Hooks adds observability hooks; see Hook.
+func Hooks(hs ...Hook) Opt { return optFunc(func(c *pubCfg) { c.hooks = append(c.hooks, hs...) }) }
+
+// Clock sets the clock used to time writes for hooks. Default time.Now.
+func Clock(now func() time.Time) Opt { return optFunc(func(c *pubCfg) { c.now = now }) }
+
+// Publisher writes dead letters to Kafka. It implements pipeline.DeadLetterer
+// and is safe for concurrent use.
+type Publisher struct {
+	cfg     pubCfg
+	cl      *kgo.Client
+	own     bool
+	adm     *kadm.Client
+	written []HookWritten
+	failed  []HookWriteFailed
+
+	mu      sync.Mutex
+	ensured map[string]bool // dead-letter topics known to exist
+
+	closeOnce sync.Once
+}
+
+var _ pipeline.DeadLetterer = (*Publisher)(nil)
+
+// New validates the options and returns a Publisher.
+func New(opts ...Opt) (*Publisher, error) {
+	cfg := pubCfg{suffix: DefaultSuffix, replication: -1, now: time.Now}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	switch {
+	case cfg.client == nil && len(cfg.brokers) == 0:
+		return nil, &ConfigError{Field: "Client/Brokers", Reason: "one of them is required"}
+	case cfg.client != nil && (len(cfg.brokers) > 0 || len(cfg.clientOpts) > 0):
+		return nil, &ConfigError{Field: "Client", Reason: "conflicts with Brokers and ClientOpts"}
+	case cfg.suffix == "":
+		return nil, &ConfigError{Field: "Suffix", Reason: "must not be empty"}
+	case cfg.now == nil:
+		return nil, &ConfigError{Field: "Clock", Reason: "must not be nil"}
+	case cfg.replication == 0 || cfg.replication < -1:
+		return nil, &ConfigError{Field: "AutoCreate", Reason: fmt.Sprintf("replication factor %d, want -1 or at least 1", cfg.replication)}
+	}
+	for src, dst := range cfg.targets {
+		if src == "" || dst == "" || src == dst {
+			return nil, &ConfigError{Field: "Target", Reason: fmt.Sprintf("%q -> %q: want two different, non-empty topics", src, dst)}
+		}
+	}
+	p := &Publisher{cfg: cfg, cl: cfg.client, ensured: make(map[string]bool)}
+	if p.cl == nil {
+		base := []kgo.Opt{
+			kgo.SeedBrokers(cfg.brokers...),
+			kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.ProducerLinger(0),
+			kgo.RecordPartitioner(Partitioner(nil)),
+		}
+		cl, err := kgo.NewClient(append(base, cfg.clientOpts...)...)
+		if err != nil {
+			return nil, fmt.Errorf("dlq: new client: %w", err)
+		}
+		p.cl, p.own = cl, true
+	}
+	if err := checkDurable(p.cl); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if p.cfg.group == "" {
+		p.cfg.group, _ = p.cl.OptValue(kgo.ConsumerGroup).(string)
+	}
+	p.adm = kadm.NewClient(p.cl)
+	for _, h := range cfg.hooks {
+		if h, ok := h.(HookWritten); ok {
+			p.written = append(p.written, h)
+		}
+		if h, ok := h.(HookWriteFailed); ok {
+			p.failed = append(p.failed, h)
+		}
+	}
+	return p, nil
+}
+
+// checkDurable rejects a client that could lose an acknowledged dead letter.
+func checkDurable(cl *kgo.Client) error {
+	if acks, _ := cl.OptValue(kgo.RequiredAcks).(kgo.Acks); acks != kgo.AllISRAcks() {
+		return &ConfigError{Field: "Client", Reason: "producer must use acks=all (kgo.RequiredAcks(kgo.AllISRAcks()))"}
+	}
+	if off, _ := cl.OptValue(kgo.DisableIdempotentWrite).(bool); off {
+		return &ConfigError{Field: "Client", Reason: "producer must be idempotent (drop kgo.DisableIdempotentWrite)"}
+	}
+	return nil
+}
+
+// TopicFor names the dead-letter topic of a source topic.
+func (p *Publisher) TopicFor(source string) string {
+	if t, ok := p.cfg.targets[source]; ok {
+		return t
+	}
+	return source + p.cfg.suffix
+}
+
+// DeadLetter writes dl to its dead-letter topic with the original key, value
+// and headers (provenance headers of an earlier dead-lettering excepted)
+// plus fresh provenance headers, and returns nil once the brokers have
+// acknowledged the write (acks=all). It returns an error if the write failed
+// or ctx ended first; the write may then still land, so a retried dead
+// letter can be written twice (at-least-once). It does not settle the
+// record: the caller does, after a nil return.
+func (p *Publisher) DeadLetter(ctx context.Context, dl pipeline.DeadLetter) error {
+	if dl.Record == nil {
+		return &ConfigError{Field: "DeadLetter.Record", Reason: "nil"}
+	}
+	src := dl.Record
+	info := WriteInfo{SourceTopic: src.Topic, SourcePartition: src.Partition, Topic: p.TopicFor(src.Topic), Stage: dl.Stage, Class: dl.Class}
+	if info.Class == "" {
+		info.Class = pipeline.ClassError
+	}
+	start := p.cfg.now()
+	err := p.write(ctx, dl, info)
+	info.Latency = p.cfg.now().Sub(start)
+	if err != nil {
+		err = fmt.Errorf("dead-letter %s to %s: %w", src, info.Topic, err)
+		for _, h := range p.failed {
+			h.OnDeadLetterWriteFailed(info, err)
+		}
+		return err
+	}
+	for _, h := range p.written {
+		h.OnDeadLetterWritten(info)
+	}
+	return nil
+}
+
+func (p *Publisher) write(ctx context.Context, dl pipeline.DeadLetter, info WriteInfo) error {
+	if p.cfg.autoCreate {
+		if err := p.ensureTopic(ctx, info.Topic, info.SourceTopic); err != nil {
+			return err
+		}
+	}
+	rec := p.record(dl, info)
+	rec.Context = withPartition(ctx, dl.Record.Partition)
+	done := make(chan error, 1) // the promise never blocks, even after we stop waiting
+	p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// record builds the dead letter for dl.
+func (p *Publisher) record(dl pipeline.DeadLetter, info WriteInfo) *kgo.Record {
+	src := dl.Record
+	prov := Provenance{
+		Topic:        src.Topic,
+		Partition:    src.Partition,
+		Offset:       src.Offset,
+		Timestamp:    src.Timestamp,
+		Group:        p.cfg.group,
+		Stage:        dl.Stage,
+		Class:        info.Class,
+		Attempts:     dl.Attempts,
+		FirstFailure: dl.FirstFailure,
+		LastFailure:  dl.LastFailure,
+		ReplayCount:  ReplayCount(src.Headers),
+	}
+	if dl.Err != nil {
+		prov.Error = dl.Err.Error()
+	}
+	hs := make([]kgo.RecordHeader, 0, len(src.Headers)+12)
+	for _, h := range src.Headers {
+		if !IsProvenanceHeader(h.Key) {
+			hs = append(hs, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+	}
+	return &kgo.Record{Topic: info.Topic, Key: src.Key, Value: src.Value, Headers: prov.AppendHeaders(hs)}
+}
+
+// ensureTopic creates the dead-letter topic dst with the partition count of
+// src when it does not exist. Success is remembered; failure is not, so
+// the next write tries again.
+func (p *Publisher) ensureTopic(ctx context.Context, dst, src string) error {
+	p.mu.Lock()
+	ok := p.ensured[dst]
+	p.mu.Unlock()
+	if ok {
+		return nil
+	}
+	ds, err := p.adm.ListTopics(ctx, dst, src)
+	if err != nil {
+		return fmt.Errorf("describe %s: %w", dst, err)
+	}
+	if d, found := ds[dst]; !found || d.Err != nil {
+		if found && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return fmt.Errorf("describe %s: %w", dst, d.Err)
+		}
+		s, found := ds[src]
+		if !found || s.Err != nil {
+			return fmt.Errorf("partition count of source %s: %w", src, &TopicError{Topic: src})
+		}
+		_, err := p.adm.CreateTopic(ctx, int32(len(s.Partitions)), p.cfg.replication, nil, dst)
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create %s: %w", dst, err)
+		}
+	}
+	p.mu.Lock()
+	p.ensured[dst] = true
+	p.mu.Unlock()
+	return nil
+}
+
+// Close closes the client the Publisher created (not one given with
+// Client). It may be called more than once; DeadLetter must not be called
+// after it.
+func (p *Publisher) Close() {
+	p.closeOnce.Do(func() {
+		if p.own {
+			p.cl.Close()
+		}
+	})
+}
