@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -212,6 +213,9 @@ func (r *replayer) resume(ctx context.Context, spans map[int32]span) error {
 	resp, err := r.a.adm.FetchOffsets(ctx, r.cfg.Group)
 	if err == nil {
 		err = resp.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return nil // a group that never committed: start at the start
 	}
 	if err != nil {
 		return fmt.Errorf("progress of group %s: %w", r.cfg.Group, err)
