@@ -30,5 +30,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newDevCmd())
+	root.AddCommand(newDLQCmd())
 	return root
 }
