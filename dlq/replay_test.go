@@ -230,3 +230,57 @@ func TestAdminUnreachable(t *testing.T) {
 		t.Fatalf("err = %v, want UnreachableError naming 127.0.0.1:1", err)
 	}
 }
+
+// cancelAfter is a Waiter that cancels the replay's context when asked
+// for its n+1st record.
+type cancelAfter struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Wait(ctx context.Context) error {
+	if c.n == 0 {
+		c.cancel()
+		return ctx.Err()
+	}
+	c.n--
+	return nil
+}
+
+func TestReplayInterruptedThenResumed(t *testing.T) {
+	c := kafkatest.New(t, kafkatest.Topic("orders", 2), kafkatest.Topic("orders.dlq", 2))
+	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	deadLetter(t, pub, "orders", 20)
+	a := newAdmin(t, c)
+
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	first, err := a.Replay(ctx, dlq.ReplayConfig{Topic: "orders.dlq", Limiter: &cancelAfter{n: 7, cancel: cancel}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if first.Replayed != 7 {
+		t.Fatalf("interrupted run replayed %d, want 7", first.Replayed)
+	}
+	second, err := a.Replay(ctxT(t), dlq.ReplayConfig{Topic: "orders.dlq"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Replayed != 13 || second.Total != 13 {
+		t.Fatalf("resumed run %+v, want the 13 left", second)
+	}
+	// Every dead letter was replayed exactly once.
+	seen := map[string]int{}
+	for _, l := range readAll(t, a, "orders", nil) {
+		seen[string(l.Record.Key)]++
+	}
+	for i := range 20 {
+		if k := fmt.Sprint("k", i); seen[k] != 1 {
+			t.Errorf("%s replayed %d times", k, seen[k])
+		}
+	}
+}

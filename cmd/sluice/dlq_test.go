@@ -385,3 +385,20 @@ func TestProgressPlainLines(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", buf.String(), want)
 	}
 }
+
+func TestProgressBar(t *testing.T) {
+	now := time.Unix(0, 0)
+	var buf bytes.Buffer
+	p := newProgress(&buf, func() time.Time { return now })
+	p.tty, p.every = true, barEvery // as on a terminal
+	p.update(dlq.ReplayStats{Total: 4, Examined: 1, Matched: 1, Replayed: 1, Elapsed: time.Second})
+	p.done(dlq.ReplayStats{Total: 4, Examined: 4, Matched: 4, Replayed: 4, Elapsed: 4 * time.Second})
+	want := "\r[=======                       ] 1/4  25.0%  replayed 1  refused 0  skipped 0  ETA 3s\x1b[K" +
+		"\r[==============================] 4/4 100.0%  replayed 4  refused 0  skipped 0  ETA 0s\x1b[K\n"
+	if buf.String() != want {
+		t.Fatalf("got  %q\nwant %q", buf.String(), want)
+	}
+	if isTerminal(&buf) {
+		t.Fatal("a buffer is not a terminal")
+	}
+}
