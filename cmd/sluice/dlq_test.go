@@ -3,11 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -400,5 +410,72 @@ func TestProgressBar(t *testing.T) {
 	}
 	if isTerminal(&buf) {
 		t.Fatal("a buffer is not a terminal")
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key to
+// dir and returns the server's TLS config and the certificate's path.
+func selfSigned(t *testing.T, dir string) (*tls.Config, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "sluice test broker"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(path, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, path
+}
+
+func TestDLQTLS(t *testing.T) {
+	dir := t.TempDir()
+	srv, ca := selfSigned(t, dir)
+	c := kafkatest.New(t, kafkatest.Topic("orders.dlq", 1), kafkatest.Kfake(kfake.TLS(srv)))
+	b := "--brokers=" + c.Addrs[0]
+	tests := []struct {
+		name    string
+		give    []string
+		wantErr string
+	}{
+		{"trusted CA", []string{"--tls-ca", ca}, ""},
+		{"skip verify", []string{"--tls", "--tls-insecure-skip-verify"}, ""},
+		{"system CAs", []string{"--tls", "--timeout", "3s"}, "certificate"},
+		{"missing CA file", []string{"--tls-ca", filepath.Join(dir, "nope.pem")}, "--tls-ca: open"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := runCLI(t, append([]string{"dlq", "list", b}, tt.give...)...)
+			switch {
+			case tt.wantErr == "" && (err != nil || !strings.Contains(out, "orders.dlq")):
+				t.Fatalf("list: %v\n%s", err, out)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
 	}
 }
