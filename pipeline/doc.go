@@ -1,0 +1,107 @@
+// Package pipeline is how a Sluice consumer is written: a typed graph from a
+// source topic through stages to named sinks, in Go code, that commits a
+// record's offset only when every branch the record reached has finished
+// with it.
+//
+//	p := pipeline.New(pipeline.DeadLetters(dlq), pipeline.Logger(log))
+//	orders := pipeline.Source(p, "orders", pipeline.JSON[Order]())
+//	valid := stages.Filter(orders, "valid", func(o Order) bool { return o.Qty > 0 })
+//	toWin, toShip := stages.Duplicate2(valid, "split")
+//	pipeline.Sink(stages.Window(toWin, "per-sec", stages.Tumbling(time.Second)), "totals", saveTotals)
+//	pipeline.Sink(stages.FanOut(toShip, "ship-workers", 64), "ship", ship)
+//	if err := p.Err(); err != nil { ... }
+//	consumer.New(consumer.Handle(p), ...)
+//
+// The stages (Map, Filter, Decode, Duplicate, Window, FanOut, Batch) live in
+// package stages; this package has the graph, messages, settlement tokens,
+// codecs, sinks and the dead-letter path. It knows nothing of Kafka: the
+// consumer feeds it Records.
+//
+// # Building
+//
+// Source, the stage functions and Sink each take the stream they consume and
+// a name. Names are unique; they label errors, logs, dead letters
+// (DeadLetter.Stage) and hooks. Types are checked by the compiler end to
+// end. Mistakes that the compiler cannot see (a stream consumed twice or
+// never, a duplicate or empty name, a nil function, a bad size, a window
+// behind a key-ordered fan-out) are collected, never panicked, and reported
+// together by Err as BuildErrors naming the stage. OpenPartition refuses to
+// run a pipeline with build errors, and refuses a topic without a Source
+// (ErrNoSource).
+//
+// # Running
+//
+// The Pipeline is a Handler. Each partition the consumer opens gets its own
+// instance of the graph, like a Kafka Streams task: its own goroutines,
+// buffers and window state, so partitions never wait for one another. Handle
+// copies the records into a bounded input buffer (InputBuffer, default 1024
+// records) and a source goroutine decodes them and pushes them through the
+// stages. Map, Filter and sinks run in the goroutine that pushes to them;
+// Duplicate branches, FanOut workers and window/batch timers have their own
+// goroutines, all owned by the partition and stopped by Close or by
+// cancelling the partition's context. Every buffer is bounded, so a slow sink
+// backpressures the stage before it, the source, and finally Handle, which
+// blocks; the consumer then pauses the partition.
+//
+// # Settlement
+//
+// Every message carries a Token. The source's token is the Record itself;
+// Duplicate holds it once per branch; Window and Batch give each emitted
+// group a token that settles all its members (a member of several sliding
+// windows settles after its last window); FanOut wraps tokens to learn when a
+// key's message has finished downstream. A record settles (Settler.Settled,
+// which moves the commit watermark) when every holder has released it:
+//
+//   - a sink returned nil for it;
+//   - a stage dropped it on purpose (Filter, a window's late record);
+//   - it was dead-lettered and the DeadLetterer acknowledged the write.
+//
+// Nothing else settles a record. An error with no DeadLetterer configured
+// leaves the record held, unsettled, logged and counted (OutcomeHeld): the
+// partition's commits stop there and its backpressure eventually pauses it.
+// A cancelled partition abandons its records unsettled.
+//
+// # Sinks and failures
+//
+// Sink calls the user's function with a context carrying the message's
+// deadline (when it has one) and settles on nil. Any other error, a decode
+// error, or a panic in any user function (sink, stage function, codec; the
+// stack goes to the log) sends every record of the message to the
+// DeadLetterer with a class, attempt count and failure times read from the
+// error through the Failure interface (ClassError and one attempt if the
+// error does not implement it; ClassDeadline for a context deadline that
+// came from the record's own deadline; ClassDecode; ClassPanic). Retries,
+// breakers and budgets are not this package's job: wrap the sink with
+// package handlers, whose guarded handler type is accepted by Sink as is.
+// Failed dead-letter writes are retried with jittered, capped backoff
+// (DeadLetterBackoff) until acknowledged or the partition is cancelled.
+//
+// # Close and cancel
+//
+// Close drains: no more records come; the source finishes what Handle handed
+// over; each stage, in order from the source, finishes what it holds and ends
+// its outputs; windows and batches emit what they have early so their
+// members can settle before the consumer's final commit; Close returns when
+// every goroutine of the partition has stopped. Cancelling the partition's
+// context instead stops every goroutine promptly and leaves unfinished
+// records unsettled; the consumer cancels when a partition is lost or its
+// drain timeout passes.
+//
+// # Observing
+//
+// Hooks (HookHandled, HookDeadLetter, HookDeadLetterError) report records
+// handled by each sink or stage with their Outcome and the sink's latency,
+// and dead letters by stage and class. They are small interfaces so that a
+// metrics package can implement them; this package imports no metrics
+// library.
+//
+// # Writing stages
+//
+// A stage is a function that calls Connect (or Connect2, ConnectN) with a
+// StageInfo and a build function. Build runs once per partition with the
+// partition's Env and the Inlet of whatever consumes the stage, and returns
+// the stage's own Inlet. Push may be called concurrently (after a fan-out);
+// End is called once, after the last Push. Env gives the partition's
+// context, clock and logger, owned goroutines (Go, AfterCancel), panic
+// recovery (Catch) and the dead-letter path (Fail).
+package pipeline

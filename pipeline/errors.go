@@ -1,0 +1,96 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+var (
+	// ErrBuild is matched (errors.Is) by every BuildError: the pipeline was
+	// wired or configured wrongly.
+	ErrBuild = errors.New("invalid pipeline")
+	// ErrNoSource is returned by OpenPartition for a topic that has no Source.
+	ErrNoSource = errors.New("no source for topic")
+)
+
+// BuildError is a mistake in how a pipeline was wired or configured, found
+// while it was built. Stage names the stage, sink, source or option at fault.
+type BuildError struct {
+	Stage string
+	Err   error
+}
+
+func (e *BuildError) Error() string {
+	return fmt.Sprintf("pipeline: %s: %v", e.Stage, e.Err)
+}
+
+// Unwrap returns the underlying reason.
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrBuild.
+func (e *BuildError) Is(target error) bool { return target == ErrBuild }
+
+// PanicError is a panic recovered from user code (a stage func, a sink, a
+// codec). It is a Failure of class ClassPanic; the stack is logged when the
+// record is dead-lettered.
+type PanicError struct {
+	Value any
+	Stack []byte
+	At    time.Time
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// FailureClass is ClassPanic.
+func (e *PanicError) FailureClass() string { return ClassPanic }
+
+// FailureAttempts is 1.
+func (e *PanicError) FailureAttempts() int { return 1 }
+
+// FailureTimes are both when the panic was recovered.
+func (e *PanicError) FailureTimes() (first, last time.Time) { return e.At, e.At }
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// DecodeError is a record whose value a codec could not decode. It is a
+// Failure of class ClassDecode.
+type DecodeError struct {
+	Err error
+	At  time.Time
+}
+
+func (e *DecodeError) Error() string { return "decode: " + e.Err.Error() }
+
+// Unwrap returns the codec's error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// FailureClass is ClassDecode.
+func (e *DecodeError) FailureClass() string { return ClassDecode }
+
+// FailureAttempts is 1.
+func (e *DecodeError) FailureAttempts() int { return 1 }
+
+// FailureTimes are both when decoding failed.
+func (e *DecodeError) FailureTimes() (first, last time.Time) { return e.At, e.At }
+
+var (
+	_ Failure = (*PanicError)(nil)
+	_ Failure = (*DecodeError)(nil)
+)
+
+// Catch calls f and turns a panic in it into a *PanicError stamped with the
+// pipeline's clock. Stages call user functions through it.
+func (e *Env) Catch(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack(), At: e.p.clock.Now()}
+		}
+	}()
+	return f()
+}
