@@ -5,12 +5,14 @@ package kafkatest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -68,10 +70,17 @@ func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 // Produce writes records synchronously and fails t on any error.
 func (c *Cluster) Produce(t testing.TB, recs ...*kgo.Record) {
 	t.Helper()
+	c.ProduceWith(t, nil, recs...)
+}
+
+// ProduceWith is Produce with extra producer options, such as
+// kgo.ProducerBatchMaxBytes to control how records are batched.
+func (c *Cluster) ProduceWith(t testing.TB, opts []kgo.Opt, recs ...*kgo.Record) {
+	t.Helper()
 	if len(recs) == 0 {
 		return
 	}
-	cl := c.Client(t, kgo.ProducerLinger(0))
+	cl := c.Client(t, append([]kgo.Opt{kgo.ProducerLinger(0)}, opts...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
@@ -130,6 +139,9 @@ func (c *Cluster) Committed(t testing.TB, group, topic string) map[int32]int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := adm.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}
+	}
 	if err != nil {
 		t.Fatalf("kafkatest: fetch offsets of %s: %v", group, err)
 	}
@@ -156,6 +168,13 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Lazy defers a value to when a failure message is printed: pass
+// Lazy(func() any { return x }) to Eventually to show x as it was at the
+// deadline rather than when Eventually was called.
+type Lazy func() any
+
+func (l Lazy) String() string { return fmt.Sprint(l()) }
 
 // SortedPartitions returns the keys of m in order.
 func SortedPartitions[V any](m map[int32]V) []int32 {

@@ -1,0 +1,348 @@
+package consumer
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/sluice-go/sluice/pipeline"
+)
+
+// Opt configures a Consumer.
+type Opt interface{ apply(*cfg) }
+
+type optFunc func(*cfg)
+
+func (f optFunc) apply(c *cfg) { f(c) }
+
+// StartOffset says where a group with no committed offset for a partition
+// starts reading it.
+type StartOffset int
+
+const (
+	// Earliest starts at the log start: nothing already in the topic is
+	// skipped. This is the default, because the alternative silently skips
+	// records.
+	Earliest StartOffset = iota
+	// Latest starts at the log end: only records produced after the group
+	// first sees the partition are read.
+	Latest
+)
+
+// Water marks bound unsettled work. See MaxUnsettled.
+type Water struct {
+	// Records is the high-water mark in records.
+	Records int
+	// Bytes is the high-water mark in bytes (key + value + headers + a fixed
+	// per-record overhead).
+	Bytes int64
+}
+
+type cfg struct {
+	brokers []string
+	group   string
+	topics  []string
+	handler pipeline.Handler
+
+	commitInterval   time.Duration
+	drainTimeout     time.Duration
+	closeGrace       time.Duration
+	recordBudget     time.Duration
+	sessionTimeout   time.Duration
+	rebalanceTimeout time.Duration
+	start            StartOffset
+
+	partHigh, totalHigh Water
+	lowWater            float64
+
+	sasl      []saslCfg
+	tls       *tls.Config
+	logger    *slog.Logger
+	hooks     []Hook
+	kgoOpts   []kgo.Opt
+	clientID  string
+	instance  string
+	fetchWait time.Duration
+}
+
+type saslCfg struct{ mechanism, user, pass string }
+
+func defaults() cfg {
+	return cfg{
+		commitInterval:   time.Second,
+		drainTimeout:     30 * time.Second,
+		closeGrace:       5 * time.Second,
+		sessionTimeout:   45 * time.Second,
+		rebalanceTimeout: 60 * time.Second,
+		partHigh:         Water{Records: 10_000, Bytes: 16 << 20},
+		totalHigh:        Water{Records: 100_000, Bytes: 128 << 20},
+		lowWater:         0.5,
+		clientID:         "sluice",
+		fetchWait:        500 * time.Millisecond,
+	}
+}
+
+// Brokers sets the seed brokers, as host:port. Required.
+func Brokers(addrs ...string) Opt {
+	return optFunc(func(c *cfg) { c.brokers = append(c.brokers, addrs...) })
+}
+
+// Group sets the consumer group. Required.
+func Group(name string) Opt { return optFunc(func(c *cfg) { c.group = name }) }
+
+// Topics sets the topics to consume. Required.
+func Topics(names ...string) Opt {
+	return optFunc(func(c *cfg) { c.topics = append(c.topics, names...) })
+}
+
+// Handle sets what handles records: usually a pipeline built with package
+// pipeline. Required.
+func Handle(h pipeline.Handler) Opt { return optFunc(func(c *cfg) { c.handler = h }) }
+
+// CommitInterval sets how often settled watermarks are committed while
+// running, overriding the default of 1s. Commits also happen on revoke and
+// on shutdown. Shorter means fewer records handled twice after a crash, at
+// the cost of more commit requests (one per interval, and none while no
+// watermark moved).
+func CommitInterval(d time.Duration) Opt { return optFunc(func(c *cfg) { c.commitInterval = d }) }
+
+// DrainTimeout bounds how long a revoke or shutdown waits for in-flight
+// records to settle, overriding the default of 30s. When it passes, their
+// contexts are cancelled and only settled work is committed; the rest is
+// handled again by the partition's next owner. It must be shorter than the
+// rebalance timeout, or the group evicts the member while it drains.
+func DrainTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.drainTimeout = d }) }
+
+// CloseGrace bounds how long the consumer waits, after cancelling a
+// partition's work, for that work to stop, overriding the default of 5s. Work
+// that ignores its context past this is abandoned (and logged) so that a
+// rebalance or shutdown cannot hang on it.
+func CloseGrace(d time.Duration) Opt { return optFunc(func(c *cfg) { c.closeGrace = d }) }
+
+// RecordBudget gives every record a deadline this long after it was
+// fetched, overriding the default of none. A pipeline.DeadlineHeader set
+// upstream wins when it is earlier. Guards stop retrying a record whose
+// deadline has passed and dead-letter it.
+func RecordBudget(d time.Duration) Opt { return optFunc(func(c *cfg) { c.recordBudget = d }) }
+
+// SessionTimeout sets the group session timeout, overriding the default of
+// 45s: how long the broker waits without heartbeats before it evicts the
+// member, and so how long a crashed member's partitions wait before another
+// member takes them. Heartbeats go every third of it, at most every 3s.
+func SessionTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.sessionTimeout = d }) }
+
+// RebalanceTimeout sets how long a member may take to rejoin during a
+// rebalance, overriding the default of 60s. It bounds DrainTimeout.
+func RebalanceTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.rebalanceTimeout = d }) }
+
+// Start sets where a partition without a committed offset starts,
+// overriding the default Earliest.
+func Start(s StartOffset) Opt { return optFunc(func(c *cfg) { c.start = s }) }
+
+// MaxUnsettled sets the high-water marks of unsettled records per partition
+// and in total, overriding the defaults of 10,000 records / 16 MiB per
+// partition and 100,000 records / 128 MiB in total. A zero field keeps its
+// default.
+//
+// Records are handed to the handler only while the partition and the total
+// stay under their marks, so unsettled work never exceeds them (except that a
+// single record larger than the byte mark is handed over alone). Fetched
+// records not yet handed over count too: at a high-water mark the partition's
+// fetches pause (or every partition's, for the total), and they resume below
+// the low-water mark. Memory is therefore bounded by the marks plus one fetch
+// per partition, whatever the backlog; fetch sizes are capped to the marks.
+func MaxUnsettled(perPartition, total Water) Opt {
+	return optFunc(func(c *cfg) {
+		if perPartition.Records != 0 {
+			c.partHigh.Records = perPartition.Records
+		}
+		if perPartition.Bytes != 0 {
+			c.partHigh.Bytes = perPartition.Bytes
+		}
+		if total.Records != 0 {
+			c.totalHigh.Records = total.Records
+		}
+		if total.Bytes != 0 {
+			c.totalHigh.Bytes = total.Bytes
+		}
+	})
+}
+
+// LowWater sets the low-water mark as a fraction of the high-water marks,
+// overriding the default of 0.5. Paused fetches resume once buffered work
+// falls to it. Higher resumes sooner and keeps the pipe fuller at the cost of
+// more pause/resume churn.
+func LowWater(fraction float64) Opt { return optFunc(func(c *cfg) { c.lowWater = fraction }) }
+
+// SASLPlain authenticates with SASL/PLAIN. Use it with TLS.
+func SASLPlain(user, pass string) Opt {
+	return optFunc(func(c *cfg) { c.sasl = append(c.sasl, saslCfg{"PLAIN", user, pass}) })
+}
+
+// SASLScram authenticates with SASL/SCRAM; mechanism is "SCRAM-SHA-256" or
+// "SCRAM-SHA-512".
+func SASLScram(mechanism, user, pass string) Opt {
+	return optFunc(func(c *cfg) { c.sasl = append(c.sasl, saslCfg{mechanism, user, pass}) })
+}
+
+// TLS dials brokers with TLS. A nil config uses the system roots.
+func TLS(tc *tls.Config) Opt {
+	return optFunc(func(c *cfg) {
+		if tc == nil {
+			tc = new(tls.Config)
+		}
+		c.tls = tc
+	})
+}
+
+// Logger sets the logger, overriding slog.Default(). franz-go's own logs go
+// to it too. Payloads are never logged; neither are credentials.
+func Logger(l *slog.Logger) Opt { return optFunc(func(c *cfg) { c.logger = l }) }
+
+// Hooks adds observers; each may implement any of the Hook interfaces.
+func Hooks(hs ...Hook) Opt { return optFunc(func(c *cfg) { c.hooks = append(c.hooks, hs...) }) }
+
+// ClientID sets the Kafka client ID, overriding "sluice".
+func ClientID(id string) Opt { return optFunc(func(c *cfg) { c.clientID = id }) }
+
+// InstanceID makes the member static (KIP-345): a restart within the session
+// timeout gets its partitions back without a rebalance.
+func InstanceID(id string) Opt { return optFunc(func(c *cfg) { c.instance = id }) }
+
+// ClientOpts passes options straight to the franz-go client, after Sluice's
+// own; use it for what Sluice does not wrap (kprom metrics, kotel tracing,
+// dialers). Options that change commit or rebalance behaviour break the
+// consumer's guarantees.
+func ClientOpts(opts ...kgo.Opt) Opt {
+	return optFunc(func(c *cfg) { c.kgoOpts = append(c.kgoOpts, opts...) })
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid consumer config")
+
+// ConfigError names the option that is wrong.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("consumer config: %s: %s", e.Field, e.Reason)
+}
+
+// Unwrap ties the error to ErrConfig.
+func (e *ConfigError) Unwrap() error { return ErrConfig }
+
+func (c *cfg) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case len(c.brokers) == 0:
+		return bad("Brokers", "at least one broker address is required")
+	case c.group == "":
+		return bad("Group", "a consumer group name is required")
+	case len(c.topics) == 0:
+		return bad("Topics", "at least one topic is required")
+	case c.handler == nil:
+		return bad("Handle", "a handler is required")
+	case c.commitInterval <= 0:
+		return bad("CommitInterval", "must be positive, got %v", c.commitInterval)
+	case c.drainTimeout <= 0:
+		return bad("DrainTimeout", "must be positive, got %v", c.drainTimeout)
+	case c.closeGrace <= 0:
+		return bad("CloseGrace", "must be positive, got %v", c.closeGrace)
+	case c.recordBudget < 0:
+		return bad("RecordBudget", "must not be negative, got %v", c.recordBudget)
+	case c.sessionTimeout <= 0:
+		return bad("SessionTimeout", "must be positive, got %v", c.sessionTimeout)
+	case c.rebalanceTimeout <= 0:
+		return bad("RebalanceTimeout", "must be positive, got %v", c.rebalanceTimeout)
+	case c.drainTimeout >= c.rebalanceTimeout:
+		return bad("DrainTimeout", "%v must be shorter than RebalanceTimeout %v, or the group evicts the member while it drains", c.drainTimeout, c.rebalanceTimeout)
+	case c.start != Earliest && c.start != Latest:
+		return bad("Start", "unknown start offset %d", c.start)
+	case c.partHigh.Records < 1 || c.partHigh.Bytes < 1:
+		return bad("MaxUnsettled", "per-partition marks must be positive, got %d records / %d bytes", c.partHigh.Records, c.partHigh.Bytes)
+	case c.totalHigh.Records < 1 || c.totalHigh.Bytes < 1:
+		return bad("MaxUnsettled", "total marks must be positive, got %d records / %d bytes", c.totalHigh.Records, c.totalHigh.Bytes)
+	case c.totalHigh.Records < c.partHigh.Records || c.totalHigh.Bytes < c.partHigh.Bytes:
+		return bad("MaxUnsettled", "the total marks (%d records / %d bytes) must not be below the per-partition marks (%d / %d)",
+			c.totalHigh.Records, c.totalHigh.Bytes, c.partHigh.Records, c.partHigh.Bytes)
+	case !(c.lowWater > 0 && c.lowWater < 1):
+		return bad("LowWater", "must be a fraction between 0 and 1 (exclusive), got %v", c.lowWater)
+	}
+	for i, b := range c.brokers {
+		if b == "" {
+			return bad("Brokers", "address %d is empty", i)
+		}
+	}
+	for i, t := range c.topics {
+		if t == "" {
+			return bad("Topics", "topic %d is empty", i)
+		}
+	}
+	for _, s := range c.sasl {
+		switch s.mechanism {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			return bad("SASLScram", "unknown mechanism %q (want SCRAM-SHA-256 or SCRAM-SHA-512)", s.mechanism)
+		}
+		if s.user == "" {
+			return bad("SASL", "%s needs a user", s.mechanism)
+		}
+	}
+	return nil
+}
+
+// kgoOpts translates the config into franz-go options.
+func (c *cfg) clientOpts(cs *Consumer) []kgo.Opt {
+	start := kgo.NewOffset().AtStart()
+	if c.start == Latest {
+		start = kgo.NewOffset().AtEnd()
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.brokers...),
+		kgo.ClientID(c.clientID),
+		kgo.ConsumerGroup(c.group),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(cs.onAssigned),
+		kgo.OnPartitionsRevoked(cs.onRevoked),
+		kgo.OnPartitionsLost(cs.onLost),
+		kgo.ConsumeResetOffset(start),
+		kgo.SessionTimeout(c.sessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, c.sessionTimeout/3)),
+		kgo.RebalanceTimeout(c.rebalanceTimeout),
+		kgo.FetchMaxWait(c.fetchWait),
+		// Cap fetches to the water marks so that a fetch never brings in
+		// much more than the marks allow.
+		kgo.FetchMaxPartitionBytes(int32(min(c.partHigh.Bytes, 1<<20))),
+		kgo.FetchMaxBytes(int32(min(c.totalHigh.Bytes, 50<<20))),
+		kgo.WithLogger(kslogAdapter(c.logger)),
+	}
+	if c.instance != "" {
+		opts = append(opts, kgo.InstanceID(c.instance))
+	}
+	for _, s := range c.sasl {
+		switch s.mechanism {
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: s.user, Pass: s.pass}.AsMechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.pass}.AsSha256Mechanism()))
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.pass}.AsSha512Mechanism()))
+		}
+	}
+	if c.tls != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.tls.Clone()))
+	}
+	return append(opts, c.kgoOpts...)
+}

@@ -1,0 +1,398 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-go/sluice/pipeline"
+)
+
+// recordOverhead is the per-record memory counted on top of key, value and
+// headers: franz-go's Record, Sluice's pipeline.Record and bookkeeping.
+const recordOverhead = 256
+
+// partition is one assignment of one partition to this member: from
+// OnPartitionsAssigned until it is revoked, lost, or replaced after its log
+// was reset. It owns one goroutine, the feeder, which hands fetched records to
+// the handler's Partition in offset order as capacity allows.
+//
+// It is the pipeline.Settler of every record it hands over, so records of an
+// earlier assignment of the same partition settle into their own tracker and
+// never into this one.
+type partition struct {
+	c  *Consumer
+	tp pipeline.TopicPartition
+
+	// ctx is the work context given to the handler: cancelled when the
+	// partition is lost, its drain times out, or the consumer is stopped.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// feedCtx stops the feeder (and interrupts a Handle blocked on
+	// backpressure) without cancelling work already handed over.
+	feedCtx  context.Context
+	stopFeed context.CancelFunc
+	part     pipeline.Partition
+	fed      chan struct{} // closed when the feeder has exited
+	closed   chan struct{} // closed when part.Close has returned
+
+	// Buffered work: fetched and not yet settled (pending + unsettled).
+	// Read without locks for pause decisions.
+	bufRecords atomic.Int64
+	bufBytes   atomic.Int64
+	paused     atomic.Bool // fetches paused for this partition's own marks
+
+	mu        sync.Mutex
+	tr        *tracker
+	pending   []pendingBatch // fetched, not handed over, in offset order
+	waiting   bool           // the feeder waits for pending records or capacity
+	blocked   bool           // in c.blocked: waits for consumer-wide room; guarded by c.flowMu
+	wake      chan struct{}  // cap 1: poked when waiting and something changed
+	finished  bool           // released: late settles are ignored
+	committed int64          // last committed watermark, -1 before any
+
+	enqueued int64 // offset after the last enqueued record; poll loop only
+	scratch  []*pipeline.Record
+}
+
+type pendingBatch struct {
+	recs    []*kgo.Record
+	fetched time.Time
+}
+
+func newPartition(c *Consumer, tp pipeline.TopicPartition) *partition {
+	p := &partition{
+		c:         c,
+		tp:        tp,
+		fed:       make(chan struct{}),
+		closed:    make(chan struct{}),
+		tr:        newTracker(),
+		wake:      make(chan struct{}, 1),
+		committed: -1,
+		enqueued:  -1,
+	}
+	p.ctx, p.cancel = context.WithCancel(c.workCtx)
+	p.feedCtx, p.stopFeed = context.WithCancel(p.ctx)
+	return p
+}
+
+func recordSize(r *kgo.Record) int64 {
+	n := int64(len(r.Key)+len(r.Value)) + recordOverhead
+	for _, h := range r.Headers {
+		n += int64(len(h.Key) + len(h.Value))
+	}
+	return n
+}
+
+// enqueue adds fetched records; the poll loop calls it.
+func (p *partition) enqueue(recs []*kgo.Record, fetched time.Time) {
+	var bytes int64
+	for _, r := range recs {
+		bytes += recordSize(r)
+	}
+	p.enqueued = recs[len(recs)-1].Offset + 1
+	p.bufRecords.Add(int64(len(recs)))
+	p.bufBytes.Add(bytes)
+	p.c.bufRecords.Add(int64(len(recs)))
+	p.c.bufBytes.Add(bytes)
+
+	p.mu.Lock()
+	p.pending = append(p.pending, pendingBatch{recs, fetched})
+	p.pokeLocked()
+	p.mu.Unlock()
+	each(p.c.hooks, func(h HookFetched) { h.OnFetched(p.tp, len(recs), bytes) })
+}
+
+func (p *partition) pokeLocked() {
+	if p.waiting {
+		p.waiting = false
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// feed is the feeder goroutine.
+func (p *partition) feed() {
+	defer close(p.fed)
+	defer func() {
+		if r := recover(); r != nil {
+			p.c.fail(fmt.Errorf("handler of %s panicked: %v", p.tp, r))
+		}
+	}()
+	var (
+		batch   []*kgo.Record
+		fetched time.Time
+	)
+	for {
+		if len(batch) == 0 {
+			if batch, fetched = p.next(); batch == nil {
+				return
+			}
+		}
+		n := p.admit(batch)
+		if n == 0 {
+			p.unbuffer(batch)
+			return
+		}
+		recs := p.convert(batch[:n], fetched)
+		batch = batch[n:]
+		if err := p.part.Handle(p.feedCtx, recs); err != nil {
+			// Records the handler did not take stay unsettled.
+			p.unbuffer(batch)
+			if p.feedCtx.Err() == nil {
+				p.c.fail(fmt.Errorf("handler of %s: %w", p.tp, err))
+			}
+			return
+		}
+	}
+}
+
+// next waits for the next pending batch; nil means the feeder must stop.
+func (p *partition) next() ([]*kgo.Record, time.Time) {
+	for {
+		p.mu.Lock()
+		if len(p.pending) > 0 {
+			b := p.pending[0]
+			p.pending[0] = pendingBatch{}
+			p.pending = p.pending[1:]
+			p.mu.Unlock()
+			return b.recs, b.fetched
+		}
+		p.waiting = true
+		p.mu.Unlock()
+		select {
+		case <-p.wake:
+		case <-p.feedCtx.Done():
+			return nil, time.Time{}
+		}
+	}
+}
+
+// admit waits until at least one of recs fits under the water marks, tracks
+// the largest prefix that fits, and returns its length; 0 means stop.
+func (p *partition) admit(recs []*kgo.Record) int {
+	c := p.c
+	for {
+		c.flowMu.Lock()
+		p.mu.Lock()
+		n, bytes, totalFull := p.fit(recs)
+		if n > 0 {
+			for _, r := range recs[:n] {
+				p.tr.add(r.Offset, r.LeaderEpoch, int32(recordSize(r)))
+			}
+			c.outRecords.Add(int64(n))
+			c.outBytes.Add(bytes)
+			c.unblockLocked(p)
+			p.mu.Unlock()
+			c.flowMu.Unlock()
+			return n
+		}
+		if totalFull && !p.blocked {
+			// Register before sleeping, then look once more: a settle
+			// elsewhere that freed room before we registered is seen
+			// by the second look, one after it wakes us.
+			p.blocked = true
+			c.blocked[p] = struct{}{}
+			c.blockedN.Add(1)
+			p.mu.Unlock()
+			c.flowMu.Unlock()
+			continue
+		}
+		p.waiting = true
+		p.mu.Unlock()
+		c.flowMu.Unlock()
+		select {
+		case <-p.wake:
+		case <-p.feedCtx.Done():
+			c.flowMu.Lock()
+			c.unblockLocked(p)
+			c.flowMu.Unlock()
+			return 0
+		}
+	}
+}
+
+// fit returns how many of recs fit under the marks now, their bytes, and
+// whether the consumer-wide marks are what stopped the first record.
+func (p *partition) fit(recs []*kgo.Record) (n int, bytes int64, totalFull bool) {
+	c := p.c
+	part, total := c.cfg.partHigh, c.cfg.totalHigh
+	outR, outB := c.outRecords.Load(), c.outBytes.Load()
+	for n < len(recs) {
+		sz := recordSize(recs[n])
+		partFits := p.tr.unsettled+n+1 <= part.Records && p.tr.unsettledBytes+bytes+sz <= part.Bytes
+		totalFits := outR+int64(n+1) <= int64(total.Records) && outB+bytes+sz <= total.Bytes
+		// A record larger than the byte mark goes alone into an empty
+		// partition, or it could never go.
+		if n == 0 && p.tr.unsettled == 0 && sz > part.Bytes {
+			return 1, sz, false
+		}
+		if !partFits || !totalFits {
+			return n, bytes, n == 0 && partFits
+		}
+		n++
+		bytes += sz
+	}
+	return n, bytes, false
+}
+
+// convert turns tracked franz-go records into pipeline records bound to p,
+// with one allocation for the records and one for all their headers.
+func (p *partition) convert(krs []*kgo.Record, fetched time.Time) []*pipeline.Record {
+	slab := make([]pipeline.Record, len(krs))
+	nh := 0
+	for _, kr := range krs {
+		nh += len(kr.Headers)
+	}
+	var hslab []pipeline.Header
+	if nh > 0 {
+		hslab = make([]pipeline.Header, nh)
+	}
+	var budgetDeadline time.Time
+	if b := p.c.cfg.recordBudget; b > 0 {
+		budgetDeadline = fetched.Add(b)
+	}
+	out := p.scratch[:0]
+	for i, kr := range krs {
+		r := &slab[i]
+		r.Topic, r.Partition, r.Offset = kr.Topic, kr.Partition, kr.Offset
+		r.Key, r.Value = kr.Key, kr.Value
+		r.Timestamp, r.Fetched = kr.Timestamp, fetched
+		if k := len(kr.Headers); k > 0 {
+			hs := hslab[:k:k]
+			hslab = hslab[k:]
+			for j, h := range kr.Headers {
+				hs[j] = pipeline.Header(h)
+			}
+			r.Headers = hs
+		}
+		r.Deadline = budgetDeadline
+		if v, ok := r.Header(pipeline.DeadlineHeader); ok {
+			if ms, ok := parseMillis(v); ok {
+				if d := time.UnixMilli(ms); r.Deadline.IsZero() || d.Before(r.Deadline) {
+					r.Deadline = d
+				}
+			}
+		}
+		r.Bind(p)
+		out = append(out, r)
+	}
+	p.scratch = out
+	return out
+}
+
+// parseMillis parses a non-negative decimal integer without allocating.
+func parseMillis(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// Settled implements pipeline.Settler.
+func (p *partition) Settled(r *pipeline.Record) {
+	p.mu.Lock()
+	if p.finished {
+		p.mu.Unlock()
+		return
+	}
+	size, ok := p.tr.settle(r.Offset)
+	if ok {
+		p.pokeLocked()
+	}
+	p.mu.Unlock()
+	if ok {
+		p.release(1, int64(size))
+	}
+}
+
+// release gives back capacity held by n settled records.
+func (p *partition) release(n int64, bytes int64) {
+	c := p.c
+	c.outRecords.Add(-n)
+	c.outBytes.Add(-bytes)
+	p.unbufferN(n, bytes)
+	if c.blockedN.Load() > 0 {
+		c.wakeBlocked()
+	}
+}
+
+// unbuffer forgets fetched records that will not be handed over.
+func (p *partition) unbuffer(recs []*kgo.Record) {
+	var bytes int64
+	for _, r := range recs {
+		bytes += recordSize(r)
+	}
+	p.unbufferN(int64(len(recs)), bytes)
+}
+
+func (p *partition) unbufferN(n, bytes int64) {
+	if n == 0 {
+		return
+	}
+	p.bufRecords.Add(-n)
+	p.bufBytes.Add(-bytes)
+	p.c.bufRecords.Add(-n)
+	p.c.bufBytes.Add(-bytes)
+	if p.paused.Load() || p.c.allPaused.Load() {
+		p.c.maybeResume(p)
+	}
+}
+
+// watermark returns what to commit for p, if anything moved since the last
+// successful commit.
+func (p *partition) watermark() (kgo.EpochOffset, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	off, epoch, ok := p.tr.watermark()
+	if !ok || off <= p.committed {
+		return kgo.EpochOffset{}, false
+	}
+	return kgo.EpochOffset{Epoch: epoch, Offset: off}, true
+}
+
+func (p *partition) markCommitted(off int64) {
+	p.mu.Lock()
+	p.committed = max(p.committed, off)
+	p.mu.Unlock()
+}
+
+// finish forgets p's remaining work once it has stopped: unsettled records
+// give their capacity back and late settles are ignored.
+func (p *partition) finish() {
+	p.mu.Lock()
+	if p.finished {
+		p.mu.Unlock()
+		return
+	}
+	p.finished = true
+	n, bytes := int64(p.tr.unsettled), p.tr.unsettledBytes
+	var pn, pbytes int64
+	for _, b := range p.pending {
+		pn += int64(len(b.recs))
+		for _, r := range b.recs {
+			pbytes += recordSize(r)
+		}
+	}
+	p.pending = nil
+	p.mu.Unlock()
+	p.c.outRecords.Add(-n)
+	p.c.outBytes.Add(-bytes)
+	p.unbufferN(n+pn, bytes+pbytes)
+	if p.c.blockedN.Load() > 0 {
+		p.c.wakeBlocked()
+	}
+}
