@@ -541,32 +541,18 @@ func (c *Consumer) pauseFull(touched []*partition) {
 	part, total := c.cfg.partHigh, c.cfg.totalHigh
 	c.pauseMu.Lock()
 	defer c.pauseMu.Unlock()
-	pause := map[string][]int32{}
-	var newly []pipeline.TopicPartition
+	var change fetchChange
 	for _, p := range touched {
 		if !p.paused.Load() && (p.bufRecords.Load() >= int64(part.Records) || p.bufBytes.Load() >= part.Bytes) {
 			p.paused.Store(true)
-			newly = append(newly, p.tp)
-			pause[p.tp.Topic] = append(pause[p.tp.Topic], p.tp.Partition)
+			change.add(p.tp)
 		}
 	}
 	if !c.allPaused.Load() && (c.bufRecords.Load() >= int64(total.Records) || c.bufBytes.Load() >= total.Bytes) {
 		c.allPaused.Store(true)
-		c.mu.Lock()
-		for _, p := range c.owned {
-			if !p.paused.Load() {
-				pause[p.tp.Topic] = append(pause[p.tp.Topic], p.tp.Partition)
-				newly = append(newly, p.tp)
-			}
-		}
-		c.mu.Unlock()
+		c.addSelfUnpaused(&change)
 	}
-	if len(pause) > 0 {
-		c.cl.PauseFetchPartitions(pause)
-		for _, tp := range newly {
-			each(c.hooks, func(h HookPaused) { h.OnPaused(tp, true) })
-		}
-	}
+	c.apply(change, true)
 }
 
 // maybeResume resumes fetching p, or every partition, once buffered work
@@ -578,31 +564,58 @@ func (c *Consumer) maybeResume(p *partition) {
 	}
 	c.pauseMu.Lock()
 	defer c.pauseMu.Unlock()
-	resume := map[string][]int32{}
-	var newly []pipeline.TopicPartition
+	var change fetchChange
 	if p.paused.Load() && under(p.bufRecords.Load(), p.bufBytes.Load(), part) {
 		p.paused.Store(false)
 		if !c.allPaused.Load() {
-			resume[p.tp.Topic] = append(resume[p.tp.Topic], p.tp.Partition)
-			newly = append(newly, p.tp)
+			change.add(p.tp)
 		}
 	}
 	if c.allPaused.Load() && under(c.bufRecords.Load(), c.bufBytes.Load(), total) {
 		c.allPaused.Store(false)
-		c.mu.Lock()
-		for _, q := range c.owned {
-			if !q.paused.Load() {
-				resume[q.tp.Topic] = append(resume[q.tp.Topic], q.tp.Partition)
-				newly = append(newly, q.tp)
-			}
-		}
-		c.mu.Unlock()
+		c.addSelfUnpaused(&change)
 	}
-	if len(resume) > 0 {
-		c.cl.ResumeFetchPartitions(resume)
-		for _, tp := range newly {
-			each(c.hooks, func(h HookPaused) { h.OnPaused(tp, false) })
+	c.apply(change, false)
+}
+
+// fetchChange collects partitions whose fetching pauses or resumes together.
+type fetchChange struct {
+	byTopic map[string][]int32
+	tps     []pipeline.TopicPartition
+}
+
+func (f *fetchChange) add(tp pipeline.TopicPartition) {
+	if f.byTopic == nil {
+		f.byTopic = map[string][]int32{}
+	}
+	f.byTopic[tp.Topic] = append(f.byTopic[tp.Topic], tp.Partition)
+	f.tps = append(f.tps, tp)
+}
+
+// addSelfUnpaused adds the owned partitions not paused for their own marks:
+// the ones the consumer-wide marks pause and resume.
+func (c *Consumer) addSelfUnpaused(f *fetchChange) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.owned {
+		if !p.paused.Load() {
+			f.add(p.tp)
 		}
+	}
+}
+
+// apply pauses or resumes the fetching of f's partitions; c.pauseMu is held.
+func (c *Consumer) apply(f fetchChange, pause bool) {
+	if len(f.tps) == 0 {
+		return
+	}
+	if pause {
+		c.cl.PauseFetchPartitions(f.byTopic)
+	} else {
+		c.cl.ResumeFetchPartitions(f.byTopic)
+	}
+	for _, tp := range f.tps {
+		each(c.hooks, func(h HookPaused) { h.OnPaused(tp, pause) })
 	}
 }
 
