@@ -1,0 +1,71 @@
+// Package consumer runs a Kafka consumer group member (franz-go) that hands
+// each assigned partition's records to a pipeline.Handler and commits only
+// what is settled.
+//
+// # Guarantees
+//
+// At least once, nothing lost. A record is settled when every branch of the
+// pipeline that received it is finished with it (pipeline.Record.Settle).
+// Records may settle in any order; per partition the consumer commits the
+// watermark, the offset of the lowest unsettled record, with the leader epoch
+// of the record before it (KIP-320). A commit never passes an unsettled
+// record. Commits happen every CommitInterval (default 1s), on revoke, and on
+// shutdown. Tracking costs memory for the records in flight, not for the
+// offset range behind a stuck record.
+//
+// Graceful rebalance. The group uses the cooperative-sticky balancer. On
+// revoke, the consumer stops handing out the revoked partitions' records
+// (records fetched but not handed over are dropped, not processed), closes
+// their pipeline partitions so that records already handed over finish, waits
+// up to DrainTimeout, commits the watermarks synchronously, and only then lets
+// the rebalance continue. A graceful join or leave therefore hands no record
+// to two members. Polls and rebalance callbacks never overlap
+// (kgo.BlockRebalanceOnPoll): routing fetched records is fast, so rebalances
+// are not held up by it.
+//
+// Lost partitions (session expired, member fenced) are different: another
+// member may already own them, so the consumer cancels their work contexts,
+// drops everything buffered and commits nothing for them, not even records
+// that settle after the loss.
+//
+// A partition whose offsets go back (the topic was deleted and recreated, or
+// the log truncated) is restarted like a lost one: its old assignment's work
+// is cancelled and nothing is committed for it, so the new log is read from
+// its start.
+//
+// Bounded memory. Records are handed to the handler only while the unsettled
+// records of the partition and of the consumer stay under their high-water
+// marks (MaxUnsettled, in records and bytes): a stalled handler holds at most
+// the marks. Fetched records waiting to be handed over count as well: when a
+// partition's buffered work (waiting plus unsettled) reaches its mark, or the
+// consumer's total reaches its mark, fetching pauses, and it resumes once the
+// work falls to the low-water mark (LowWater). Fetch sizes are capped at the
+// marks, so the memory held is the marks plus at most one fetch per
+// partition. A fetch always returns at least one whole record batch, and
+// fetch sizes count compressed bytes, so for compressed topics one fetch can
+// decompress to more than its size: keep producer batches moderate if this
+// matters. A single record larger than the byte mark is handed over alone.
+//
+// Shutdown. Cancelling Run's context or calling Close stops fetching, drains
+// (as for a revoke, within DrainTimeout), commits, leaves the group and closes
+// the client. Stop cancels in-flight work at once and commits only what has
+// settled; use it for a second SIGTERM. A handler that ignores cancellation
+// for longer than CloseGrace is abandoned, logged, so that neither a
+// rebalance nor a shutdown can hang on it.
+//
+// Deadlines. Every record gets Record.Deadline: the RecordBudget after it was
+// fetched, or the absolute time in its pipeline.DeadlineHeader header when
+// that is earlier. Malformed deadline headers are ignored.
+//
+// Errors. Configuration errors are reported by New as *ConfigError, naming
+// the option. Fetch errors (a deleted topic, lost data, authorization) are
+// logged at most every 10s per partition and error, reported to
+// HookFetchError, and survived. An error from OpenPartition or a panic in the
+// handler stops the consumer: Run returns it after a graceful shutdown.
+//
+// Observability. Hooks are small optional interfaces (HookFetched,
+// HookPaused, HookCommitted, HookAssigned, HookRevoked, HookLost,
+// HookFetchError); the metrics package implements them. Logs go to the
+// configured slog.Logger, franz-go's through kslog; payloads and credentials
+// are never logged.
+package consumer
