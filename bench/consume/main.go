@@ -1,0 +1,315 @@
+// Command consume measures consume throughput of Sluice against a raw
+// franz-go PollFetches loop, on the same broker, in the same run.
+//
+// It starts `sluice dev broker` (franz-go's kfake) as a separate process (this
+// binary re-executed in broker mode), produces the records once, then runs
+// each mode in turn for several rounds, every run with a fresh consumer group
+// that reads the topic from the start. Throughput is records per second from
+// the first record received to the last; ratios compare each mode with the
+// raw loop of the same round.
+//
+//	go run ./bench/consume -records 1000000 -size 200 -partitions 12 -rounds 3
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-go/sluice/consumer"
+	"github.com/sluice-go/sluice/internal/devbroker"
+	"github.com/sluice-go/sluice/pipeline"
+)
+
+const brokerEnv = "SLUICE_BENCH_BROKER"
+
+type mode struct {
+	name string
+	run  func(ctx context.Context, addr, group string) (time.Duration, error)
+}
+
+var (
+	records    = flag.Int("records", 1_000_000, "records to produce and consume")
+	size       = flag.Int("size", 200, "value size in bytes")
+	partitions = flag.Int("partitions", 12, "partitions of the topic")
+	rounds     = flag.Int("rounds", 3, "rounds; each runs every mode once")
+	modesFlag  = flag.String("modes", "raw,consumer", "modes to run: "+strings.Join(modeNames(), ","))
+	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
+	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the consuming runs (not the produce) to this file")
+)
+
+const topic = "bench"
+
+func main() {
+	if os.Getenv(brokerEnv) != "" {
+		runBroker()
+		return
+	}
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "consume:", err)
+		os.Exit(1)
+	}
+}
+
+// runBroker is the broker process.
+func runBroker() {
+	topics, err := devbroker.ParseTopics(os.Getenv(brokerEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	c, err := devbroker.Start(devbroker.Config{Port: 0, Topics: topics})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	fmt.Println(c.ListenAddrs()[0])
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	<-ctx.Done()
+	stop()
+	c.Close()
+}
+
+func run() error {
+	var selected []mode
+	for _, name := range strings.Split(*modesFlag, ",") {
+		i := slices.IndexFunc(allModes, func(m mode) bool { return m.name == name })
+		if i < 0 {
+			return fmt.Errorf("unknown mode %q (have %s)", name, strings.Join(modeNames(), ", "))
+		}
+		selected = append(selected, allModes[i])
+	}
+	addr := *brokerAddr
+	if addr == "" {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d", brokerEnv, topic, *partitions))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		}()
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("broker did not start: %w", err)
+		}
+		addr = strings.TrimSpace(line)
+	}
+	fmt.Printf("broker %s (separate process), %d records x %d B over %d partitions, GOMAXPROCS %d, %s\n",
+		addr, *records, *size, *partitions, runtime.GOMAXPROCS(0), runtime.Version())
+	if err := produce(addr); err != nil {
+		return err
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx := context.Background()
+	results := map[string][]float64{}
+	ratios := map[string][]float64{}
+	for r := range *rounds {
+		var base float64
+		for _, m := range selected {
+			group := fmt.Sprintf("%s-%d-%d", m.name, r, time.Now().UnixNano())
+			d, err := m.run(ctx, addr, group)
+			if err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			rate := float64(*records) / d.Seconds()
+			results[m.name] = append(results[m.name], rate)
+			if m.name == "raw" {
+				base = rate
+			}
+			if base > 0 {
+				ratios[m.name] = append(ratios[m.name], rate/base)
+			}
+			fmt.Printf("round %d %-10s %9.0f records/s (%v)\n", r+1, m.name, rate, d.Round(time.Millisecond))
+		}
+	}
+	fmt.Println()
+	fmt.Println("| mode | median records/s | median ratio to raw (same round) |")
+	fmt.Println("|---|---:|---:|")
+	for _, m := range selected {
+		ratio := "-"
+		if rs := ratios[m.name]; len(rs) > 0 {
+			ratio = fmt.Sprintf("%.2f", median(rs))
+		}
+		fmt.Printf("| %s | %.0f | %s |\n", m.name, median(results[m.name]), ratio)
+	}
+	return nil
+}
+
+func produce(addr string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	value := make([]byte, *size)
+	_, _ = rand.Read(value)
+	var failed atomic.Pointer[error]
+	start := time.Now()
+	for i := range *records {
+		r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%d", i%1000), Value: value}
+		cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		return err
+	}
+	if err := failed.Load(); err != nil {
+		return fmt.Errorf("produce: %w", *err)
+	}
+	fmt.Printf("produced in %v\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+var allModes = []mode{
+	{"raw", runRaw},
+	{"consumer", runConsumer},
+}
+
+func modeNames() []string {
+	var names []string
+	for _, m := range allModes {
+		names = append(names, m.name)
+	}
+	return names
+}
+
+// runRaw is the baseline: a group consumer polling fetches and counting
+// records, with franz-go's default autocommit.
+func runRaw(ctx context.Context, addr, group string) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var (
+		n     int
+		start time.Time
+	)
+	for n < *records {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			return 0, err
+		}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 && start.IsZero() {
+				start = time.Now()
+			}
+			n += len(p.Records)
+		})
+	}
+	return time.Since(start), nil
+}
+
+// runConsumer runs Sluice's consumer with a handler that settles every
+// record as soon as it gets it.
+func runConsumer(ctx context.Context, addr, group string) (time.Duration, error) {
+	h := &noopHandler{want: int64(*records), done: make(chan struct{})}
+	return runSluice(ctx, addr, group, h, h.done, &h.start)
+}
+
+func runSluice(ctx context.Context, addr, group string, h pipeline.Handler, done <-chan struct{}, start *atomic.Int64) (time.Duration, error) {
+	pc := &pauseCounter{}
+	opts := []consumer.Opt{consumer.Brokers(addr), consumer.Group(group), consumer.Topics(topic), consumer.Handle(h),
+		consumer.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))), consumer.Hooks(pc)}
+	defer func() {
+		if n := pc.n.Load(); n > 0 {
+			fmt.Printf("  (fetches paused %d times at the water marks)\n", n)
+		}
+	}()
+	c, err := consumer.New(opts...)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	select {
+	case <-done:
+	case err := <-errc:
+		cancel()
+		return 0, fmt.Errorf("consumer stopped early: %v", err)
+	}
+	d := time.Since(time.Unix(0, start.Load()))
+	cancel()
+	return d, <-errc
+}
+
+type pauseCounter struct{ n atomic.Int64 }
+
+func (p *pauseCounter) OnPaused(_ pipeline.TopicPartition, paused bool) {
+	if paused {
+		p.n.Add(1)
+	}
+}
+
+type noopHandler struct {
+	want  int64
+	n     atomic.Int64
+	start atomic.Int64
+	done  chan struct{}
+}
+
+func (h *noopHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
+	return h, nil
+}
+
+func (h *noopHandler) Handle(_ context.Context, recs []*pipeline.Record) error {
+	h.start.CompareAndSwap(0, time.Now().UnixNano())
+	for _, r := range recs {
+		r.Settle()
+	}
+	if h.n.Add(int64(len(recs))) >= h.want && h.n.Load()-int64(len(recs)) < h.want {
+		close(h.done)
+	}
+	return nil
+}
+
+func (h *noopHandler) Close() {}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
