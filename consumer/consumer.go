@@ -62,6 +62,8 @@ type Consumer struct {
 	pauseMu    sync.Mutex
 	allPaused  atomic.Bool
 
+	joined atomic.Bool // the last group session assigned partitions (maybe none)
+
 	stateMu  sync.Mutex
 	state    runState
 	runStop  context.CancelFunc // cancels the poll loop: graceful shutdown
@@ -155,6 +157,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.cl.CloseAllowingRebalance()
 	c.cancelWork()
 
+	c.joined.Store(false)
 	c.stateMu.Lock()
 	c.state = done
 	err := c.fatalErr
@@ -276,6 +279,7 @@ func (c *Consumer) fetchError(topic string, partition int32, err error) {
 
 // onAssigned starts a partition for each assigned partition.
 func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	c.joined.Store(true) // called after every join, even with nothing new
 	tps := flatten(assigned)
 	if len(tps) == 0 {
 		return
@@ -345,6 +349,7 @@ func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 // onLost cancels the lost partitions' work and commits nothing for them:
 // another member may own them already.
 func (c *Consumer) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.joined.Store(false)
 	ps := c.disown(lost)
 	if len(ps) == 0 {
 		return
@@ -474,14 +479,23 @@ func (c *Consumer) commitLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		c.mu.Lock()
-		ps := make([]*partition, 0, len(c.owned))
-		for _, p := range c.owned {
-			ps = append(ps, p)
+		ps := c.ownedPartitions()
+		now := time.Now()
+		for _, p := range ps {
+			p.observeProgress(now)
 		}
-		c.mu.Unlock()
 		c.commit(ctx, ps)
 	}
+}
+
+func (c *Consumer) ownedPartitions() []*partition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ps := make([]*partition, 0, len(c.owned))
+	for _, p := range c.owned {
+		ps = append(ps, p)
+	}
+	return ps
 }
 
 // commit commits the watermarks of ps that moved, synchronously.
@@ -637,6 +651,46 @@ func (c *Consumer) unblockLocked(p *partition) {
 		delete(c.blocked, p)
 		c.blockedN.Add(-1)
 	}
+}
+
+// Status is a snapshot of the consumer's health, for readiness checks.
+type Status struct {
+	// Running is true between Run's start and its return.
+	Running bool
+	// Joined is true once the group assigned this member its partitions
+	// (possibly none), until they are lost or the consumer stops.
+	Joined bool
+	// Assigned and Paused are the partitions owned, and those whose
+	// fetching is paused by the water marks.
+	Assigned, Paused []pipeline.TopicPartition
+	// Stalled are owned partitions with unsettled records whose commit
+	// watermark has not moved for StallAfter: a stuck record or a sink that
+	// is down.
+	Stalled []pipeline.TopicPartition
+	// Unsettled are records handed to the handler and not settled;
+	// Buffered adds those fetched and not yet handed over.
+	Unsettled, Buffered int64
+	// Err is the fatal error that stopped the consumer, if any.
+	Err error
+}
+
+// Status returns a snapshot of the consumer's health.
+func (c *Consumer) Status() Status {
+	c.stateMu.Lock()
+	st := Status{Running: c.state == running, Err: c.fatalErr}
+	c.stateMu.Unlock()
+	st.Joined = st.Running && c.joined.Load()
+	st.Assigned = c.Assigned()
+	st.Paused = c.Paused()
+	now := time.Now()
+	for _, p := range c.ownedPartitions() {
+		if p.stalledSince(now, c.cfg.stallAfter) {
+			st.Stalled = append(st.Stalled, p.tp)
+		}
+	}
+	sortTPs(st.Stalled)
+	st.Unsettled, st.Buffered = c.Unsettled()
+	return st
 }
 
 // Unsettled reports the records handed to the handler and not yet settled,

@@ -509,3 +509,40 @@ func TestSASLPassesThrough(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusReportsJoinedAndStalled checks the health snapshot: joined once
+// assigned, a partition stalled while a record is stuck past StallAfter, and
+// healthy again once it settles.
+func TestStatusReportsJoinedAndStalled(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("status", 2))
+	kc.ProduceN(t, "status", 20, kafkatest.KeyedValue(2))
+	release := make(chan struct{})
+	h := &workHandler{workers: 2, fn: func(ctx context.Context, r *pipeline.Record) error {
+		if r.Partition == 1 && r.Offset == 3 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}}
+	c, stop := runConsumer(t, append(baseOpts(kc, "status", h, "status"), consumer.StallAfter(100*time.Millisecond))...)
+	kafkatest.Eventually(t, 20*time.Second, func() bool {
+		st := c.Status()
+		return st.Running && st.Joined && len(st.Assigned) == 2
+	}, "never joined with 2 partitions: %+v", kafkatest.Lazy(func() any { return c.Status() }))
+	kafkatest.Eventually(t, 20*time.Second, func() bool {
+		st := c.Status()
+		return len(st.Stalled) == 1 && st.Stalled[0] == pipeline.TopicPartition{Topic: "status", Partition: 1}
+	}, "partition 1 never reported stalled: %+v", kafkatest.Lazy(func() any { return c.Status() }))
+	close(release)
+	kafkatest.Eventually(t, 20*time.Second, func() bool { return len(c.Status().Stalled) == 0 },
+		"still stalled after the record settled: %+v", kafkatest.Lazy(func() any { return c.Status() }))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(); st.Running || st.Joined {
+		t.Fatalf("after Run returned: %+v", st)
+	}
+}

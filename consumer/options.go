@@ -53,6 +53,7 @@ type cfg struct {
 	commitInterval   time.Duration
 	drainTimeout     time.Duration
 	closeGrace       time.Duration
+	stallAfter       time.Duration
 	recordBudget     time.Duration
 	sessionTimeout   time.Duration
 	rebalanceTimeout time.Duration
@@ -78,6 +79,7 @@ func defaults() cfg {
 		commitInterval:   time.Second,
 		drainTimeout:     30 * time.Second,
 		closeGrace:       5 * time.Second,
+		stallAfter:       2 * time.Minute,
 		sessionTimeout:   45 * time.Second,
 		rebalanceTimeout: 60 * time.Second,
 		partHigh:         Water{Records: 10_000, Bytes: 16 << 20},
@@ -124,6 +126,13 @@ func DrainTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.drainTi
 // that ignores its context past this is abandoned (and logged) so that a
 // rebalance or shutdown cannot hang on it.
 func CloseGrace(d time.Duration) Opt { return optFunc(func(c *cfg) { c.closeGrace = d }) }
+
+// StallAfter sets how long a partition may hold unsettled records without its
+// commit watermark moving before Status reports it stalled, overriding the
+// default of 2m. Progress is checked every CommitInterval. A stall is a
+// signal (a stuck record, a sink that is down), not an error: the consumer
+// keeps waiting.
+func StallAfter(d time.Duration) Opt { return optFunc(func(c *cfg) { c.stallAfter = d }) }
 
 // RecordBudget gives every record a deadline this long after it was
 // fetched, overriding the default of none. A pipeline.DeadlineHeader set
@@ -258,6 +267,8 @@ func (c *cfg) validate() error {
 		return bad("DrainTimeout", "must be positive, got %v", c.drainTimeout)
 	case c.closeGrace <= 0:
 		return bad("CloseGrace", "must be positive, got %v", c.closeGrace)
+	case c.stallAfter <= 0:
+		return bad("StallAfter", "must be positive, got %v", c.stallAfter)
 	case c.recordBudget < 0:
 		return bad("RecordBudget", "must not be negative, got %v", c.recordBudget)
 	case c.sessionTimeout <= 0:

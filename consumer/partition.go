@@ -55,6 +55,9 @@ type partition struct {
 	finished  bool           // released: late settles are ignored
 	committed int64          // last committed watermark, -1 before any
 
+	progressWM int64     // watermark seen by the last observeProgress
+	progressAt time.Time // when the watermark last moved or nothing was unsettled
+
 	enqueued int64 // offset after the last enqueued record; poll loop only
 	scratch  []*pipeline.Record
 }
@@ -66,14 +69,16 @@ type pendingBatch struct {
 
 func newPartition(c *Consumer, tp pipeline.TopicPartition) *partition {
 	p := &partition{
-		c:         c,
-		tp:        tp,
-		fed:       make(chan struct{}),
-		closed:    make(chan struct{}),
-		tr:        newTracker(),
-		wake:      make(chan struct{}, 1),
-		committed: -1,
-		enqueued:  -1,
+		c:          c,
+		tp:         tp,
+		fed:        make(chan struct{}),
+		closed:     make(chan struct{}),
+		tr:         newTracker(),
+		wake:       make(chan struct{}, 1),
+		committed:  -1,
+		enqueued:   -1,
+		progressWM: -1,
+		progressAt: time.Now(),
 	}
 	p.ctx, p.cancel = context.WithCancel(c.workCtx)
 	p.feedCtx, p.stopFeed = context.WithCancel(p.ctx)
@@ -362,6 +367,24 @@ func (p *partition) watermark() (kgo.EpochOffset, bool) {
 		return kgo.EpochOffset{}, false
 	}
 	return kgo.EpochOffset{Epoch: epoch, Offset: off}, true
+}
+
+// observeProgress notes whether the watermark moved since the last call.
+func (p *partition) observeProgress(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	wm, _, _ := p.tr.watermark()
+	if wm != p.progressWM || p.tr.unsettled == 0 {
+		p.progressWM, p.progressAt = wm, now
+	}
+}
+
+// stalledSince reports whether p has had unsettled records and no watermark
+// progress for longer than after.
+func (p *partition) stalledSince(now time.Time, after time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tr.unsettled > 0 && now.Sub(p.progressAt) > after
 }
 
 func (p *partition) markCommitted(off int64) {
