@@ -93,6 +93,13 @@ func New(opts ...Opt) (*Consumer, error) {
 	if err := c.cfg.validate(); err != nil {
 		return nil, err
 	}
+	// A handler that can report its own configuration errors (a pipeline's
+	// build errors) reports them now, not at the first assignment.
+	if v, ok := c.cfg.handler.(interface{ Err() error }); ok {
+		if err := v.Err(); err != nil {
+			return nil, &ConfigError{Field: "Handle", Reason: err.Error(), Err: err}
+		}
+	}
 	c.log = c.cfg.logger.With("group", c.cfg.group)
 	c.hooks = c.cfg.hooks
 	c.owned = make(map[pipeline.TopicPartition]*partition)

@@ -453,6 +453,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"total below partition", append(ok, consumer.MaxUnsettled(consumer.Water{Records: 500}, consumer.Water{Records: 100})), "MaxUnsettled"},
 		{"low water out of range", append(ok, consumer.LowWater(1.5)), "LowWater"},
 		{"bad scram", append(ok, consumer.SASLScram("SCRAM-MD5", "u", "p")), "SASLScram"},
+		{"handler with build errors", append(ok[:3:3], consumer.Handle(brokenHandler{h})), "Handle"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -546,3 +547,8 @@ func TestStatusReportsJoinedAndStalled(t *testing.T) {
 		t.Fatalf("after Run returned: %+v", st)
 	}
 }
+
+// brokenHandler reports a build error, as a pipeline with mistakes does.
+type brokenHandler struct{ *workHandler }
+
+func (brokenHandler) Err() error { return errors.New(`stage "ship": nil sink function`) }

@@ -239,14 +239,21 @@ var ErrConfig = errors.New("invalid consumer config")
 type ConfigError struct {
 	Field  string
 	Reason string
+	// Err is the underlying error, if any (a pipeline's build errors).
+	Err error
 }
 
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("consumer config: %s: %s", e.Field, e.Reason)
 }
 
-// Unwrap ties the error to ErrConfig.
-func (e *ConfigError) Unwrap() error { return ErrConfig }
+// Unwrap ties the error to ErrConfig and to the underlying error.
+func (e *ConfigError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrConfig, e.Err}
+	}
+	return []error{ErrConfig}
+}
 
 func (c *cfg) validate() error {
 	bad := func(field, format string, args ...any) error {
