@@ -1,0 +1,323 @@
+package backpressure
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+const ms = time.Millisecond
+
+// near reports whether got is within the histogram's 3% resolution of want.
+func near(got, want time.Duration) bool {
+	return got >= want*97/100 && got <= want*103/100
+}
+
+func TestNewAdaptiveRejectsBadOptions(t *testing.T) {
+	tests := []struct {
+		give []AdaptiveOpt
+		want string // the option the error names
+	}{
+		{give: []AdaptiveOpt{MinLimit(0)}, want: "MinLimit"},
+		{give: []AdaptiveOpt{MinLimit(5), MaxLimit(4), InitialLimit(4)}, want: "MaxLimit"},
+		{give: []AdaptiveOpt{InitialLimit(2000)}, want: "InitialLimit"},
+		{give: []AdaptiveOpt{Tolerance(1)}, want: "Tolerance"},
+		{give: []AdaptiveOpt{Quantile(1)}, want: "Quantile"},
+		{give: []AdaptiveOpt{Window(-time.Second, 100)}, want: "Window"},
+		{give: []AdaptiveOpt{Window(time.Second, 3)}, want: "Window"},
+		{give: []AdaptiveOpt{Probe(0, 0.5)}, want: "Probe"},
+		{give: []AdaptiveOpt{Probe(time.Second, 2)}, want: "Probe"},
+		{give: []AdaptiveOpt{DemandFactor(6)}, want: "DemandFactor"},
+		{give: []AdaptiveOpt{OverloadThreshold(1)}, want: "OverloadThreshold"},
+		{give: []AdaptiveOpt{WithPartitions(Partition{Name: "a", Share: 0.7}, Partition{Name: "b", Share: 0.7})}, want: "WithPartitions"},
+		{give: []AdaptiveOpt{WithPartitions(Partition{Name: "a", Share: 0.2}, Partition{Name: "a", Share: 0.2})}, want: "WithPartitions"},
+		{give: []AdaptiveOpt{WithPartitions(Partition{Share: 0.2})}, want: "WithPartitions"},
+		{give: []AdaptiveOpt{WithPartitions(Partition{Name: "a"})}, want: "WithPartitions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			_, err := NewAdaptive(tt.give...)
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Option != tt.want || !errors.Is(err, ErrInvalidOption) {
+				t.Fatalf("got %v, want an *OptionError naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAdaptiveStartsWithAProbe(t *testing.T) {
+	h := newHarness(t, InitialLimit(20))
+	ds := h.drive(100, flat(10*ms), Success, 3)
+	if got, want := reasons(ds), []Reason{ReasonProbe, ReasonProbed, ReasonGrow}; !slices.Equal(got, want) {
+		t.Fatalf("reasons %v, want %v", got, want)
+	}
+	if got, want := limits(ds), []int{10, 20, 25}; !slices.Equal(got, want) {
+		t.Fatalf("limits %v, want %v", got, want)
+	}
+	// The first window and the probe take 4x the minimum samples.
+	if ds[0].Samples < 400 || ds[1].Samples < 400 {
+		t.Fatalf("baseline windows of %d and %d samples, want >= 400", ds[0].Samples, ds[1].Samples)
+	}
+	if !near(ds[1].Baseline, 10*ms) {
+		t.Fatalf("baseline %v, want 10ms", ds[1].Baseline)
+	}
+}
+
+func TestAdaptiveGrowsWhileLatencyIsFlatAndStopsAtMax(t *testing.T) {
+	h := newHarness(t, InitialLimit(10), MaxLimit(40))
+	h.settle(64, flat(10*ms))
+	ds := h.drive(64, flat(10*ms), Success, 8)
+	for i := 1; i < len(ds); i++ {
+		if ds[i].Limit < ds[i-1].Limit {
+			t.Fatalf("limit fell with flat latency: %v", limits(ds))
+		}
+	}
+	if got := ds[len(ds)-1].Limit; got != 40 {
+		t.Fatalf("limit %d, want MaxLimit 40: %v", got, limits(ds))
+	}
+}
+
+func TestAdaptiveFindsTheKnee(t *testing.T) {
+	h := newHarness(t)
+	h.settle(1000, servers(32, 10*ms))
+	ds := h.drive(1000, servers(32, 10*ms), Success, 30)
+	for _, d := range ds[10:] {
+		if d.Limit < 32 || d.Limit > 48 {
+			t.Fatalf("limit %d outside [32, 48] = [ideal, 1.5 ideal]: %v", d.Limit, limits(ds))
+		}
+	}
+}
+
+func TestAdaptiveFollowsACapacityDropWithinThreeWindows(t *testing.T) {
+	h := newHarness(t)
+	h.settle(1000, servers(32, 10*ms))
+	ds := h.drive(1000, servers(8, 10*ms), Success, 3)
+	if got := ds[len(ds)-1].Limit; float64(got) > 1.2*8 {
+		t.Fatalf("limit %d after 3 windows, want <= 9.6: %v %v", got, limits(ds), reasons(ds))
+	}
+	if !slices.Contains(reasons(ds), ReasonConfirm) {
+		t.Fatalf("no confirmed cut: %v", reasons(ds))
+	}
+}
+
+func TestAdaptiveLatencyRiseWithoutCapacityLossCostsAtMostOneHalving(t *testing.T) {
+	h := newHarness(t)
+	h.settle(1000, servers(32, 10*ms))
+	before := h.l.Limit()
+	ds := h.drive(1000, servers(32, 30*ms), Success, 10)
+	for _, d := range ds {
+		if d.Limit < 16 {
+			t.Fatalf("limit %d < half the ideal: %v %v", d.Limit, limits(ds), reasons(ds))
+		}
+	}
+	if !slices.Contains(reasons(ds), ReasonRebaseline) {
+		t.Fatalf("no rebaseline: %v", reasons(ds))
+	}
+	last := ds[len(ds)-1]
+	if last.Limit < 32 || last.Limit > 48 || !near(last.Baseline, 30*ms) {
+		t.Fatalf("after 10 windows limit %d (was %d), baseline %v; want [32, 48] and 30ms: %v", last.Limit, before, last.Baseline, limits(ds))
+	}
+}
+
+func TestAdaptiveRefutedRebaselineRestoresTheOldBaseline(t *testing.T) {
+	h := newHarness(t)
+	h.settle(1000, servers(32, 10*ms))
+	// Drive the controller directly into a rebaseline decided on a window
+	// that was really queueing, then show it the truth.
+	c := h.l.ctl
+	c.rebaseline(point{n: 20, q: float64(25 * ms)}, 40)
+	h.l.setLimit(40)
+	ds := h.drive(1000, servers(8, 10*ms), Success, 1)
+	if ds[0].Reason != ReasonCut || !near(ds[0].Baseline, 10*ms) {
+		t.Fatalf("got %s with baseline %v, want a cut back on the 10ms baseline", ds[0].Reason, ds[0].Baseline)
+	}
+}
+
+func TestAdaptiveSingleFastSampleDoesNotMoveTheBaseline(t *testing.T) {
+	h := newHarness(t)
+	h.settle(64, flat(10*ms))
+	// One very fast success (think: a cached answer, or an error wrongly
+	// reported as Success) among ordinary ones.
+	fast := true
+	ds := h.drive(64, func(int) time.Duration {
+		if fast {
+			fast = false
+			return time.Microsecond
+		}
+		return 10 * ms
+	}, Success, 3)
+	for _, d := range ds {
+		if !near(d.Baseline, 10*ms) || d.Reason == ReasonFaster {
+			t.Fatalf("baseline moved by one sample: %v %v", d.Baseline, d.Reason)
+		}
+	}
+}
+
+func TestAdaptiveFasterWindowLowersTheBaseline(t *testing.T) {
+	h := newHarness(t)
+	h.settle(64, flat(10*ms))
+	ds := h.drive(64, flat(5*ms), Success, 2)
+	if ds[0].Reason != ReasonFaster && ds[1].Reason != ReasonFaster {
+		t.Fatalf("reasons %v, want %s", reasons(ds), ReasonFaster)
+	}
+	if got := ds[1].Baseline; !near(got, 5*ms) {
+		t.Fatalf("baseline %v, want 5ms", got)
+	}
+}
+
+func TestAdaptiveIgnoresIgnoredOutcomes(t *testing.T) {
+	h := newHarness(t)
+	h.settle(64, flat(10*ms))
+	before, n := h.l.Limit(), len(h.rec.decisions)
+	// Errors that say nothing about load, however slow, never close a
+	// window or move the limit.
+	for range 5000 {
+		if !h.l.TryAcquire() {
+			t.Fatal("no slot")
+		}
+		h.clk.Advance(ms)
+		h.l.Release(time.Second, Ignore)
+	}
+	if len(h.rec.decisions) != n || h.l.Limit() != before {
+		t.Fatalf("Ignore outcomes took %d decisions, limit %d -> %d", len(h.rec.decisions)-n, before, h.l.Limit())
+	}
+}
+
+func TestAdaptiveOverloadCutsByTheOverloadFraction(t *testing.T) {
+	tests := []struct {
+		name  string
+		every int // one Overload in every this many outcomes
+		cut   bool
+	}{
+		{"10% overload cuts", 10, true},
+		{"2% overload is under the threshold", 50, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, MaxLimit(1000))
+			h.settle(64, flat(10*ms))
+			before := h.l.Limit()
+			i := 0
+			start := len(h.rec.decisions)
+			for len(h.rec.decisions) == start {
+				for len(h.held) < 64 && h.l.TryAcquire() {
+					h.held = append(h.held, h.clk.Now())
+				}
+				h.clk.Advance(10 * ms / time.Duration(len(h.held)))
+				h.held = h.held[1:]
+				o := Success
+				if i++; i%tt.every == 0 {
+					o = Overload
+				}
+				h.l.Release(10*ms, o)
+			}
+			d := h.rec.decisions[start]
+			if (d.Reason == ReasonOverload) != tt.cut {
+				t.Fatalf("reason %s, want an overload cut: %v (%d overloads of %d)", d.Reason, tt.cut, d.Overloads, d.Samples+d.Overloads)
+			}
+			if tt.cut {
+				frac := float64(d.Overloads) / float64(d.Samples+d.Overloads)
+				if want := min(float64(before), d.InFlight) * (1 - frac); float64(d.Limit) < want-1 || float64(d.Limit) > want {
+					t.Fatalf("limit %d -> %d, want %.1f", before, d.Limit, want)
+				}
+			}
+		})
+	}
+}
+
+func TestAdaptiveLimitTracksDemandWhenTheCallerIsTheBottleneck(t *testing.T) {
+	h := newHarness(t, InitialLimit(100))
+	ds := h.drive(4, flat(10*ms), Success, 30)
+	for _, d := range ds[1:] {
+		if d.MaxInFlight > 0 && d.Limit > 5*d.MaxInFlight {
+			t.Fatalf("limit %d > 5x in-flight %d", d.Limit, d.MaxInFlight)
+		}
+	}
+	if got := h.l.Limit(); got > 8 {
+		t.Fatalf("limit %d with 4 callers, want <= DemandFactor 2 x 4", got)
+	}
+}
+
+func TestAdaptiveProbesAgainWithJitter(t *testing.T) {
+	var gaps []time.Duration
+	for seed := range uint64(5) {
+		h := newHarness(t, WithSeed(seed), Probe(5*time.Second, 0.5))
+		h.drive(64, flat(10*ms), Success, 3)
+		var probes []time.Time
+		for len(probes) < 2 {
+			for _, d := range h.drive(64, flat(10*ms), Success, 1) {
+				if d.Reason == ReasonProbe {
+					probes = append(probes, d.At)
+				}
+			}
+		}
+		gap := probes[1].Sub(probes[0])
+		if gap < 5*time.Second || gap > 7500*time.Millisecond+time.Second {
+			t.Fatalf("seed %d: probes %v apart, want within [5s, 7.5s] plus a window", seed, gap)
+		}
+		gaps = append(gaps, gap)
+	}
+	slices.Sort(gaps)
+	if gaps[len(gaps)-1]-gaps[0] < 100*ms {
+		t.Fatalf("probe gaps %v: no jitter", gaps)
+	}
+}
+
+func TestAdaptiveProbeHalvesAgainWhileTheProbeStillQueues(t *testing.T) {
+	// Started far above the knee: the start-up probe must keep halving
+	// until latency stops falling with concurrency.
+	h := newHarness(t, InitialLimit(200))
+	ds := h.drive(1000, servers(10, 10*ms), Success, 6)
+	var probeLimits []int
+	for _, d := range ds {
+		if d.Probing {
+			probeLimits = append(probeLimits, d.Limit)
+		}
+		if d.Reason == ReasonProbed {
+			if d.Baseline > 11*ms {
+				t.Fatalf("baseline %v, want the no-load 10ms", d.Baseline)
+			}
+			// 12 calls still queue on 10 servers, so it halves once more.
+			if !slices.Equal(probeLimits, []int{100, 50, 25, 12, 6}) {
+				t.Fatalf("probe limits %v, want 100 50 25 12 6", probeLimits)
+			}
+			return
+		}
+	}
+	t.Fatalf("probe did not finish: %v %v", reasons(ds), limits(ds))
+}
+
+func TestAdaptiveDropsSamplesOfCallsStartedInAnEarlierWindow(t *testing.T) {
+	h := newHarness(t)
+	h.settle(64, flat(10*ms))
+	n := len(h.rec.decisions)
+	// Calls that started before the last decision, however many, do not
+	// count towards the current window.
+	last := h.rec.decisions[n-1].At
+	for range 1000 {
+		h.l.TryAcquire()
+		h.clk.Advance(time.Microsecond)
+		h.l.Release(h.clk.Now().Sub(last)+time.Millisecond, Success)
+	}
+	if len(h.rec.decisions) != n {
+		t.Fatalf("stale samples closed a window: %v", reasons(h.rec.decisions[n:]))
+	}
+}
+
+func TestAdaptiveReportsLimitAndInFlightToTheObserver(t *testing.T) {
+	h := newHarness(t, InitialLimit(7))
+	if got := h.rec.limits; !slices.Equal(got, []int{7}) {
+		t.Fatalf("limits %v, want [7] at construction", got)
+	}
+	h.l.TryAcquire()
+	h.l.TryAcquire()
+	h.l.Release(ms, Success)
+	if got := h.rec.inFlights; !slices.Equal(got, []int{1, 2, 1}) {
+		t.Fatalf("in-flight %v, want [1 2 1]", got)
+	}
+	h.drive(100, flat(10*ms), Success, 2)
+	if got := h.rec.limits[len(h.rec.limits)-1]; got != h.l.Limit() {
+		t.Fatalf("last reported limit %d, limiter says %d", got, h.l.Limit())
+	}
+}

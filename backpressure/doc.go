@@ -1,0 +1,127 @@
+// Package backpressure holds concurrency limiters: a fixed bulkhead and
+// adaptive limiters that find a downstream's capacity and follow it.
+//
+// # Limiters
+//
+// [Fixed] is a bulkhead: at most N calls at once. [Adaptive] learns the
+// limit from the calls it admits. Both implement [Limiter]; both can be
+// partitioned between flows ([WithPartitions], [Fixed.Flow]). Callers
+// Acquire before a call and Release after it with the latency of the call
+// alone (around the downstream call: never across backoff sleeps, queueing
+// for a slot or rate-limit waits) and an [Outcome]: Success, Overload (a
+// timeout, 429, 503: the downstream is telling us about load) or Ignore (a
+// bad request, a decode error, a cancelled context: says nothing about load,
+// and the sample is dropped). In Sluice's guard chain the limiter sits
+// between the rate limit and the per-attempt timeout, so it sees every
+// attempt, retries included.
+//
+// Nothing here starts a goroutine or a timer: time is read from a [Clock]
+// (default: the system clock) when calls are admitted and released, so a
+// virtual clock drives every rule deterministically in tests and in the
+// simulator (bench/limitersim).
+//
+// # How Adaptive decides
+//
+// The ideal limit of a downstream is the largest concurrency it serves
+// without queueing: by Little's law its throughput times its no-load
+// latency (c for c servers). Below it latency is flat; above it latency
+// grows in proportion to concurrency while throughput stays flat. Adaptive
+// looks for that knee.
+//
+// Decision window. Samples are collected into a window that closes at the
+// first Release at which at least the minimum duration has passed and at
+// least the minimum number of samples (Success or Overload outcomes of calls
+// that started inside the window) were taken; see [Window], defaults 100ms
+// and 100. Calls that started before the window ran under the previous limit
+// and are not counted; windows that set the no-load latency (the first one
+// and probes) take four times the samples, and windows that test a cut or a
+// rebaseline twice. A window is summarised by a latency quantile q ([Quantile],
+// default the median) and by the mean in-flight count n while its limit was
+// in force. Each window ends in exactly one decision, reported to a
+// [DecisionObserver]. No rule ever acts on a single sample.
+//
+// The baseline B is the no-load latency quantile. With r = q/B and the
+// [Tolerance] t (default 1.2):
+//
+//   - Overload: if more than [OverloadThreshold] of the window's outcomes
+//     were Overload (default 5%), the limit is cut by that fraction, at most
+//     by half.
+//   - Grow: if r <= 1+(t-1)/2 and the window used the whole limit, the limit
+//     grows by 25% (at least 1).
+//   - Hold: if r is within the tolerance band, or demand was below the limit.
+//   - Cut: if r > t, the limit becomes n*m/r with m the middle of the band,
+//     but never less than half of n: a latency rise may not be queueing, so
+//     one window never more than halves the limit, and a run of such cuts
+//     never goes below half of where it started until queueing is confirmed.
+//   - Confirm or rebaseline. The window after a cut tests it. From the window
+//     hi before and lo after, knee = hi.n*lo.q/hi.q estimates where queueing
+//     starts. If knee is within 10% of lo.n, latency fell in proportion to
+//     concurrency: both windows queued, the downstream lost capacity, and
+//     the full gradient applies. Otherwise lo was below the knee: latency
+//     rose for another reason (slower calls, a new network path), lo.q is
+//     the new no-load latency, and the limit goes back up to knee*m. That
+//     rebaseline is itself tested by the next window at the higher limit; if
+//     latency then rises in proportion to concurrency, the old baseline is
+//     restored and the limit cut. This is how a latency x3 with no capacity
+//     loss costs at most one halving, while a capacity drop 32 -> 8 is
+//     followed within about three windows.
+//   - Faster: a whole window below B/t lowers B to it. One fast sample, or
+//     a burst of fast errors, never does (Vegas resets its minimum on a
+//     single sample; errors here are Overload or Ignore and never enter the
+//     latency quantile).
+//   - Demand cap: after every decision the limit is capped at
+//     [DemandFactor] (default 2) times the highest in-flight count of the
+//     window, so it cannot grow while the caller, not the downstream, is the
+//     bottleneck, and it never exceeds 5x the in-flight demand.
+//   - Probe: every [Probe] interval plus up to jitter*interval (defaults 30s
+//     and 0.5), when no cut or rebaseline is under test, the limit is halved
+//     for one window to re-measure B. If latency fell in proportion, the
+//     probe window still queued and the probe halves again (at most four
+//     times); otherwise its latency becomes B and the learned limit is
+//     restored. The jitter keeps many consumers of one downstream from
+//     probing together (Envoy's minRTT window); probing at half the limit
+//     rather than at a tiny concurrency bounds what a probe costs.
+//
+// Windows and their targets are measured in bench/limitersim; the results
+// and the exact command are in docs/BENCHMARKS.md.
+//
+// # Known failures of other designs, and what is done here instead
+//
+//   - Netflix Gradient2 compares against a long-term average of latency: a
+//     latency rise with no capacity loss drags the limit down until the
+//     average catches up, and sustained queueing drifts the average (and the
+//     limit) up. Here the baseline changes only on evidence: a probe, a
+//     whole faster window, or a rebaseline that survived a test.
+//   - Netflix Vegas takes the minimum single RTT as no-load latency: one
+//     fast error resets it and halves the limit. Here only window quantiles
+//     of successes move the baseline.
+//   - Envoy's gradient controller measures minRTT at a concurrency of 3,
+//     collapsing throughput during every measurement, and grows without a
+//     bound while the caller is the bottleneck. Here probes halve the limit
+//     and the demand cap bounds growth.
+//   - failsafe-go's adaptive limiter tells a shifted workload from overload
+//     by lowering the limit and watching; the knee test above is that
+//     experiment, bounded so that a shift costs at most one halving.
+//
+// # Partitions
+//
+// A limiter shared by several flows (topics of different priority writing
+// to one downstream) takes [WithPartitions]: each flow, listed highest
+// priority first, is guaranteed floor(Share*limit) slots whenever it has
+// work waiting, and share it does not use is borrowed by the others. The
+// total never exceeds the limit: a flow coming back from idle is not given
+// slots above the limit (unlike Netflix's partitioned limiter, which lets a
+// flow under its share exceed the total); instead every freed slot goes
+// first to a waiting flow below its share (by priority), then to the
+// highest-priority waiting flow, so a borrowed share returns within one call
+// latency. Within a flow, waiters are served in arrival order. Samples of
+// every flow feed one adaptive limit, since they share one downstream.
+//
+// # Observability
+//
+// [WithObserver] takes an [Observer] told about every limit and in-flight
+// change (the gauges sluice_concurrency_limit and
+// sluice_concurrency_in_flight, by sink, are built on it); an observer that
+// also implements [DecisionObserver] receives every window's [Decision].
+// The default observer does nothing.
+package backpressure

@@ -1,0 +1,23 @@
+package backpressure
+
+// Fixed is a bulkhead: a limiter whose limit never changes.
+type Fixed struct {
+	core
+}
+
+// NewFixed returns a limiter allowing limit calls at once (limit >= 1).
+func NewFixed(limit int, opts ...Opt) (*Fixed, error) {
+	cf := defaultCfg()
+	for _, o := range opts {
+		o.apply(&cf)
+	}
+	if limit < 1 {
+		return nil, &OptionError{Option: "limit", Value: limit, Reason: "must be at least 1"}
+	}
+	if err := cf.validateCommon(); err != nil {
+		return nil, err
+	}
+	l := &Fixed{}
+	l.init(&cf, limit)
+	return l, nil
+}
