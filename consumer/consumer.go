@@ -50,17 +50,19 @@ type Consumer struct {
 	// commit.
 	commitMu sync.Mutex
 
-	// Flow control. out* are records handed to the handler and not
-	// settled; buf* add the fetched ones not yet handed over.
-	flowMu     sync.Mutex
-	blocked    map[*partition]struct{} // feeders waiting for consumer-wide room
-	blockedN   atomic.Int64
-	outRecords atomic.Int64
-	outBytes   atomic.Int64
-	bufRecords atomic.Int64
-	bufBytes   atomic.Int64
-	pauseMu    sync.Mutex
-	allPaused  atomic.Bool
+	// Flow control. out* count records handed to the handler and not
+	// settled (partitions give settled ones back in batches, so it may run
+	// a little high, never low); pend* count fetched records not handed
+	// over. Buffered work is the sum.
+	flowMu      sync.Mutex
+	blocked     map[*partition]struct{} // feeders waiting for consumer-wide room
+	blockedN    atomic.Int64
+	outRecords  atomic.Int64
+	outBytes    atomic.Int64
+	pendRecords atomic.Int64
+	pendBytes   atomic.Int64
+	pauseMu     sync.Mutex
+	allPaused   atomic.Bool
 
 	joined atomic.Bool // the last group session assigned partitions (maybe none)
 
@@ -564,12 +566,12 @@ func (c *Consumer) pauseFull(touched []*partition) {
 	defer c.pauseMu.Unlock()
 	var change fetchChange
 	for _, p := range touched {
-		if !p.paused.Load() && (p.bufRecords.Load() >= int64(part.Records) || p.bufBytes.Load() >= part.Bytes) {
+		if records, bytes := p.buffered(); !p.paused.Load() && (records >= int64(part.Records) || bytes >= part.Bytes) {
 			p.paused.Store(true)
 			change.add(p.tp)
 		}
 	}
-	if !c.allPaused.Load() && (c.bufRecords.Load() >= int64(total.Records) || c.bufBytes.Load() >= total.Bytes) {
+	if records, bytes := c.buffered(); !c.allPaused.Load() && (records >= int64(total.Records) || bytes >= total.Bytes) {
 		c.allPaused.Store(true)
 		c.addSelfUnpaused(&change)
 	}
@@ -580,19 +582,21 @@ func (c *Consumer) pauseFull(touched []*partition) {
 // fell to the low-water mark.
 func (c *Consumer) maybeResume(p *partition) {
 	part, total, low := c.cfg.partHigh, c.cfg.totalHigh, c.cfg.lowWater
-	under := func(records, bytes int64, w Water) bool {
+	below := func(records, bytes int64, w Water) bool {
 		return float64(records) <= low*float64(w.Records) && float64(bytes) <= low*float64(w.Bytes)
 	}
+	under := func(records, bytes int64) bool { return below(records, bytes, part) }
+	underTotal := func(records, bytes int64) bool { return below(records, bytes, total) }
 	c.pauseMu.Lock()
 	defer c.pauseMu.Unlock()
 	var change fetchChange
-	if p.paused.Load() && under(p.bufRecords.Load(), p.bufBytes.Load(), part) {
+	if p.paused.Load() && under(p.buffered()) {
 		p.paused.Store(false)
 		if !c.allPaused.Load() {
 			change.add(p.tp)
 		}
 	}
-	if c.allPaused.Load() && under(c.bufRecords.Load(), c.bufBytes.Load(), total) {
+	if c.allPaused.Load() && underTotal(c.buffered()) {
 		c.allPaused.Store(false)
 		c.addSelfUnpaused(&change)
 	}
@@ -651,6 +655,22 @@ func (c *Consumer) wakeBlocked() {
 	c.flowMu.Unlock()
 }
 
+// flushAllLocked makes every owned partition give back the room of its
+// settled records, so that a feeder about to wait for room sees the exact
+// count; c.flowMu is held.
+func (c *Consumer) flushAllLocked() {
+	for _, p := range c.ownedPartitions() {
+		p.mu.Lock()
+		p.flushLocked()
+		p.mu.Unlock()
+	}
+}
+
+// buffered is the consumer-wide fetched and unsettled work.
+func (c *Consumer) buffered() (records, bytes int64) {
+	return c.pendRecords.Load() + c.outRecords.Load(), c.pendBytes.Load() + c.outBytes.Load()
+}
+
 // unblockLocked removes p from the blocked set; c.flowMu is held.
 func (c *Consumer) unblockLocked(p *partition) {
 	if p.blocked {
@@ -703,7 +723,8 @@ func (c *Consumer) Status() Status {
 // Unsettled reports the records handed to the handler and not yet settled,
 // and the records buffered (fetched and not settled), across partitions.
 func (c *Consumer) Unsettled() (handed, buffered int64) {
-	return c.outRecords.Load(), c.bufRecords.Load()
+	handed = c.outRecords.Load()
+	return handed, handed + c.pendRecords.Load()
 }
 
 // Assigned returns the partitions this member owns now, sorted.

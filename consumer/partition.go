@@ -40,15 +40,19 @@ type partition struct {
 	fed      chan struct{} // closed when the feeder has exited
 	closed   chan struct{} // closed when part.Close has returned
 
-	// Buffered work: fetched and not yet settled (pending + unsettled).
-	// Read without locks for pause decisions.
-	bufRecords atomic.Int64
-	bufBytes   atomic.Int64
-	paused     atomic.Bool // fetches paused for this partition's own marks
+	paused atomic.Bool // fetches paused for this partition's own marks; set under c.pauseMu
 
-	mu        sync.Mutex
-	tr        *tracker
-	pending   []pendingBatch // fetched, not handed over, in offset order
+	mu sync.Mutex
+	tr *tracker // records handed over and not settled
+	// pending are fetched records not handed over, in offset order;
+	// pendRecords and pendBytes count them, and the batch the feeder holds.
+	pending     []pendingBatch
+	pendRecords int64
+	pendBytes   int64
+	// relRecords and relBytes are settled records not yet taken off the
+	// consumer-wide count (c.out*): it is updated in batches.
+	relRecords int64
+	relBytes   int64
 	waiting   bool           // the feeder waits for pending records or capacity
 	blocked   bool           // in c.blocked: waits for consumer-wide room; guarded by c.flowMu
 	wake      chan struct{}  // cap 1: poked when waiting and something changed
@@ -100,13 +104,13 @@ func (p *partition) enqueue(recs []*kgo.Record, fetched time.Time) {
 		bytes += recordSize(r)
 	}
 	p.enqueued = recs[len(recs)-1].Offset + 1
-	p.bufRecords.Add(int64(len(recs)))
-	p.bufBytes.Add(bytes)
-	p.c.bufRecords.Add(int64(len(recs)))
-	p.c.bufBytes.Add(bytes)
+	p.c.pendRecords.Add(int64(len(recs)))
+	p.c.pendBytes.Add(bytes)
 
 	p.mu.Lock()
 	p.pending = append(p.pending, pendingBatch{recs, fetched})
+	p.pendRecords += int64(len(recs))
+	p.pendBytes += bytes
 	p.pokeLocked()
 	p.mu.Unlock()
 	each(p.c.hooks, func(h HookFetched) { h.OnFetched(p.tp, len(recs), bytes) })
@@ -186,11 +190,16 @@ func (p *partition) admit(recs []*kgo.Record) int {
 	for {
 		c.flowMu.Lock()
 		p.mu.Lock()
+		p.flushLocked()
 		n, bytes, totalFull := p.fit(recs)
 		if n > 0 {
 			for _, r := range recs[:n] {
 				p.tr.add(r.Offset, r.LeaderEpoch, int32(recordSize(r)))
 			}
+			p.pendRecords -= int64(n)
+			p.pendBytes -= bytes
+			c.pendRecords.Add(-int64(n))
+			c.pendBytes.Add(-bytes)
 			c.outRecords.Add(int64(n))
 			c.outBytes.Add(bytes)
 			c.unblockLocked(p)
@@ -200,12 +209,13 @@ func (p *partition) admit(recs []*kgo.Record) int {
 		}
 		if totalFull && !p.blocked {
 			// Register before sleeping, then look once more: a settle
-			// elsewhere that freed room before we registered is seen
-			// by the second look, one after it wakes us.
+			// elsewhere that freed room before we registered flushes
+			// (it sees blockedN) or is flushed here; one after wakes us.
 			p.blocked = true
 			c.blocked[p] = struct{}{}
 			c.blockedN.Add(1)
 			p.mu.Unlock()
+			c.flushAllLocked()
 			c.flowMu.Unlock()
 			continue
 		}
@@ -309,52 +319,80 @@ func parseMillis(b []byte) (int64, bool) {
 
 // Settled implements pipeline.Settler.
 func (p *partition) Settled(r *pipeline.Record) {
+	c := p.c
 	p.mu.Lock()
 	if p.finished {
 		p.mu.Unlock()
 		return
 	}
 	size, ok := p.tr.settle(r.Offset)
-	if ok {
-		p.pokeLocked()
+	if !ok {
+		p.mu.Unlock()
+		return
+	}
+	p.pokeLocked()
+	p.relRecords++
+	p.relBytes += int64(size)
+	// Give the room back to the consumer-wide count in batches, at once
+	// when someone waits for it.
+	waiting := p.paused.Load() || c.allPaused.Load() || c.blockedN.Load() > 0
+	if waiting || p.relRecords >= releaseBatch {
+		p.flushLocked()
 	}
 	p.mu.Unlock()
-	if ok {
-		p.release(1, int64(size))
+	if waiting {
+		p.afterRelease()
 	}
 }
 
-// release gives back capacity held by n settled records.
-func (p *partition) release(n int64, bytes int64) {
+// releaseBatch is how many settles a partition gathers before it gives their
+// room back to the consumer-wide count, when nobody waits for it.
+const releaseBatch = 32
+
+// flushLocked takes settled records off the consumer-wide count; p.mu is held.
+func (p *partition) flushLocked() {
+	if p.relRecords != 0 {
+		p.c.outRecords.Add(-p.relRecords)
+		p.c.outBytes.Add(-p.relBytes)
+		p.relRecords, p.relBytes = 0, 0
+	}
+}
+
+// afterRelease resumes fetching and wakes blocked feeders if freed room
+// allows it.
+func (p *partition) afterRelease() {
 	c := p.c
-	c.outRecords.Add(-n)
-	c.outBytes.Add(-bytes)
-	p.unbufferN(n, bytes)
+	if p.paused.Load() || c.allPaused.Load() {
+		c.maybeResume(p)
+	}
 	if c.blockedN.Load() > 0 {
 		c.wakeBlocked()
 	}
 }
 
+// buffered is p's fetched and unsettled work: pending plus handed over.
+func (p *partition) buffered() (records, bytes int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pendRecords + int64(p.tr.unsettled), p.pendBytes + p.tr.unsettledBytes
+}
+
 // unbuffer forgets fetched records that will not be handed over.
 func (p *partition) unbuffer(recs []*kgo.Record) {
+	if len(recs) == 0 {
+		return
+	}
 	var bytes int64
 	for _, r := range recs {
 		bytes += recordSize(r)
 	}
-	p.unbufferN(int64(len(recs)), bytes)
-}
-
-func (p *partition) unbufferN(n, bytes int64) {
-	if n == 0 {
-		return
-	}
-	p.bufRecords.Add(-n)
-	p.bufBytes.Add(-bytes)
-	p.c.bufRecords.Add(-n)
-	p.c.bufBytes.Add(-bytes)
-	if p.paused.Load() || p.c.allPaused.Load() {
-		p.c.maybeResume(p)
-	}
+	p.mu.Lock()
+	p.pendRecords -= int64(len(recs))
+	p.pendBytes -= bytes
+	p.mu.Unlock()
+	p.c.pendRecords.Add(-int64(len(recs)))
+	p.c.pendBytes.Add(-bytes)
+	p.afterRelease()
 }
 
 // watermark returns what to commit for p, if anything moved since the last
@@ -394,7 +432,7 @@ func (p *partition) markCommitted(off int64) {
 }
 
 // finish forgets p's remaining work once it has stopped: unsettled records
-// give their capacity back and late settles are ignored.
+// give their room back and late settles are ignored.
 func (p *partition) finish() {
 	p.mu.Lock()
 	if p.finished {
@@ -402,20 +440,18 @@ func (p *partition) finish() {
 		return
 	}
 	p.finished = true
-	n, bytes := int64(p.tr.unsettled), p.tr.unsettledBytes
-	var pn, pbytes int64
-	for _, b := range p.pending {
-		pn += int64(len(b.recs))
-		for _, r := range b.recs {
-			pbytes += recordSize(r)
-		}
-	}
-	p.pending = nil
+	p.flushLocked()
+	c := p.c
+	c.outRecords.Add(-int64(p.tr.unsettled))
+	c.outBytes.Add(-p.tr.unsettledBytes)
+	c.pendRecords.Add(-p.pendRecords)
+	c.pendBytes.Add(-p.pendBytes)
+	p.pending, p.pendRecords, p.pendBytes = nil, 0, 0
 	p.mu.Unlock()
-	p.c.outRecords.Add(-n)
-	p.c.outBytes.Add(-bytes)
-	p.unbufferN(n+pn, bytes+pbytes)
-	if p.c.blockedN.Load() > 0 {
-		p.c.wakeBlocked()
+	if c.allPaused.Load() {
+		c.maybeResume(p)
+	}
+	if c.blockedN.Load() > 0 {
+		c.wakeBlocked()
 	}
 }
