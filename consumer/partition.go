@@ -53,11 +53,11 @@ type partition struct {
 	// consumer-wide count (c.out*): it is updated in batches.
 	relRecords int64
 	relBytes   int64
-	waiting   bool           // the feeder waits for pending records or capacity
-	blocked   bool           // in c.blocked: waits for consumer-wide room; guarded by c.flowMu
-	wake      chan struct{}  // cap 1: poked when waiting and something changed
-	finished  bool           // released: late settles are ignored
-	committed int64          // last committed watermark, -1 before any
+	waiting    bool          // the feeder waits for pending records or capacity
+	blocked    bool          // in c.blocked: waits for consumer-wide room; guarded by c.flowMu
+	wake       chan struct{} // cap 1: poked when waiting and something changed
+	finished   bool          // released: late settles are ignored
+	committed  int64         // last committed watermark, -1 before any
 
 	progressWM int64     // watermark seen by the last observeProgress
 	progressAt time.Time // when the watermark last moved or nothing was unsettled
