@@ -134,7 +134,9 @@ func TestStageBuildErrors(t *testing.T) {
 			sinkOK(b)
 		}, "pipeline: d: Buffer must be at least 1"},
 		{"no workers", func(s *pipeline.Stream[int]) { sinkOK(stages.FanOut(s, "f", 0)) }, "pipeline: f: needs at least 1 worker"},
-		{"bad window", func(s *pipeline.Stream[int]) { sinkOK(stages.Window(s, "w", stages.Sliding(time.Second, 2*time.Second))) }, "pipeline: w: time window needs 0 < every <= size"},
+		{"bad window", func(s *pipeline.Stream[int]) {
+			sinkOK(stages.Window(s, "w", stages.Sliding(time.Second, 2*time.Second)))
+		}, "pipeline: w: time window needs 0 < every <= size"},
 		{"zero window", func(s *pipeline.Stream[int]) { sinkOK(stages.Window(s, "w", stages.WindowSpec{})) }, "pipeline: w: zero WindowSpec"},
 		{"event-time count window", func(s *pipeline.Stream[int]) {
 			sinkOK(stages.Window(s, "w", stages.TumblingCount(3), stages.EventTime(0)))
