@@ -19,8 +19,9 @@ func newDevCmd() *cobra.Command {
 
 func newDevBrokerCmd() *cobra.Command {
 	var (
-		cfg    devbroker.Config
-		topics string
+		cfg     devbroker.Config
+		topics  string
+		control string
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -37,12 +38,25 @@ its topics, records and committed offsets survive a restart.`,
 			if cfg.Topics, err = devbroker.ParseTopics(topics); err != nil {
 				return err
 			}
+			if control != "" {
+				if err := devbroker.CheckControlAddr(control); err != nil {
+					return err
+				}
+			}
 			c, err := devbroker.Start(cfg)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "sluice dev broker listening on %s\n", c.ListenAddrs()[0])
+			if control != "" {
+				srv, err := devbroker.ServeControl(c, control)
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				fmt.Fprintf(cmd.OutOrStdout(), "sluice dev broker fault control on %s\n", srv.URL())
+			}
 			<-cmd.Context().Done()
 			fmt.Fprintln(cmd.OutOrStdout(), "sluice dev broker stopping")
 			return nil
@@ -55,5 +69,10 @@ its topics, records and committed offsets survive a restart.`,
 	f.IntVar(&cfg.DefaultPartitions, "default-partitions", 1, "partitions of auto-created topics")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory that keeps the broker's data across restarts (default: memory only)")
 	f.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", 0, "broker message.max.bytes (0 keeps kfake's default, about 1 MiB)")
+	// --control is for reliability tests of clients in other processes: an
+	// HTTP API on a loopback address that injects broker-side errors
+	// (devbroker.Control). Hidden because it is no user feature.
+	f.StringVar(&control, "control", "", "serve the fault-injection API on this loopback address (tests only)")
+	_ = f.MarkHidden("control")
 	return cmd
 }

@@ -1,0 +1,389 @@
+// Package check compares what was produced with what the consumers of a
+// reliability run handled and dead-lettered, and counts what went wrong.
+//
+// # Definitions
+//
+// Records are identified by their rid (ledger.RIDHeader), unique per run.
+//
+//   - A delivery of a record is a handled event (H) in any ledger, or a
+//     record in the dead-letter topic whose rid is the record's. Dead-letter
+//     events (D) in ledgers are not counted again: the dead-letter topic is
+//     the authority, and D events only time the dead-lettering.
+//   - Lost: an acknowledged produced record with no delivery.
+//   - Duplicates: deliveries beyond the first, summed over records.
+//   - Duplicate bound: what forced endings could make a consumer redo. For
+//     each assignment of a partition in a ledger (from its A event), the
+//     records it handled or dead-lettered at or above the last watermark it
+//     committed (C) are uncommitted work; when the assignment ends by loss (L)
+//     or the process ends without its End event (killed), that work may be
+//     redone by the next owner. A revoke (R) or a graceful end commits it.
+//     The bound is the sum over forced endings. Every duplicate must come
+//     from one, so Duplicates <= DupBound.
+//   - Order violations: for each key of each partition (of each incarnation
+//     of the topic), take the handled and dead-letter events of the key's
+//     records, in time order across all ledgers. The first delivery of each
+//     record must come in offset order: a record delivered for the first
+//     time after a later record of its key was delivered is one violation.
+//     A re-delivery (after a kill or a loss) is a duplicate, not a
+//     violation. Records with a nil key carry no order and are skipped.
+//   - Unexpected outcome: a record expected to be handled that was only
+//     dead-lettered, or one expected to be dead-lettered that never was.
+//   - Recovery: for each disruption time T, the time from T until every
+//     partition that has deliveries after T has had its first one; the
+//     largest over disruptions.
+package check
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluice-go/sluice/reliability/ledger"
+)
+
+// Outcome is what should become of a produced record.
+type Outcome byte
+
+// Expected outcomes.
+const (
+	// ExpectHandled: the sink should succeed (the default).
+	ExpectHandled Outcome = iota
+	// ExpectDeadLetter: the record should be dead-lettered.
+	ExpectDeadLetter
+	// ExpectEither: either is fine.
+	ExpectEither
+)
+
+// Produced is a record the producer wrote.
+type Produced struct {
+	RID       string
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	// Gen is the incarnation of the topic (bumped when it is recreated).
+	Gen int
+	// Acked is true if the broker acknowledged the record; unacknowledged
+	// records may or may not exist and are not required.
+	Acked  bool
+	Expect Outcome
+}
+
+// DeadLetter is a record read back from a dead-letter topic.
+type DeadLetter struct {
+	RID string
+	// Source position, from the provenance headers.
+	Topic     string
+	Partition int32
+	Offset    int64
+	Class     string
+}
+
+// Input is one run's evidence.
+type Input struct {
+	Produced    []Produced
+	Ledgers     []*ledger.File
+	DeadLetters []DeadLetter
+	// Disruptions are the times faults ended (a process killed, a proxy
+	// healed, a broker back, a sink back), for recovery times.
+	Disruptions []time.Time
+}
+
+// Report is what the checker found.
+type Report struct {
+	Produced     int // acknowledged records
+	Handled      int // distinct records with a handled event
+	DeadLettered int // distinct records in the dead-letter topic
+	Lost         int
+	Duplicates   int
+	DupBound     int
+	// OrderViolations is the total; MaxKeyViolations the most for one key.
+	OrderViolations  int
+	MaxKeyViolations int
+	Unexpected       int
+	// Unknown counts deliveries of rids that were never produced, and
+	// Mismatched those whose position differs from where the record was
+	// produced.
+	Unknown    int
+	Mismatched int
+	// LostAssignments counts L events; Kills counts ledgers without End.
+	LostAssignments int
+	Kills           int
+	// Stray counts H/D events of a partition the ledger did not hold.
+	Stray int
+	Torn  int
+	// DeadLetterClasses counts dead letters by class.
+	DeadLetterClasses map[string]int
+	// Recovery is the largest recovery time; -1 if there were no
+	// disruptions or nothing was delivered after them.
+	Recovery time.Duration
+	// Samples name a few of the records behind each non-zero count.
+	Samples map[string][]string
+}
+
+const maxSamples = 5
+
+func (r *Report) sample(kind, s string) {
+	if r.Samples == nil {
+		r.Samples = map[string][]string{}
+	}
+	if len(r.Samples[kind]) < maxSamples {
+		r.Samples[kind] = append(r.Samples[kind], s)
+	}
+}
+
+// delivery is one H or D event with where it came from, for ordering.
+type delivery struct {
+	ledger.Event
+	file, line int
+}
+
+type tpKey struct {
+	topic string
+	part  int32
+}
+
+// Check compares in's evidence.
+func Check(in Input) Report {
+	r := Report{DeadLetterClasses: map[string]int{}, Recovery: -1}
+	byRID := make(map[string]*Produced, len(in.Produced))
+	for i := range in.Produced {
+		p := &in.Produced[i]
+		byRID[p.RID] = p
+		if p.Acked {
+			r.Produced++
+		}
+	}
+	count := map[string]int{}
+	handled := map[string]bool{}
+	dead := map[string]bool{}
+	var deliveries []delivery
+	for fi, f := range in.Ledgers {
+		r.Torn += f.Torn
+		if !f.Ended {
+			r.Kills++
+		}
+		r.DupBound += dupBound(f, &r)
+		for li, e := range f.Events {
+			switch e.Kind {
+			case ledger.Lost:
+				r.LostAssignments++
+			case ledger.Handled:
+				count[e.RID]++
+				handled[e.RID] = true
+				deliveries = append(deliveries, delivery{e, fi, li})
+			case ledger.DeadLettered:
+				deliveries = append(deliveries, delivery{e, fi, li})
+			}
+		}
+	}
+	for _, d := range in.DeadLetters {
+		count[d.RID]++
+		dead[d.RID] = true
+		r.DeadLetterClasses[d.Class]++
+		if p := byRID[d.RID]; p != nil && (p.Topic != d.Topic || p.Partition != d.Partition || p.Offset != d.Offset) && p.Acked {
+			r.Mismatched++
+			r.sample("mismatched", fmt.Sprintf("dead letter of %s says %s/%d@%d, produced at %s/%d@%d", d.RID, d.Topic, d.Partition, d.Offset, p.Topic, p.Partition, p.Offset))
+		}
+	}
+	r.DeadLettered = len(dead)
+	for rid, n := range count {
+		p := byRID[rid]
+		if p == nil {
+			r.Unknown += n
+			r.sample("unknown", fmt.Sprintf("rid %q delivered %d times, never produced", rid, n))
+			continue
+		}
+		if n > 1 {
+			r.Duplicates += n - 1
+			r.sample("duplicates", fmt.Sprintf("%s (%s/%d@%d) delivered %d times", rid, p.Topic, p.Partition, p.Offset, n))
+		}
+	}
+	for _, p := range in.Produced {
+		if handled[p.RID] {
+			r.Handled++
+		}
+		if !p.Acked {
+			continue
+		}
+		if count[p.RID] == 0 {
+			r.Lost++
+			r.sample("lost", fmt.Sprintf("%s %s/%d@%d", p.RID, p.Topic, p.Partition, p.Offset))
+			continue
+		}
+		switch {
+		case p.Expect == ExpectHandled && !handled[p.RID]:
+			r.Unexpected++
+			r.sample("unexpected", fmt.Sprintf("%s %s/%d@%d dead-lettered, expected handled", p.RID, p.Topic, p.Partition, p.Offset))
+		case p.Expect == ExpectDeadLetter && !dead[p.RID]:
+			r.Unexpected++
+			r.sample("unexpected", fmt.Sprintf("%s %s/%d@%d handled, expected dead-lettered", p.RID, p.Topic, p.Partition, p.Offset))
+		}
+	}
+	checkOrder(deliveries, byRID, &r)
+	r.Recovery = recovery(deliveries, in.Disruptions)
+	return r
+}
+
+// dupBound adds up the uncommitted work of f's forced endings, and counts
+// deliveries outside any assignment (stray), which are forced too.
+func dupBound(f *ledger.File, r *Report) int {
+	type seg struct {
+		committed int64 // last committed watermark; -1 before any
+		offsets   []int64
+	}
+	open := map[tpKey]*seg{}
+	uncommitted := func(s *seg) int {
+		n := 0
+		for _, o := range s.offsets {
+			if o >= s.committed {
+				n++
+			}
+		}
+		return n
+	}
+	bound := 0
+	for _, e := range f.Events {
+		k := tpKey{e.Topic, e.Partition}
+		switch e.Kind {
+		case ledger.Assigned:
+			open[k] = &seg{committed: -1}
+		case ledger.Committed:
+			if s := open[k]; s != nil {
+				s.committed = max(s.committed, e.Offset)
+			}
+		case ledger.Handled, ledger.DeadLettered:
+			s := open[k]
+			if s == nil {
+				r.Stray++
+				r.sample("stray", fmt.Sprintf("%s: %s %s/%d@%d outside an assignment", f.Path, e.Kind, e.Topic, e.Partition, e.Offset))
+				bound++
+				continue
+			}
+			s.offsets = append(s.offsets, e.Offset)
+		case ledger.Revoked:
+			delete(open, k)
+		case ledger.Lost:
+			if s := open[k]; s != nil {
+				bound += uncommitted(s)
+			}
+			delete(open, k)
+		}
+	}
+	if !f.Ended {
+		for _, s := range open {
+			bound += uncommitted(s)
+		}
+	}
+	return bound
+}
+
+type orderKey struct {
+	topic string
+	gen   int
+	part  int32
+	key   string
+}
+
+func checkOrder(ds []delivery, byRID map[string]*Produced, r *Report) {
+	slices.SortFunc(ds, func(a, b delivery) int {
+		return cmp.Or(cmp.Compare(a.Time, b.Time), cmp.Compare(a.file, b.file), cmp.Compare(a.line, b.line))
+	})
+	type state struct {
+		seen     map[string]bool
+		maxFirst int64
+		bad      int
+	}
+	keys := map[orderKey]*state{}
+	for _, d := range ds {
+		p := byRID[d.RID]
+		if p == nil {
+			continue
+		}
+		if d.Topic != p.Topic || d.Partition != p.Partition || d.Offset != p.Offset {
+			r.Mismatched++
+			r.sample("mismatched", fmt.Sprintf("%s %s/%d@%d, produced at %s/%d@%d", d.RID, d.Topic, d.Partition, d.Offset, p.Topic, p.Partition, p.Offset))
+			continue
+		}
+		if p.Key == nil {
+			continue
+		}
+		k := orderKey{p.Topic, p.Gen, p.Partition, string(p.Key)}
+		s := keys[k]
+		if s == nil {
+			s = &state{seen: map[string]bool{}, maxFirst: -1}
+			keys[k] = s
+		}
+		if s.seen[d.RID] {
+			continue
+		}
+		s.seen[d.RID] = true
+		if p.Offset < s.maxFirst {
+			s.bad++
+			r.OrderViolations++
+			r.MaxKeyViolations = max(r.MaxKeyViolations, s.bad)
+			r.sample("order", fmt.Sprintf("key %q of %s/%d: @%d first delivered after @%d", p.Key, p.Topic, p.Partition, p.Offset, s.maxFirst))
+			continue
+		}
+		s.maxFirst = p.Offset
+	}
+}
+
+// recovery returns the largest time from a disruption until every partition
+// delivering after it had delivered once; ds is sorted by time.
+func recovery(ds []delivery, disruptions []time.Time) time.Duration {
+	worst := time.Duration(-1)
+	for _, t := range disruptions {
+		at := t.UnixNano()
+		i, _ := slices.BinarySearchFunc(ds, at, func(d delivery, at int64) int { return cmp.Compare(d.Time, at) })
+		first := map[tpKey]int64{}
+		for _, d := range ds[i:] {
+			k := tpKey{d.Topic, d.Partition}
+			if _, ok := first[k]; !ok {
+				first[k] = d.Time
+			}
+		}
+		for _, ft := range first {
+			worst = max(worst, time.Duration(ft-at))
+		}
+	}
+	return worst
+}
+
+// Expectations say what a scenario must show.
+type Expectations struct {
+	// AllowForcedDuplicates lets duplicates up to DupBound; without it
+	// there must be none.
+	AllowForcedDuplicates bool
+	// AllowLostAssignments permits L events (a scenario that forces them).
+	AllowLostAssignments bool
+}
+
+// Problems lists every way r breaks the promises, empty if none.
+func (r Report) Problems(x Expectations) []string {
+	var ps []string
+	add := func(ok bool, kind, format string, args ...any) {
+		if ok {
+			return
+		}
+		msg := fmt.Sprintf(format, args...)
+		if s := r.Samples[kind]; len(s) > 0 {
+			msg += " (e.g. " + strings.Join(s, "; ") + ")"
+		}
+		ps = append(ps, msg)
+	}
+	add(r.Lost == 0, "lost", "%d records lost", r.Lost)
+	add(r.OrderViolations == 0, "order", "%d per-key order violations (max %d for one key)", r.OrderViolations, r.MaxKeyViolations)
+	add(r.Unexpected == 0, "unexpected", "%d records with an unexpected outcome", r.Unexpected)
+	add(r.Unknown == 0, "unknown", "%d deliveries of records never produced", r.Unknown)
+	add(r.Mismatched == 0, "mismatched", "%d deliveries at a position other than the record's", r.Mismatched)
+	if x.AllowForcedDuplicates {
+		add(r.Duplicates <= r.DupBound, "duplicates", "%d duplicates above the bound of %d uncommitted records at forced endings", r.Duplicates, r.DupBound)
+	} else {
+		add(r.Duplicates == 0, "duplicates", "%d duplicates where none may happen", r.Duplicates)
+	}
+	add(x.AllowLostAssignments || r.LostAssignments == 0, "", "%d partitions lost where every rebalance should be graceful", r.LostAssignments)
+	return ps
+}
