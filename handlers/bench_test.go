@@ -1,0 +1,99 @@
+package handlers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/sluice-go/sluice/backpressure"
+	"github.com/sluice-go/sluice/handlers"
+)
+
+// semaphore is a bare fixed limiter for benchmarks.
+type semaphore chan struct{}
+
+func (s semaphore) Acquire(ctx context.Context) error {
+	select {
+	case s <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (s semaphore) Release(time.Duration, backpressure.Outcome) { <-s }
+func (s semaphore) Limit() int                                  { return cap(s) }
+func (s semaphore) InFlight() int                               { return len(s) }
+
+// BenchmarkGuardOverhead measures the chain's cost per call on a no-op sink,
+// against calling the sink directly in the same run. See docs/BENCHMARKS.md.
+func BenchmarkGuardOverhead(b *testing.B) {
+	noop := handlers.Handler[msg](func(context.Context, msg) error { return nil })
+	all := []handlers.Opt{
+		handlers.WithLogger(quiet),
+		handlers.WithRetry(handlers.RetryPolicy{}),
+		handlers.WithBreaker(handlers.BreakerPolicy{}),
+		handlers.WithRateLimit(rate.Limit(1e12), 1<<30),
+		handlers.WithLimiter(make(semaphore, 1<<20)),
+		handlers.WithTimeout(time.Minute),
+	}
+	guard := func(opts ...handlers.Opt) handlers.Handler[msg] {
+		h, err := handlers.Guard(noop, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return h
+	}
+	cases := []struct {
+		name     string
+		h        handlers.Handler[msg]
+		deadline bool
+	}{
+		{"direct", noop, false},
+		{"minimal", guard(handlers.WithLogger(quiet)), false},
+		{"retry", guard(all[0], all[1]), false},
+		{"breaker", guard(all[0], all[2]), false},
+		{"ratelimit", guard(all[0], all[3]), false},
+		{"limiter", guard(all[0], all[4]), false},
+		{"timeout", guard(all[0], all[5]), false},
+		{"all", guard(all...), false},
+		// With a record deadline nearer than the per-attempt timeout, the
+		// timeout guard needs no context of its own.
+		{"all+deadline", guard(all...), true},
+		{"all-but-timeout", guard(all[:len(all)-1]...), true},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := benchContext(b, c.deadline)
+			for b.Loop() {
+				if err := c.h(ctx, msg{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			ctx := benchContext(b, c.deadline)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := c.h(ctx, msg{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// benchContext reports allocations and returns the record context: with a
+// deadline 30s away, or none.
+func benchContext(b *testing.B, deadline bool) context.Context {
+	b.ReportAllocs()
+	if !deadline {
+		return context.Background()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	b.Cleanup(cancel)
+	return ctx
+}

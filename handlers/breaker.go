@@ -1,0 +1,305 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// BreakerPolicy configures a sink's circuit breaker (gobreaker v2). Zero
+// fields take their defaults.
+//
+// The breaker counts the sink's results over a rolling Window of Buckets
+// buckets. It opens when at least MinRequests results are in the window and
+// at least FailureRatio of them are failures. Open, it lets nothing through
+// for OpenTimeout; then it is half-open and lets HalfOpenProbes calls
+// through: if all of them succeed it closes, if one fails it opens again.
+//
+// A success is a nil error, or a permanent error (the downstream answered,
+// it just rejects this record). Errors that say nothing about the
+// downstream are not counted at all: cancellations, panics and other errors
+// implementing the Failure protocol, and attempts a guard inside the breaker
+// refused to start for lack of time. Everything else is a failure.
+//
+// With a failure ratio of one half, a window full of successes and then 100%
+// failure at a steady rate, the breaker opens within half a window.
+type BreakerPolicy struct {
+	// Window is the rolling window over which results are counted.
+	// Default 10s.
+	Window time.Duration
+	// Buckets is how many buckets the window slides by. Default 10.
+	Buckets int
+	// FailureRatio is the share of failures that opens the breaker, in
+	// (0, 1]. Default 0.5.
+	FailureRatio float64
+	// MinRequests is how many results the window must hold before the
+	// breaker may open, so a handful of failures at low traffic does not
+	// open it. Default 20.
+	MinRequests int
+	// OpenTimeout is how long the breaker stays open before probing.
+	// Default 5s: longer spares a struggling downstream, shorter resumes
+	// sooner after a blip.
+	OpenTimeout time.Duration
+	// HalfOpenProbes is how many calls the half-open breaker lets through;
+	// that many consecutive successes close it. Default 3.
+	HalfOpenProbes int
+}
+
+// Breaker defaults.
+const (
+	DefaultBreakerWindow  = 10 * time.Second
+	DefaultBreakerBuckets = 10
+	DefaultFailureRatio   = 0.5
+	DefaultMinRequests    = 20
+	DefaultOpenTimeout    = 5 * time.Second
+	DefaultHalfOpenProbes = 3
+)
+
+// BreakerState is the state of a sink's breaker.
+type BreakerState int
+
+// Breaker states; the values suit a metrics gauge.
+const (
+	BreakerClosed BreakerState = iota
+	BreakerHalfOpen
+	BreakerOpen
+)
+
+// String returns "closed", "half-open" or "open".
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerHalfOpen:
+		return "half-open"
+	case BreakerOpen:
+		return "open"
+	}
+	return "unknown"
+}
+
+func fromGobreaker(s gobreaker.State) BreakerState {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return BreakerHalfOpen
+	case gobreaker.StateOpen:
+		return BreakerOpen
+	}
+	return BreakerClosed
+}
+
+// Breaker returns the breaker guard alone, configured by p and the shared
+// options (name, logger, classifier, hooks, minimum budget).
+//
+// While the breaker is open or its half-open probes are taken, a call waits
+// (it does not fail, spends no attempt and is never dead-lettered) until a
+// probe may go through, or its context is done. A call whose deadline would
+// pass before the breaker half-opens returns an error matching ErrDeadline
+// at once. The breaker's timing follows the wall clock, as gobreaker does.
+func Breaker[M any](p BreakerPolicy, opts ...Opt) (Middleware[M], error) {
+	c, err := newCfg(opts)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newBreaker(c, p)
+	if err != nil {
+		return nil, err
+	}
+	return breakerMW[M](b), nil
+}
+
+// Results as the breaker should count them; see judge.
+var (
+	errCountSuccess  = errors.New("handlers: breaker: counted as success")
+	errCountExcluded = errors.New("handlers: breaker: not counted")
+)
+
+type breaker struct {
+	name        string
+	cb          *gobreaker.CircuitBreaker[struct{}]
+	classify    Classifier
+	hooks       *hooks
+	logger      *slog.Logger
+	min         time.Duration
+	openTimeout time.Duration
+	halfOpen    atomic.Bool
+
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced on every change a waiter may care about
+	openUntil time.Time
+}
+
+func newBreaker(c *cfg, p BreakerPolicy) (*breaker, error) {
+	const opt = "WithBreaker"
+	switch {
+	case p.Window < 0:
+		return nil, fieldErr(opt, "Window", p.Window, "must not be negative")
+	case p.Buckets < 0:
+		return nil, fieldErr(opt, "Buckets", p.Buckets, "must not be negative")
+	case p.FailureRatio < 0 || p.FailureRatio > 1 || math.IsNaN(p.FailureRatio):
+		return nil, fieldErr(opt, "FailureRatio", p.FailureRatio, "must be in (0, 1]")
+	case p.MinRequests < 0:
+		return nil, fieldErr(opt, "MinRequests", p.MinRequests, "must not be negative")
+	case p.OpenTimeout < 0:
+		return nil, fieldErr(opt, "OpenTimeout", p.OpenTimeout, "must not be negative")
+	case p.HalfOpenProbes < 0 || p.HalfOpenProbes > math.MaxUint32:
+		return nil, fieldErr(opt, "HalfOpenProbes", p.HalfOpenProbes, "must be in [1, 2^32)")
+	}
+	if p.Window == 0 {
+		p.Window = DefaultBreakerWindow
+	}
+	if p.Buckets == 0 {
+		p.Buckets = DefaultBreakerBuckets
+	}
+	if p.FailureRatio == 0 {
+		p.FailureRatio = DefaultFailureRatio
+	}
+	if p.MinRequests == 0 {
+		p.MinRequests = DefaultMinRequests
+	}
+	if p.OpenTimeout == 0 {
+		p.OpenTimeout = DefaultOpenTimeout
+	}
+	if p.HalfOpenProbes == 0 {
+		p.HalfOpenProbes = DefaultHalfOpenProbes
+	}
+	period := p.Window / time.Duration(p.Buckets)
+	if period <= 0 {
+		return nil, fieldErr(opt, "Buckets", p.Buckets, "leaves buckets shorter than 1ns in Window "+p.Window.String())
+	}
+	b := &breaker{
+		name:        c.name,
+		classify:    c.classifier,
+		hooks:       &c.hooks,
+		logger:      c.logger,
+		min:         c.minBudget,
+		openTimeout: p.OpenTimeout,
+		changed:     make(chan struct{}),
+	}
+	minReq, ratio := uint32(p.MinRequests), p.FailureRatio
+	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:         c.name,
+		MaxRequests:  uint32(p.HalfOpenProbes),
+		Interval:     p.Window,
+		BucketPeriod: period,
+		Timeout:      p.OpenTimeout,
+		ReadyToTrip: func(n gobreaker.Counts) bool {
+			total := n.TotalFailures + n.TotalSuccesses
+			return total >= minReq && float64(n.TotalFailures) >= ratio*float64(total)
+		},
+		OnStateChange: b.onStateChange,
+		IsSuccessful:  func(err error) bool { return err == nil || err == errCountSuccess },
+		IsExcluded:    func(err error) bool { return err == errCountExcluded },
+	})
+	return b, nil
+}
+
+// onStateChange runs under gobreaker's lock.
+func (b *breaker) onStateChange(_ string, from, to gobreaker.State) {
+	f, t := fromGobreaker(from), fromGobreaker(to)
+	b.halfOpen.Store(t == BreakerHalfOpen)
+	if t == BreakerOpen {
+		b.mu.Lock()
+		b.openUntil = time.Now().Add(b.openTimeout)
+		b.mu.Unlock()
+	}
+	b.wake()
+	level := slog.LevelInfo
+	if t == BreakerOpen {
+		level = slog.LevelWarn
+	}
+	b.logger.Log(context.Background(), level, "sink breaker state changed", "sink", b.name, "from", f.String(), "to", t.String())
+	for _, h := range b.hooks.breaker {
+		h.OnBreakerState(b.name, f, t)
+	}
+}
+
+// wake tells waiters that the state changed, or that a half-open probe
+// finished so a probe slot may be free.
+func (b *breaker) wake() {
+	b.mu.Lock()
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// judge maps an attempt's error to how the breaker counts it.
+func (b *breaker) judge(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(ctx.Err(), context.Canceled), errors.Is(err, context.Canceled), errors.Is(err, errNoBudget):
+		return errCountExcluded
+	}
+	var f failure
+	if errors.As(err, &f) {
+		return errCountExcluded
+	}
+	if verdict(b.classify, err).Permanent {
+		return errCountSuccess
+	}
+	return err
+}
+
+// await waits after the breaker refused a call with berr, until a call may
+// be tried again. It returns ctx.Err() if ctx is cancelled, and errNoBudget
+// if the record's deadline passes or would pass first.
+func (b *breaker) await(ctx context.Context, berr error) error {
+	b.mu.Lock()
+	ch, until := b.changed, b.openUntil
+	b.mu.Unlock()
+	// Half-open with every probe slot taken: a probe's end wakes us; the
+	// timer is only a safety net.
+	wait := b.openTimeout
+	if berr == gobreaker.ErrOpenState {
+		// gobreaker half-opens strictly after its expiry.
+		now := time.Now()
+		wait = max(until.Sub(now), 0) + time.Millisecond
+		if !room(ctx, now, wait+b.min) {
+			return errNoBudget
+		}
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return waitErr(ctx.Err())
+	}
+}
+
+func breakerMW[M any](b *breaker) Middleware[M] {
+	return func(next Handler[M]) Handler[M] {
+		return func(ctx context.Context, m M) error {
+			for {
+				var (
+					called bool
+					err    error
+				)
+				_, berr := b.cb.Execute(func() (struct{}, error) {
+					called = true
+					err = next(ctx, m)
+					return struct{}{}, b.judge(ctx, err)
+				})
+				if called {
+					if b.halfOpen.Load() {
+						b.wake()
+					}
+					return err
+				}
+				if werr := b.await(ctx, berr); werr != nil {
+					return werr
+				}
+			}
+		}
+	}
+}

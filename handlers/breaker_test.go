@@ -1,0 +1,280 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/sluice-go/sluice/handlers"
+)
+
+// The breaker follows the wall clock (gobreaker does), so these tests run in
+// a synctest bubble, where the wall clock is fake and advances only when
+// every goroutine of the bubble is blocked.
+
+func breakerHandler(t *testing.T, p handlers.BreakerPolicy, rec *recorder, sink handlers.Handler[msg]) handlers.Handler[msg] {
+	t.Helper()
+	mw, err := handlers.Breaker[msg](p, handlers.WithLogger(quiet), handlers.WithHooks(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mw(sink)
+}
+
+// TestBreakerOpensWithinHalfWindow: after a window full of successes, 100%
+// failure at a steady rate opens the breaker within half its window, the
+// worst case for a failure ratio of one half.
+func TestBreakerOpensWithinHalfWindow(t *testing.T) {
+	tests := []struct {
+		give handlers.BreakerPolicy
+		rate int // calls a second
+	}{
+		{handlers.BreakerPolicy{}, 10},
+		{handlers.BreakerPolicy{Window: 2 * time.Second, Buckets: 4, MinRequests: 10}, 50},
+		{handlers.BreakerPolicy{Window: time.Minute, Buckets: 6, MinRequests: 20}, 5},
+		{handlers.BreakerPolicy{Window: 10 * time.Second, Buckets: 20, FailureRatio: 0.3}, 7},
+		{handlers.BreakerPolicy{Window: 10 * time.Second, Buckets: 1}, 10},
+	}
+	for _, tt := range tests {
+		window := tt.give.Window
+		if window == 0 {
+			window = handlers.DefaultBreakerWindow
+		}
+		t.Run(fmt.Sprintf("%+v at %d per s", tt.give, tt.rate), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rec := &recorder{}
+				var failing atomic.Bool
+				h := breakerHandler(t, tt.give, rec, func(context.Context, msg) error {
+					if failing.Load() {
+						return errFlaky
+					}
+					return nil
+				})
+				gap := time.Second / time.Duration(tt.rate)
+				for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(gap) {
+					if err := h(context.Background(), msg{}); err != nil {
+						t.Fatalf("healthy call: %v", err)
+					}
+				}
+				failing.Store(true)
+				start := time.Now()
+				for len(rec.States()) == 0 {
+					if time.Since(start) > window {
+						t.Fatalf("breaker still closed after a whole window of failures")
+					}
+					if err := h(context.Background(), msg{}); !errors.Is(err, errFlaky) {
+						t.Fatalf("failing call: err = %v; want the sink's error", err)
+					}
+					time.Sleep(gap)
+				}
+				sc := rec.States()[0]
+				took := sc.at.Sub(start)
+				t.Logf("opened after %v of failure", took)
+				if sc.to != handlers.BreakerOpen || took > window/2 {
+					t.Errorf("breaker went %v -> %v after %v of failure; want open within %v", sc.from, sc.to, took, window/2)
+				}
+			})
+		})
+	}
+}
+
+// TestBreakerClosesAfterHalfOpenSuccesses: OpenTimeout after opening, the
+// breaker lets probes through and closes after HalfOpenProbes successes, not
+// before; a failed probe opens it again.
+func TestBreakerClosesAfterHalfOpenSuccesses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		var failing atomic.Bool
+		failing.Store(true)
+		p := handlers.BreakerPolicy{MinRequests: 5, OpenTimeout: 2 * time.Second, HalfOpenProbes: 3}
+		h := breakerHandler(t, p, rec, func(context.Context, msg) error {
+			if failing.Load() {
+				return errFlaky
+			}
+			return nil
+		})
+		for range 5 {
+			_ = h(context.Background(), msg{})
+		}
+		openedAt := time.Now()
+		want := []handlers.BreakerState{handlers.BreakerOpen}
+		assertStates(t, rec, want)
+
+		// A call now waits out the open period and is the first probe. It
+		// fails, so the breaker opens again.
+		if err := h(context.Background(), msg{}); !errors.Is(err, errFlaky) {
+			t.Fatalf("probe: err = %v; want the sink's error", err)
+		}
+		if waited := time.Since(openedAt); waited < p.OpenTimeout || waited > p.OpenTimeout+10*time.Millisecond {
+			t.Errorf("the probe went through after %v; want just after %v", waited, p.OpenTimeout)
+		}
+		want = append(want, handlers.BreakerHalfOpen, handlers.BreakerOpen)
+		assertStates(t, rec, want)
+
+		failing.Store(false)
+		for i := range p.HalfOpenProbes {
+			if err := h(context.Background(), msg{}); err != nil {
+				t.Fatalf("probe %d: %v", i, err)
+			}
+			if i == 0 {
+				want = append(want, handlers.BreakerHalfOpen)
+			}
+			if i == p.HalfOpenProbes-1 {
+				want = append(want, handlers.BreakerClosed)
+			}
+			assertStates(t, rec, want)
+		}
+	})
+}
+
+func assertStates(t *testing.T, rec *recorder, want []handlers.BreakerState) {
+	t.Helper()
+	var got []handlers.BreakerState
+	for _, sc := range rec.States() {
+		got = append(got, sc.to)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("breaker states = %v; want %v", got, want)
+	}
+}
+
+// TestBreakerOutageSpendsNoAttempts: records that meet an open breaker wait
+// for it instead of failing. With the sink down for a while, every record
+// succeeds once it is back, within few attempts, and the chain never
+// returns a breaker error.
+func TestBreakerOutageSpendsNoAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		t0 := time.Now()
+		const outage = 3 * time.Second
+		var calls atomic.Int64
+		sink := func(ctx context.Context, m msg) error {
+			calls.Add(1)
+			time.Sleep(5 * time.Millisecond)
+			if time.Since(t0) < outage {
+				return handlers.Overloaded(errFlaky)
+			}
+			return nil
+		}
+		h := mustGuard(t, sink, handlers.WithHooks(rec),
+			handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 4, BaseDelay: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond}),
+			handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 5, OpenTimeout: 2 * time.Second}))
+		const workers, each = 10, 20
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for range workers {
+			wg.Go(func() {
+				for range each {
+					if err := h(context.Background(), msg{}); err != nil {
+						failed.Add(1)
+						t.Errorf("record failed: %v", err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if failed.Load() != 0 {
+			t.Fatalf("%d records failed during the outage", failed.Load())
+		}
+		states := rec.States()
+		if len(states) < 3 || states[0].to != handlers.BreakerOpen || states[len(states)-1].to != handlers.BreakerClosed {
+			t.Errorf("breaker states = %v; want open ... closed", states)
+		}
+		if opened := states[0].at.Sub(t0); opened > time.Second {
+			t.Errorf("breaker opened %v into the outage", opened)
+		}
+		maxAttempts := 0
+		for _, o := range rec.Outcomes() {
+			maxAttempts = max(maxAttempts, o.attempts)
+		}
+		t.Logf("%d records, %d sink calls, at most %d attempts per record, states %v", workers*each, calls.Load(), maxAttempts, states)
+		if extra := calls.Load() - workers*each; extra > 2*workers {
+			t.Errorf("%d calls beyond one per record: the outage was hammered", extra)
+		}
+	})
+}
+
+// TestBreakerIgnoresPermanentAndCancelled: permanent errors, panics and
+// cancellations say nothing about the downstream's health and never open the
+// breaker; timeouts do.
+func TestBreakerIgnoresPermanentAndCancelled(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name     string
+		ctx      context.Context
+		sinkErr  error
+		wantOpen bool
+	}{
+		{"permanent", context.Background(), handlers.Permanent(errFlaky), false},
+		{"http 404", context.Background(), &handlers.HTTPError{Status: 404}, false},
+		{"panic", context.Background(), errPanic, false},
+		{"cancelled record", cancelled, context.Canceled, false},
+		{"timeout", context.Background(), context.DeadlineExceeded, true},
+		{"transient", context.Background(), errFlaky, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rec := &recorder{}
+				var calls atomic.Int64
+				h := mustGuard(t, scripted(&calls, repeat(tt.sinkErr, 100)...), handlers.WithHooks(rec),
+					handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 10}))
+				for range 30 {
+					_ = h(tt.ctx, msg{})
+					if len(rec.States()) > 0 {
+						break
+					}
+				}
+				if got := len(rec.States()) > 0; got != tt.wantOpen {
+					t.Errorf("breaker opened = %v; want %v", got, tt.wantOpen)
+				}
+			})
+		})
+	}
+}
+
+// TestBreakerWaitEndsWithTheRecord: a record waiting on an open breaker ends
+// at once, as a deadline failure, when its deadline would pass before the
+// breaker half-opens, and as is when it is cancelled.
+func TestBreakerWaitEndsWithTheRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		var calls atomic.Int64
+		h := mustGuard(t, scripted(&calls, repeat(errFlaky, 5)...), handlers.WithHooks(rec),
+			handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 5, OpenTimeout: 10 * time.Second}))
+		for range 5 {
+			_ = h(context.Background(), msg{})
+		}
+		assertStates(t, rec, []handlers.BreakerState{handlers.BreakerOpen})
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := h(ctx, msg{})
+		var fe *handlers.FailureError
+		if !errors.As(err, &fe) || fe.Class != handlers.ClassDeadline || fe.Attempts != 0 {
+			t.Errorf("err = %v; want class deadline after 0 attempts", err)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("a doomed record waited %v", waited)
+		}
+
+		ctx, cancel = context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- h(ctx, msg{}) }()
+		time.Sleep(time.Second)
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) || errors.As(err, &fe) {
+			t.Errorf("err = %v; want context.Canceled as is", err)
+		}
+		if calls.Load() != 5 {
+			t.Errorf("sink calls = %d; want 5: waiting records must not call the sink", calls.Load())
+		}
+	})
+}

@@ -1,0 +1,102 @@
+// Package handlers guards sinks: composable middleware around a handler that
+// retries transient failures, stops calling a downstream that is down, paces
+// and bounds the calls, and keeps every record within its deadline.
+//
+// A Handler[M] is func(ctx, m M) error and a Middleware[M] wraps one. The
+// package knows nothing of Kafka or of the pipeline: a pipeline sink of type
+// func(context.Context, pipeline.Message[T]) error accepts a
+// Handler[pipeline.Message[T]] as is, and a record's deadline arrives as the
+// deadline of ctx (the pipeline's sink runner sets it from
+// pipeline.DeadlineHeader or the consumer's per-record budget).
+//
+// # Order
+//
+// Guard(sink, opts...) assembles the guards its options enable, always in
+// this order, outer to inner:
+//
+//	Budget(Retry(Breaker(RateLimit(Limit(Timeout(Recover(Chaos(sink))))))))
+//
+// Each guard:
+//
+//   - Budget (WithBudget): caps the record's deadline for this sink.
+//   - Retry (WithRetry; always present): retries transient errors with
+//     jittered exponential backoff within the deadline and the sink's retry
+//     budget, and turns every give-up into a *FailureError. No attempt
+//     starts with less than the minimum budget (WithMinBudget) left, and no
+//     backoff starts that would overrun the deadline.
+//   - Breaker (WithBreaker): gobreaker v2. While it is open, calls wait for a
+//     half-open probe: they spend no attempt and are never given up because
+//     the downstream is down. Stuck records stop the partition's flow, and
+//     the consumer pauses fetching by backpressure.
+//   - RateLimit (WithRateLimit, WithGroupRateLimit): x/time/rate; waits,
+//     never rejects, and paces every attempt, retries included.
+//   - Limit (WithLimiter): a backpressure.Limiter (adaptive concurrency)
+//     sees every attempt and the sink's own latency, never backoff sleeps or
+//     waits.
+//   - Timeout (WithTimeout): bounds each attempt, capped by the time left.
+//   - Recover (always present): a panic in the sink becomes a permanent
+//     error of class panic; the stack is logged.
+//   - Chaos (WithChaos): injected failures and latency, for tests and demos.
+//
+// The same guards are exported one by one (Budget, Retry, Breaker, RateLimit,
+// GroupRateLimit, Limit, Timeout, Recover, Chaos) for use with Chain, which
+// composes like Guard: Chain(h, a, b, c) is a(b(c(h))). Prefer Guard: the
+// order above is what makes the promises below hold.
+//
+// # Errors
+//
+// An error from the sink is transient unless it is marked with Permanent,
+// implements the pipeline's Failure protocol (FailureClass,
+// FailureAttempts, FailureTimes: panics, decode errors, nested chains), or
+// the Classifier (WithClassifier; DefaultClassifier) says permanent.
+// RetryAfter attaches a downstream's wait hint; Overloaded marks a load
+// signal for the limiter; CheckHTTP and ClassifyHTTPStatus classify HTTP
+// responses (4xx permanent, 429 and 5xx transient, Retry-After honoured).
+//
+// The chain returns nil, a *FailureError, or the record's context error:
+//
+//   - *FailureError implements the Failure protocol with the classes of
+//     pipeline/deadletter.go: permanent, panic, decode (kept from the sink's
+//     error), exhausted (MaxAttempts failed), budget (the retry budget is
+//     empty), deadline (no time for another attempt), error (a transient
+//     error in a chain without WithRetry). The pipeline dead-letters it.
+//   - If the record's context is cancelled (revoke, shutdown), the chain
+//     stops at once and returns the error it has as is: it is neither
+//     transient nor permanent, and the record stays unsettled. The record's
+//     deadline passing is not a cancellation: it gives class deadline.
+//   - The chain never returns a breaker-open error.
+//
+// # Deadlines
+//
+// The record's budget is read from ctx.Deadline(). Remaining, SetBudgetHeader
+// and GRPCTimeoutMetadata pass what is left to the downstream, so it can
+// stop working on requests nobody waits for; GRPCTimeout formats the
+// grpc-timeout value exactly (at most 8 digits and a unit, rounded up).
+// A record whose deadline passes while it waits for an open breaker is given
+// up with class deadline: its deadline, not the outage, ended it. Records
+// without a deadline wait out any outage.
+//
+// # Observing
+//
+// WithHooks takes values implementing any of HookAttempt, HookRetry,
+// HookBreakerState, HookRateWait and HookOutcome; the package imports no
+// metrics library. The limiter reports its own limit and in-flight count.
+// Breaker state changes are also logged (WithLogger).
+//
+// # Decisions
+//
+//   - Retry budget: a token bucket per sink, not a sliding window: Ratio
+//     tokens per record, a floor of PerSecond tokens a second, at most Burst
+//     tokens (see RetryBudget for the bound it gives).
+//   - A Retry-After hint replaces the backoff for that wait, may exceed
+//     MaxDelay, and is ignored above a day (CheckHTTP).
+//   - The breaker counts permanent errors as successes (the downstream
+//     answered) and does not count cancellations, panics or attempts not
+//     started; attempts that time out are failures.
+//   - In group mode the burst is divided by the member count too (at least
+//     1), so the whole group's burst stays near the configured one.
+//   - Chaos sits inside Recover so that HookAttempt and the limiter see
+//     injected latency as the sink's.
+//   - The breaker follows the wall clock (gobreaker has no clock hook); the
+//     other guards use WithClock.
+package handlers

@@ -1,0 +1,95 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/sluice-go/sluice/handlers"
+)
+
+// Order is the message of the examples.
+type Order struct{ ID string }
+
+func ExampleGuard() {
+	// A downstream that answers 503 twice, then accepts.
+	calls := 0
+	store := func(ctx context.Context, o Order) error {
+		calls++
+		if calls <= 2 {
+			return &handlers.HTTPError{Status: http.StatusServiceUnavailable}
+		}
+		return nil
+	}
+	sink, err := handlers.Guard(store,
+		handlers.WithName("orders-db"),
+		handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}),
+		handlers.WithBreaker(handlers.BreakerPolicy{}),
+		handlers.WithRateLimit(rate.Limit(500), 10),
+		handlers.WithTimeout(time.Second),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println(sink(ctx, Order{ID: "o-1"}), calls)
+	// Output: <nil> 3
+}
+
+func ExamplePermanent() {
+	validate := func(ctx context.Context, o Order) error {
+		if o.ID == "" {
+			return handlers.Permanent(errors.New("order without id"))
+		}
+		return nil
+	}
+	sink, _ := handlers.Guard(validate, handlers.WithRetry(handlers.RetryPolicy{}))
+	err := sink(context.Background(), Order{})
+	var fe *handlers.FailureError
+	if errors.As(err, &fe) {
+		fmt.Println(fe.FailureClass(), fe.FailureAttempts())
+	}
+	fmt.Println(err)
+	// Output:
+	// permanent 1
+	// permanent after 1 attempt: order without id
+}
+
+func ExampleGRPCTimeout() {
+	for _, d := range []time.Duration{0, 1500 * time.Microsecond, 3 * time.Second, 3*time.Second + 1, 48 * time.Hour} {
+		fmt.Println(handlers.GRPCTimeout(d))
+	}
+	// Output:
+	// 0n
+	// 1500000n
+	// 3000000u
+	// 3000001u
+	// 172800S
+}
+
+func ExampleClassifyHTTPStatus() {
+	for _, code := range []int{404, 429, 500, 503} {
+		fmt.Printf("%d %+v\n", code, handlers.ClassifyHTTPStatus(code))
+	}
+	// Output:
+	// 404 {Permanent:true Overload:false RetryAfter:0s}
+	// 429 {Permanent:false Overload:true RetryAfter:0s}
+	// 500 {Permanent:false Overload:false RetryAfter:0s}
+	// 503 {Permanent:false Overload:true RetryAfter:0s}
+}
+
+func ExampleWithGroupRateLimit() {
+	// members follows the consumer group's size, updated by the
+	// application from the consumer's rebalance callbacks.
+	members := func() int { return 4 }
+	_, err := handlers.Guard(func(context.Context, Order) error { return nil },
+		handlers.WithGroupRateLimit(1000, 50, members)) // 250/s for this member
+	fmt.Println(err)
+	// Output: <nil>
+}

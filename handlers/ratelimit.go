@@ -1,0 +1,128 @@
+package handlers
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+type ratePolicy struct {
+	option  string
+	limit   rate.Limit
+	burst   int
+	members func() int // nil: a per-member rate
+}
+
+// RateLimit returns the rate-limit guard alone: at most r attempts a second
+// with bursts of burst, waiting (never rejecting). Shared options used: name,
+// clock, hooks, minimum budget. An attempt whose wait would leave less than
+// the minimum budget before its deadline is not started; the guard returns
+// an error matching ErrDeadline and gives its reservation back.
+func RateLimit[M any](r rate.Limit, burst int, opts ...Opt) (Middleware[M], error) {
+	return newRateMW[M](ratePolicy{option: "RateLimit", limit: r, burst: burst}, opts)
+}
+
+// GroupRateLimit is RateLimit for a whole consumer group: total per second
+// divided by members() (see WithGroupRateLimit).
+func GroupRateLimit[M any](total rate.Limit, burst int, members func() int, opts ...Opt) (Middleware[M], error) {
+	if members == nil {
+		return nil, fieldErr("GroupRateLimit", "members", "nil", "must not be nil")
+	}
+	return newRateMW[M](ratePolicy{option: "GroupRateLimit", limit: total, burst: burst, members: members}, opts)
+}
+
+func newRateMW[M any](p ratePolicy, opts []Opt) (Middleware[M], error) {
+	c, err := newCfg(opts)
+	if err != nil {
+		return nil, err
+	}
+	rl, err := newRateLimiter(c, p)
+	if err != nil {
+		return nil, err
+	}
+	return rateLimit[M](rl), nil
+}
+
+type rateLimiter struct {
+	name    string
+	clock   Clock
+	hooks   *hooks
+	min     time.Duration
+	lim     *rate.Limiter
+	total   rate.Limit
+	burst   int
+	members func() int
+	current atomic.Int64 // the member count lim is set for
+}
+
+func newRateLimiter(c *cfg, p ratePolicy) (*rateLimiter, error) {
+	switch {
+	case p.limit <= 0:
+		return nil, fieldErr(p.option, "r", p.limit, "must be positive")
+	case p.burst < 1:
+		return nil, fieldErr(p.option, "burst", p.burst, "must be at least 1")
+	}
+	rl := &rateLimiter{
+		name: c.name, clock: c.clock, hooks: &c.hooks, min: c.minBudget,
+		lim: rate.NewLimiter(p.limit, p.burst), total: p.limit, burst: p.burst, members: p.members,
+	}
+	rl.current.Store(1)
+	return rl, nil
+}
+
+// follow adapts the limiter to the group's current member count.
+func (rl *rateLimiter) follow(now time.Time) {
+	n := int64(max(rl.members(), 1))
+	if rl.current.Swap(n) == n {
+		return
+	}
+	rl.lim.SetLimitAt(now, rl.total/rate.Limit(n))
+	rl.lim.SetBurstAt(now, max(rl.burst/int(n), 1))
+}
+
+// wait waits for the limiter to allow one attempt.
+func (rl *rateLimiter) wait(ctx context.Context) error {
+	now := rl.clock.Now()
+	if rl.members != nil {
+		rl.follow(now)
+	}
+	if rl.lim.AllowN(now, 1) {
+		rl.observe(0)
+		return nil
+	}
+	r := rl.lim.ReserveN(now, 1)
+	if !r.OK() {
+		// Unreachable: burst is at least 1.
+		return errNoBudget
+	}
+	d := r.DelayFrom(now)
+	if !room(ctx, now, d+rl.min) {
+		r.CancelAt(now)
+		return errNoBudget
+	}
+	if err := rl.clock.Sleep(ctx, d); err != nil {
+		r.CancelAt(rl.clock.Now())
+		return waitErr(err)
+	}
+	rl.observe(d)
+	return nil
+}
+
+func (rl *rateLimiter) observe(d time.Duration) {
+	for _, h := range rl.hooks.rate {
+		h.OnRateWait(rl.name, d)
+	}
+}
+
+func rateLimit[M any](rl *rateLimiter) Middleware[M] {
+	return func(next Handler[M]) Handler[M] {
+		return func(ctx context.Context, m M) error {
+			if err := rl.wait(ctx); err != nil {
+				return err
+			}
+			return next(ctx, m)
+		}
+	}
+}

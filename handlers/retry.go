@@ -1,0 +1,315 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// RetryPolicy configures retries of transient errors. Zero fields take their
+// defaults.
+type RetryPolicy struct {
+	// MaxAttempts is the most calls of the sink per record, the first
+	// included. Default 5. More attempts ride out longer blips but hold the
+	// record's key lane longer before it is dead-lettered.
+	MaxAttempts int
+	// BaseDelay is the backoff ceiling after the first failure; it doubles
+	// with every further failure up to MaxDelay. The actual wait is drawn
+	// uniformly from [0, ceiling] ("full jitter"), which spreads retries of
+	// many records apart. Default 100ms.
+	BaseDelay time.Duration
+	// MaxDelay caps the backoff ceiling. Default 10s. A Retry-After hint
+	// from the downstream is honoured even if it is longer, but never past
+	// the record's deadline.
+	MaxDelay time.Duration
+	// Budget bounds the extra load retries put on the sink.
+	Budget RetryBudget
+}
+
+// RetryBudget is a token bucket shared by all records of one sink, as in
+// Finagle's retry budgets and gRPC's retry throttling: every record that
+// enters the chain deposits Ratio tokens, the bucket also refills at
+// PerSecond tokens a second, it holds at most Burst tokens, and every retry
+// takes one token. When it is empty a failed record is given up with class
+// budget instead of retried. Under 100% failure over a period T with N
+// records, retries are therefore at most Burst + Ratio*N + PerSecond*T: a
+// failing downstream sees about Ratio extra load plus a small floor, never
+// MaxAttempts times the load. Zero fields take their defaults.
+type RetryBudget struct {
+	// Ratio is the share of records that may be retried. Default 0.2.
+	Ratio float64
+	// PerSecond is the floor of retries per second, so that a sink with
+	// little traffic can still retry. Default 10.
+	PerSecond float64
+	// Burst is the most tokens the bucket holds, and holds at the start.
+	// Default 10 * PerSecond.
+	Burst float64
+	// Unlimited disables the budget: only MaxAttempts and the deadline bound
+	// retries.
+	Unlimited bool
+}
+
+// Retry defaults.
+const (
+	DefaultMaxAttempts = 5
+	DefaultBaseDelay   = 100 * time.Millisecond
+	DefaultMaxDelay    = 10 * time.Second
+	DefaultBudgetRatio = 0.2
+	DefaultBudgetFloor = 10.0
+)
+
+// Retry returns the retry layer alone, configured by p and the shared
+// options (name, clock, classifier, hooks, seed, minimum budget). It is also
+// the layer that turns give-ups into *FailureError and reports HookOutcome.
+func Retry[M any](p RetryPolicy, opts ...Opt) (Middleware[M], error) {
+	c, err := newCfg(opts)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRetrier(c, &p)
+	if err != nil {
+		return nil, err
+	}
+	return retry[M](r), nil
+}
+
+type retrier struct {
+	name     string
+	clock    Clock
+	classify Classifier
+	hooks    *hooks
+	min      time.Duration
+	enabled  bool // false: one attempt, transient errors give up as ClassError
+	max      int
+	base     time.Duration
+	cap      time.Duration
+	budget   *retryBudget // nil: unlimited
+
+	mu  sync.Mutex
+	rnd *rand.Rand
+}
+
+// newRetrier validates p; a nil p means no retries.
+func newRetrier(c *cfg, p *RetryPolicy) (*retrier, error) {
+	r := &retrier{name: c.name, clock: c.clock, classify: c.classifier, hooks: &c.hooks, min: c.minBudget, max: 1, rnd: c.rand(1)}
+	if p == nil {
+		return r, nil
+	}
+	q := *p
+	const opt = "WithRetry"
+	switch {
+	case q.MaxAttempts < 0:
+		return nil, fieldErr(opt, "MaxAttempts", q.MaxAttempts, "must not be negative")
+	case q.BaseDelay < 0:
+		return nil, fieldErr(opt, "BaseDelay", q.BaseDelay, "must not be negative")
+	case q.MaxDelay < 0:
+		return nil, fieldErr(opt, "MaxDelay", q.MaxDelay, "must not be negative")
+	case q.Budget.Ratio < 0:
+		return nil, fieldErr(opt, "Budget.Ratio", q.Budget.Ratio, "must not be negative")
+	case q.Budget.PerSecond < 0:
+		return nil, fieldErr(opt, "Budget.PerSecond", q.Budget.PerSecond, "must not be negative")
+	case q.Budget.Burst < 0:
+		return nil, fieldErr(opt, "Budget.Burst", q.Budget.Burst, "must not be negative")
+	}
+	if q.MaxAttempts == 0 {
+		q.MaxAttempts = DefaultMaxAttempts
+	}
+	if q.BaseDelay == 0 {
+		q.BaseDelay = DefaultBaseDelay
+	}
+	if q.MaxDelay == 0 {
+		q.MaxDelay = max(DefaultMaxDelay, q.BaseDelay)
+	}
+	if q.MaxDelay < q.BaseDelay {
+		return nil, fieldErr(opt, "MaxDelay", q.MaxDelay, "must not be below BaseDelay "+q.BaseDelay.String())
+	}
+	r.enabled, r.max, r.base, r.cap = true, q.MaxAttempts, q.BaseDelay, q.MaxDelay
+	if !q.Budget.Unlimited {
+		r.budget = newRetryBudget(q.Budget, c.clock.Now())
+	}
+	return r, nil
+}
+
+// ceiling is the backoff ceiling after the n-th failure (n >= 1):
+// min(cap, base * 2^(n-1)).
+func (r *retrier) ceiling(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	if n-1 >= 62 || r.base > r.cap>>(n-1) {
+		return r.cap
+	}
+	return r.base << (n - 1)
+}
+
+// backoff draws the wait after the n-th failure uniformly from
+// [0, ceiling(n)].
+func (r *retrier) backoff(n int) time.Duration {
+	c := int64(r.ceiling(n))
+	r.mu.Lock()
+	d := r.rnd.Int64N(c + 1)
+	r.mu.Unlock()
+	return time.Duration(d)
+}
+
+func retry[M any](r *retrier) Middleware[M] {
+	return func(next Handler[M]) Handler[M] {
+		return func(ctx context.Context, m M) error {
+			if r.budget != nil {
+				r.budget.deposit()
+			}
+			// The clock is read only when needed: on a virtual machine a
+			// read can cost more than the rest of this layer.
+			var start, now time.Time
+			_, hasDeadline := ctx.Deadline()
+			if hasDeadline || len(r.hooks.outcome) > 0 {
+				start = r.clock.Now()
+				now = start
+			}
+			t := tally{}
+			for {
+				if hasDeadline && !room(ctx, now, r.min) {
+					return r.give(ClassDeadline, &t, start, now)
+				}
+				err := next(ctx, m)
+				if err == nil {
+					r.report(OutcomeOK, t.attempts+1, start)
+					return nil
+				}
+				now = r.clock.Now()
+				if errors.Is(ctx.Err(), context.Canceled) {
+					r.report(OutcomeCanceled, t.attempts, start)
+					return err
+				}
+				if errors.Is(err, errNoBudget) {
+					return r.give(ClassDeadline, &t, start, now)
+				}
+				t.failed(err, now)
+				if ctx.Err() != nil {
+					return r.give(ClassDeadline, &t, start, now)
+				}
+				v := verdict(r.classify, err)
+				switch {
+				case v.Permanent:
+					return r.give(finalClass(err), &t, start, now)
+				case t.attempts >= r.max && r.enabled:
+					return r.give(ClassExhausted, &t, start, now)
+				case t.attempts >= r.max:
+					return r.give(ClassError, &t, start, now)
+				}
+				delay := v.RetryAfter
+				if delay <= 0 {
+					delay = r.backoff(t.attempts)
+				}
+				if !room(ctx, now, r.min+delay) {
+					return r.give(ClassDeadline, &t, start, now)
+				}
+				if r.budget != nil && !r.budget.withdraw(now) {
+					return r.give(ClassBudget, &t, start, now)
+				}
+				for _, h := range r.hooks.retry {
+					h.OnRetry(r.name, t.attempts, delay, err)
+				}
+				if err := r.clock.Sleep(ctx, delay); err != nil {
+					now = r.clock.Now()
+					if errors.Is(err, context.Canceled) {
+						r.report(OutcomeCanceled, t.attempts, start)
+						return err
+					}
+					return r.give(ClassDeadline, &t, start, now)
+				}
+				now = r.clock.Now()
+			}
+		}
+	}
+}
+
+// tally is what the retry layer remembers of one record's failed attempts.
+type tally struct {
+	attempts    int
+	first, last time.Time
+	err         error
+}
+
+func (t *tally) failed(err error, now time.Time) {
+	t.attempts++
+	if t.attempts == 1 {
+		t.first = now
+	}
+	t.last, t.err = now, err
+}
+
+// give builds the final error and reports the outcome.
+func (r *retrier) give(class string, t *tally, start, now time.Time) error {
+	r.report(class, t.attempts, start)
+	e := &FailureError{Class: class, Attempts: t.attempts, First: t.first, Last: t.last, Err: t.err}
+	if t.attempts == 0 {
+		e.First, e.Last = now, now
+	}
+	if e.Err == nil {
+		e.Err = ErrDeadline
+	}
+	return e
+}
+
+func (r *retrier) report(outcome string, attempts int, start time.Time) {
+	if len(r.hooks.outcome) == 0 {
+		return
+	}
+	elapsed := r.clock.Now().Sub(start)
+	for _, h := range r.hooks.outcome {
+		h.OnOutcome(r.name, outcome, attempts, elapsed)
+	}
+}
+
+// retryBudget is the token bucket of RetryBudget.
+type retryBudget struct {
+	ratio, perSecond, burst float64
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+func newRetryBudget(p RetryBudget, now time.Time) *retryBudget {
+	if p.Ratio == 0 {
+		p.Ratio = DefaultBudgetRatio
+	}
+	if p.PerSecond == 0 {
+		p.PerSecond = DefaultBudgetFloor
+	}
+	if p.Burst == 0 {
+		p.Burst = max(10*p.PerSecond, 1)
+	}
+	return &retryBudget{ratio: p.Ratio, perSecond: p.PerSecond, burst: p.Burst, tokens: p.Burst, last: now}
+}
+
+// refill adds the floor's tokens for the time since the last call; b.mu is
+// held.
+func (b *retryBudget) refill(now time.Time) {
+	if now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+b.perSecond*now.Sub(b.last).Seconds())
+		b.last = now
+	}
+}
+
+// deposit adds a record's share. The floor's refill waits for the next
+// withdrawal, so a deposit needs no clock read.
+func (b *retryBudget) deposit() {
+	b.mu.Lock()
+	b.tokens = min(b.burst, b.tokens+b.ratio)
+	b.mu.Unlock()
+}
+
+func (b *retryBudget) withdraw(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
