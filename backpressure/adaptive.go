@@ -38,6 +38,9 @@ const (
 	kneeMargin = 0.1  // a knee estimate within 10% of a window's concurrency means that window queued
 	baseMult   = 4    // windows that set the baseline (start, probe) take this many times the samples
 	probeDepth = 4    // at most this many halvings in one probe
+	// survivorBias is how far Little's-law mean latency must exceed the
+	// window quantile before the quantile is taken to be biased.
+	survivorBias = 2.0
 )
 
 // point is the summary of one window: mean in-flight and latency quantile.
@@ -104,6 +107,8 @@ type window struct {
 	last          time.Time
 	lastIn        int
 	area, span    float64 // integral of in-flight over time, and the time, while in-flight <= limit
+	areaAll       float64 // integral of all in-flight over the window
+	done          int     // Success and Overload releases in the window, stale ones too
 	maxIn         int
 	regime        int // the limit in force: in-flight above it is a drain of the previous window
 }
@@ -135,8 +140,9 @@ func (c *controller) track(now time.Time, inFlight int) {
 	if !w.started {
 		w.started, w.start, w.last, w.regime = true, now, now, c.eff
 	}
+	dt := float64(now.Sub(w.last))
+	w.areaAll += float64(w.lastIn) * dt
 	if w.lastIn <= w.regime {
-		dt := float64(now.Sub(w.last))
 		w.area += float64(w.lastIn) * dt
 		w.span += dt
 	}
@@ -156,6 +162,7 @@ func (c *controller) sample(now time.Time, latency time.Duration, o Outcome, inF
 		return c.eff
 	}
 	w := &c.w
+	w.done++
 	if now.Add(-latency).Before(w.start) {
 		// Started under the previous window's limit: says nothing about
 		// the current one.
@@ -187,6 +194,13 @@ func (c *controller) decide(now time.Time, inFlight int) {
 	pt := point{n: float64(c.eff), q: w.h.quantile(c.quantile)}
 	if w.span > 0 {
 		pt.n = w.area / w.span
+	}
+	if little := w.areaAll / float64(w.done); little > survivorBias*pt.q {
+		// Little's law: mean latency = mean in-flight / throughput,
+		// whatever the order calls are served in. Far above the sample
+		// quantile, it means the window saw only the calls that overtook
+		// others (an unfair or LIFO queue downstream): use it instead.
+		pt.q = little
 	}
 	d := Decision{At: now, Samples: w.samples, Overloads: w.over, Latency: time.Duration(pt.q), InFlight: pt.n, MaxInFlight: w.maxIn}
 	frac := float64(w.over) / float64(w.samples+w.over)

@@ -321,3 +321,27 @@ func TestAdaptiveReportsLimitAndInFlightToTheObserver(t *testing.T) {
 		t.Fatalf("last reported limit %d, limiter says %d", got, h.l.Limit())
 	}
 }
+
+func TestAdaptiveSeesThroughSurvivorshipBias(t *testing.T) {
+	// An unfair downstream serves newcomers first: the samples that
+	// complete inside a window all look fast (10ms) while throughput says
+	// calls spend 40ms in the system. Little's law must win.
+	h := newHarness(t)
+	h.settle(64, flat(10*ms))
+	before := h.l.Limit()
+	start := len(h.rec.decisions)
+	for len(h.rec.decisions)-start < 1 {
+		for len(h.held) < 64 && h.l.TryAcquire() {
+			h.held = append(h.held, h.clk.Now())
+		}
+		// One completion every 40ms/inFlight: a mean time in system of
+		// 40ms, reported as 10ms.
+		h.clk.Advance(40 * ms / time.Duration(len(h.held)))
+		h.held = h.held[1:]
+		h.l.Release(10*ms, Success)
+	}
+	d := h.rec.decisions[start]
+	if d.Reason != ReasonCut || d.Limit >= before || !near(d.Latency, 40*ms) {
+		t.Fatalf("got %s to %d (from %d) on latency %v, want a cut on about 40ms", d.Reason, d.Limit, before, d.Latency)
+	}
+}

@@ -37,7 +37,12 @@
 // and probes) take four times the samples, and windows that test a cut or a
 // rebaseline twice. A window is summarised by a latency quantile q ([Quantile],
 // default the median) and by the mean in-flight count n while its limit was
-// in force. Each window ends in exactly one decision, reported to a
+// in force. Only calls that started inside the window count, so a window is
+// not polluted by the previous limit; with an unfair downstream queue that
+// serves newcomers first, that would show only the fast calls, so when
+// Little's law (mean in-flight / completions, which holds whatever the
+// serving order) gives a mean latency above twice the quantile, the window
+// uses it instead. Each window ends in exactly one decision, reported to a
 // [DecisionObserver]. No rule ever acts on a single sample.
 //
 // The baseline B is the no-load latency quantile. With r = q/B and the
