@@ -27,8 +27,12 @@ func (o BufferOpt) applyFanOut(c *fanOutCfg) { c.buffer = o.n }
 // Duplicate sends every message of in to each of n branches. Each branch
 // holds the message (pipeline.Token.Hold), so it settles only when every
 // branch has settled it. Each branch has its own goroutine and a bounded
-// buffer (Buffer, default 256 messages): a slow branch backpressures the
-// stage once its buffer is full; nothing is dropped and memory stays bounded.
+// buffer (Buffer, default 256 messages, counting those its goroutine has
+// taken and is handing on): a slow branch backpressures the stage once its
+// buffer is full, so no branch gets more than Buffer+1 messages ahead of
+// another; nothing is dropped and memory stays bounded. A branch's goroutine
+// takes all the messages waiting at once, so a busy branch costs one lock
+// and at most one wake-up per batch.
 func Duplicate[T any](in *pipeline.Stream[T], name string, n int, opts ...DuplicateOpt) []*pipeline.Stream[T] {
 	cfg := dupCfg{buffer: 256}
 	for _, o := range opts {
@@ -42,11 +46,15 @@ func Duplicate[T any](in *pipeline.Stream[T], name string, n int, opts ...Duplic
 		info.Err = fmt.Errorf("Buffer must be at least 1, got %d", cfg.buffer)
 	}
 	return pipeline.ConnectN(in, info, max(n, 1), func(env *pipeline.Env, outs []pipeline.Inlet[T]) pipeline.Inlet[T] {
-		d := &duplicate[T]{env: env, chans: make([]chan pipeline.Message[T], len(outs))}
+		d := &duplicate[T]{boxes: make([]*mailbox[pipeline.Message[T]], len(outs))}
 		for i, out := range outs {
-			c := make(chan pipeline.Message[T], cfg.buffer)
-			d.chans[i] = c
-			env.Go(func() { branch(env, c, out) })
+			q := newMailbox[pipeline.Message[T]](env, cfg.buffer)
+			d.boxes[i] = q
+			env.Go(func() {
+				if q.drain(out.Push) {
+					out.End()
+				}
+			})
 		}
 		return d
 	})
@@ -59,17 +67,13 @@ func Duplicate2[T any](in *pipeline.Stream[T], name string, opts ...DuplicateOpt
 }
 
 type duplicate[T any] struct {
-	env   *pipeline.Env
-	chans []chan pipeline.Message[T]
+	boxes []*mailbox[pipeline.Message[T]]
 }
 
 func (d *duplicate[T]) Push(m pipeline.Message[T]) bool {
-	m.Hold(len(d.chans) - 1)
-	done := d.env.Context().Done()
-	for _, c := range d.chans {
-		select {
-		case c <- m:
-		case <-done:
+	m.Hold(len(d.boxes) - 1)
+	for _, q := range d.boxes {
+		if !q.put(m) {
 			return false
 		}
 	}
@@ -77,27 +81,7 @@ func (d *duplicate[T]) Push(m pipeline.Message[T]) bool {
 }
 
 func (d *duplicate[T]) End() {
-	for _, c := range d.chans {
-		close(c)
-	}
-}
-
-// branch feeds one branch from its buffer until the buffer is closed and
-// drained, then ends the branch.
-func branch[T any](env *pipeline.Env, c <-chan pipeline.Message[T], out pipeline.Inlet[T]) {
-	done := env.Context().Done()
-	for {
-		select {
-		case m, ok := <-c:
-			if !ok {
-				out.End()
-				return
-			}
-			if !out.Push(m) {
-				return
-			}
-		case <-done:
-			return
-		}
+	for _, q := range d.boxes {
+		q.close()
 	}
 }

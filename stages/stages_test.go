@@ -229,20 +229,20 @@ func TestDuplicateSlowBranchBackpressures(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := numbers(s, 100)
-	// The slow sink holds message 0, its buffer holds 1..buf, and Push of
-	// buf+1 waits for room in it, after the fast branch got buf+1: the fast
-	// branch can never be more than buf+2 messages ahead.
+	// The slow branch holds at most buf messages (the one in its sink
+	// included), and Push of the next waits for room after the fast branch
+	// got it: the fast branch can never be more than buf+1 messages ahead.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := part.Handle(ctx, recs); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Handle = %v, want it to block", err)
 	}
-	if got := c.len(); got != buf+2 {
-		t.Errorf("fast branch got %d messages while the slow one was stuck, want %d", got, buf+2)
+	if got := c.len(); got != buf+1 {
+		t.Errorf("fast branch got %d messages while the slow one was stuck, want %d", got, buf+1)
 	}
 	close(release)
 	part.Close()
-	if got := s.Watermark(tp0); got < buf+2 {
+	if got := s.Watermark(tp0); got < buf+1 {
 		t.Errorf("watermark %d", got)
 	}
 }

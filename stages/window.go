@@ -167,6 +167,9 @@ type window[T any] struct {
 func newWindow[T any](env *pipeline.Env, name string, spec WindowSpec, cfg windowCfg, out pipeline.Inlet[Pane[T]], late pipeline.Inlet[T]) *window[T] {
 	s := &window[T]{env: env, name: name, out: out, late: late}
 	s.w = windower[T]{spec: spec, grace: int64(cfg.grace), emit: s.emit}
+	if spec.count {
+		s.w.hint = int(min(spec.size, maxHint))
+	}
 	if !spec.count && !cfg.event {
 		s.alarm = newAlarm(env, s.fire)
 	}
@@ -290,6 +293,7 @@ type windower[T any] struct {
 	emit  func(p *openPane[T], early bool) bool
 
 	open []*openPane[T] // sorted by start
+	hint int            // capacity for a new window's items: the size of the last one
 	seen int64          // count windows: messages seen
 	now  int64          // time windows: stream time, Unix ns
 	// started says now has been set.
@@ -347,7 +351,7 @@ func (w *windower[T]) pane(start int64) *openPane[T] {
 	if i < len(w.open) && w.open[i].start == start {
 		return w.open[i]
 	}
-	p := &openPane[T]{start: start}
+	p := &openPane[T]{start: start, items: make([]pipeline.Message[T], 0, w.hint)}
 	w.open = append(w.open, nil)
 	copy(w.open[i+1:], w.open[i:])
 	w.open[i] = p
@@ -385,10 +389,15 @@ func (w *windower[T]) flush() bool {
 
 func (w *windower[T]) emitFirst(early bool) bool {
 	p := w.open[0]
+	w.hint = min(len(p.items), maxHint)
 	w.open[0] = nil
 	w.open = w.open[1:]
 	return w.emit(p, early)
 }
+
+// maxHint caps the capacity windows are made with, so that one huge window
+// does not make every later one reserve as much.
+const maxHint = 4096
 
 // floorDiv is a/b rounded towards minus infinity.
 func floorDiv(a, b int64) int64 {
