@@ -47,6 +47,10 @@ func newSink[T any](env *Env, name string, fn func(context.Context, Message[T]) 
 func (s *sink[T]) Push(m Message[T]) bool {
 	env := s.env
 	ctx := env.ctx
+	if ctx.Err() != nil {
+		env.Handled(s.name, OutcomeAbandoned, m.tok, 0)
+		return false
+	}
 	var cancel context.CancelFunc
 	deadline := m.meta.Deadline
 	if !deadline.IsZero() {

@@ -422,3 +422,54 @@ func TestFanOutBufferBoundsQueuedMessages(t *testing.T) {
 		t.Errorf("%d records got in while the sink was stuck, want %d", got, want)
 	}
 }
+
+func TestCancelStopsEveryStage(t *testing.T) {
+	// Every kind of stage, holding or blocked, when the partition is
+	// cancelled: Close returns promptly, nothing settles, no goroutine stays.
+	clock := pipelinetest.NewClock(time.Unix(0, 0))
+	p := pipeline.New(pipeline.WithClock(clock), pipeline.Logger(quiet), pipeline.InputBuffer(16))
+	started := make(chan struct{}, 100)
+	block := func(ctx context.Context) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	bs := stages.Duplicate(pipeline.Source(p, "orders", intCodec), "dup", 4, stages.Buffer(8))
+	pipeline.Sink(stages.FanOut(bs[0], "keyed", 4, stages.Buffer(16)), "a", func(ctx context.Context, _ pipeline.Message[int]) error { return block(ctx) })
+	pipeline.Sink(stages.Window(bs[1], "hour", stages.Tumbling(time.Hour)), "b", noop[stages.Pane[int]])
+	pipeline.Sink(stages.Batch(bs[2], "batch", 1000, time.Hour), "c", noop[[]pipeline.Message[int]])
+	w := stages.Window(bs[3], "sliding", stages.SlidingCount(4, 1))
+	pipeline.Sink(stages.FanOut(w, "unordered", 4, stages.Unordered()), "d", func(ctx context.Context, _ pipeline.Message[stages.Pane[int]]) error { return block(ctx) })
+	if err := p.Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := pipelinetest.NewSettler()
+	ctx, cancel := context.WithCancel(context.Background())
+	part, err := p.OpenPartition(ctx, tp0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled := make(chan error, 1)
+	go func() { handled <- part.Handle(ctx, s.Records(tp0, 0, 1000, func(i int, r *pipeline.Record) { r.Key, r.Value = []byte{byte(i % 7)}, []byte("1") })) }()
+	for range 8 { // both fan-outs have all their workers blocked
+		<-started
+	}
+	cancel()
+	if err := <-handled; !errors.Is(err, context.Canceled) {
+		t.Errorf("Handle = %v, want context.Canceled", err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		part.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(timeout):
+		t.Fatal("Close did not return after cancel")
+	}
+	if s.Count() != 0 {
+		t.Errorf("%d records settled, want 0", s.Count())
+	}
+	goleak.VerifyNone(t)
+}

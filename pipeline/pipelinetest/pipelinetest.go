@@ -128,13 +128,21 @@ func (s *Settler) Twice() []string {
 // WaitCount waits until at least n records have settled, or timeout passes,
 // and reports whether they did.
 func (s *Settler) WaitCount(n int, timeout time.Duration) bool {
+	return waitFor(timeout, func() (bool, <-chan struct{}) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.total >= n, s.changed
+	})
+}
+
+// waitFor waits until check reports true, re-checking whenever the channel
+// it returned with is closed, or until timeout passes.
+func waitFor(timeout time.Duration, check func() (bool, <-chan struct{})) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		s.mu.Lock()
-		total, changed := s.total, s.changed
-		s.mu.Unlock()
-		if total >= n {
+		ok, changed := check()
+		if ok {
 			return true
 		}
 		select {
@@ -279,21 +287,11 @@ func (c *Clock) Timers() int {
 // WaitTimers waits until at least n timers are pending, or timeout passes,
 // and reports whether they were.
 func (c *Clock) WaitTimers(n int, timeout time.Duration) bool {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
+	return waitFor(timeout, func() (bool, <-chan struct{}) {
 		c.mu.Lock()
-		got, changed := len(c.timers), c.changed
-		c.mu.Unlock()
-		if got >= n {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			return false
-		}
-	}
+		defer c.mu.Unlock()
+		return len(c.timers) >= n, c.changed
+	})
 }
 
 func (c *Clock) notify() {
