@@ -450,7 +450,9 @@ func TestCancelStopsEveryStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	handled := make(chan error, 1)
-	go func() { handled <- part.Handle(ctx, s.Records(tp0, 0, 1000, func(i int, r *pipeline.Record) { r.Key, r.Value = []byte{byte(i % 7)}, []byte("1") })) }()
+	go func() {
+		handled <- part.Handle(ctx, s.Records(tp0, 0, 1000, func(i int, r *pipeline.Record) { r.Key, r.Value = []byte{byte(i % 7)}, []byte("1") }))
+	}()
 	for range 8 { // both fan-outs have all their workers blocked
 		<-started
 	}
