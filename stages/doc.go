@@ -19,9 +19,9 @@
 // in offset order, one at a time; different keys in parallel. Records with a
 // nil key carry no order and go to any free worker (a key-ordered fan-out
 // that serialised them would leave keyless topics with one worker).
-// Unordered drops key order; FanOut(1, Unordered()) is partition order, but
-// FanOut(1) is not (a key whose message finished goes to the back of the
-// line).
+// Unordered drops key order. FanOut with one worker is partition order
+// (it takes messages in offset order), which lets a slow sink run in its own
+// goroutine, decoupled from the stages before it by the fan-out's buffer.
 //
 // # Bounds
 //

@@ -21,8 +21,7 @@ type unorderedOpt struct{}
 func (unorderedOpt) applyFanOut(c *fanOutCfg) { c.unordered = true }
 
 // Unordered makes a FanOut hand each message to the next free worker, in
-// offset order but with no ordering between their completions. With one
-// worker this is partition order.
+// offset order but with no ordering between their completions.
 func Unordered() FanOutOpt { return unorderedOpt{} }
 
 // FanOut runs what follows it (stages up to and including the sink) in
@@ -37,7 +36,9 @@ func Unordered() FanOutOpt { return unorderedOpt{} }
 // flight from the moment a worker takes its message until that message has
 // settled downstream (FanOut learns it through a token that wraps the
 // message's: pipeline.Wrapper). Records without a key (nil) carry no order
-// and go to any free worker. Unordered drops key order altogether.
+// and go to any free worker. Unordered drops key order altogether. With one
+// worker, FanOut hands messages on in offset order: partition order, which
+// includes key order.
 //
 // At most Buffer messages (default 1024) wait for a worker; Push blocks
 // beyond that, which backpressures the partition. Messages handed to workers
@@ -53,7 +54,10 @@ func FanOut[T any](in *pipeline.Stream[T], name string, workers int, opts ...Fan
 	for _, o := range opts {
 		o.applyFanOut(&cfg)
 	}
-	info := pipeline.StageInfo{Name: name, Leases: !cfg.unordered}
+	// One worker taking messages in offset order keeps every order there
+	// is: partition order, hence key order, without leases.
+	keyed := !cfg.unordered && workers > 1
+	info := pipeline.StageInfo{Name: name, Leases: keyed}
 	switch {
 	case workers < 1:
 		info.Err = fmt.Errorf("needs at least 1 worker, got %d", workers)
@@ -65,7 +69,7 @@ func FanOut[T any](in *pipeline.Stream[T], name string, workers int, opts ...Fan
 			env:   env,
 			out:   out,
 			limit: cfg.buffer,
-			keyed: !cfg.unordered,
+			keyed: keyed,
 			lanes: map[string]*lane[T]{},
 			loose: &lane[T]{loose: true},
 		}

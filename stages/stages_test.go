@@ -475,3 +475,23 @@ func TestCancelStopsEveryStage(t *testing.T) {
 	}
 	goleak.VerifyNone(t)
 }
+
+func TestFanOutOneWorkerIsPartitionOrder(t *testing.T) {
+	p := pipeline.New()
+	var c collect[int]
+	pipeline.Sink(stages.FanOut(pipeline.Source(p, "orders", intCodec), "one", 1), "save", c.sink)
+	s := pipelinetest.NewSettler()
+	feed(t, p, s.Records(tp0, 0, 500, func(i int, r *pipeline.Record) {
+		r.Key = []byte{byte(i % 3)}
+		r.Value = []byte(strconv.Itoa(i))
+	}))
+	if got := c.values(); len(got) != 500 || !slices.IsSorted(got) {
+		t.Errorf("sink saw %d records, sorted %v; want 500 in offset order", len(got), slices.IsSorted(got))
+	}
+	// No key leases with one worker: a window may follow.
+	p = pipeline.New()
+	sinkOK(stages.Window(stages.FanOut(pipeline.Source(p, "orders", intCodec), "one", 1), "w", stages.TumblingCount(2)))
+	if err := p.Err(); err != nil {
+		t.Error(err)
+	}
+}
