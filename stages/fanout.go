@@ -46,6 +46,10 @@ func Unordered() FanOutOpt { return unorderedOpt{} }
 // Memory per idle key is a small struct kept for reuse, trimmed when more
 // than Buffer+workers keys are idle.
 //
+// A message that stays unsettled keeps its key in flight: a failure held for
+// lack of a DeadLetterer (pipeline.OutcomeHeld) stops its key, and the
+// fan-out's Close then waits for the partition's drain timeout.
+//
 // Stages that hold messages (Window, Batch) may not follow a key-ordered
 // FanOut (a build error): the fan-out would wait for them to settle before
 // handing out the next message of their key.
