@@ -74,13 +74,24 @@
 //	sluice_concurrency_limit{sink}                      gauge      the limiter's current limit
 //	sluice_concurrency_in_flight{sink}                  gauge      calls holding a slot
 //
-// Kafka client (plugin/kprom through KafkaClient): the kprom metrics under
-// the namespace sluice_kafka with the constant label client (the role given
-// to KafkaClient), for example sluice_kafka_connects_total{client,node_id},
-// sluice_kafka_read_bytes_total and sluice_kafka_fetch_records_total; see
-// the kprom documentation. Two of them, sluice_kafka_buffered_fetch_records_total
-// and sluice_kafka_buffered_produce_records_total, are gauges despite
-// their _total suffix (kprom's naming).
+// Kafka client (plugin/kprom through KafkaClient): kprom's metrics under
+// the namespace sluice_kafka, with the constant label client (the role given
+// to KafkaClient) and node_id, plus topic on fetch and produce metrics:
+//
+//	sluice_kafka_connects_total, _connect_errors_total, _disconnects_total,
+//	_write_bytes_total, _write_errors_total, _read_bytes_total,
+//	_read_errors_total                                   per broker
+//	sluice_kafka_request_duration_e2e_seconds,
+//	_request_throttled_seconds                           histograms per broker
+//	sluice_kafka_fetch_records_total, _fetch_batches_total,
+//	_fetch_uncompressed_bytes_total, _fetch_compressed_bytes_total,
+//	and the same four for produce                        per broker and topic
+//	sluice_kafka_buffered_fetch_records_total, _buffered_fetch_bytes,
+//	_buffered_produce_records_total, _buffered_produce_bytes    gauges
+//
+// The two buffered ..._records_total are gauges despite their suffix
+// (kprom's naming, reported by the linter); see the kprom documentation
+// for the rest.
 //
 // # Decisions
 //

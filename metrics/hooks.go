@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
@@ -79,9 +81,17 @@ func (m *Metrics) OnCommitted(tp pipeline.TopicPartition, offset int64, err erro
 	}
 }
 
-// OnAssigned counts an assignment (consumer.HookAssigned).
+// OnAssigned counts an assignment (consumer.HookAssigned). The
+// per-partition counters of the assigned partitions are created at zero,
+// so that they exist, and rate() works, before their first event.
 func (m *Metrics) OnAssigned(tps []pipeline.TopicPartition) {
 	m.rebalances.WithLabelValues(KindAssigned).Inc()
+	for _, tp := range tps {
+		p := partitionLabel(tp.Partition)
+		for _, c := range []*prometheus.CounterVec{m.consumed, m.consumedBytes, m.fetchErrors, m.commitErrors} {
+			c.WithLabelValues(tp.Topic, p)
+		}
+	}
 	m.partsMu.Lock()
 	defer m.partsMu.Unlock()
 	for _, tp := range tps {

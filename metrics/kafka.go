@@ -13,11 +13,17 @@ import (
 // through dlq.ClientOpts). Give each client of the process its own role:
 // the metrics of a second client with a taken role are not registered (a
 // warning is logged). The metrics are registered when the client is created
-// and unregistered when it is closed; kprom documents them.
+// and unregistered when it is closed; kprom documents them. Besides kprom's
+// defaults, fetch and produce metrics count records, batches and
+// compressed bytes too, and use kprom's consistent names
+// (..._uncompressed_bytes_total). opts are applied after these and may
+// override them.
 func (m *Metrics) KafkaClient(role string, opts ...kprom.Opt) kgo.Opt {
 	base := []kprom.Opt{
 		kprom.Registerer(m.reg),
 		kprom.WithStaticLabel(prometheus.Labels{LabelClient: role}),
+		kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Records, kprom.Batches,
+			kprom.UncompressedBytes, kprom.CompressedBytes, kprom.ConsistentNaming),
 	}
 	return kgo.WithHooks(kprom.NewMetrics(KafkaNamespace, append(base, opts...)...))
 }

@@ -1,0 +1,65 @@
+// Package sluicefx assembles a Sluice consumer with go.uber.org/fx: the
+// consumer run under the fx lifecycle, its Prometheus metrics, an HTTP
+// server of /healthz, /readyz and /metrics, and optional OpenTelemetry
+// tracing.
+//
+//	fx.New(
+//		fx.Supply(cfg),                  // sluicefx.Config, loaded by the application
+//		sluicefx.Logger(logger),         // optional: *slog.Logger (default slog.Default())
+//		sluicefx.Registry(reg),          // optional: prometheus.Registerer (default: a registry of its own)
+//		sluicefx.Module,                 // ConsumerModule + MetricsModule + HealthModule
+//		sluicefx.TracingModule,          // optional
+//		sluicefx.Pipeline(newPipeline),  // the application's pipeline.Handler
+//	).Run()
+//
+// The application's pipeline constructor takes what it needs from the
+// graph: *metrics.Metrics for pipeline.Hooks, handlers.WithHooks and
+// Metrics.Limiter; *tracing.Tracer for tracing.Sink and
+// Tracer.DeadLetterer; the Config for a dead-letter publisher's connection
+// (Config.KafkaOpts).
+//
+// # Lifecycle
+//
+// OnStart starts the consumer in a goroutine and returns at once; the group
+// is joined in the background and /readyz turns ready when it is. OnStop
+// shuts the consumer down gracefully (consumer.Close: stop fetching, let
+// in-flight records settle within DrainTimeout, commit, leave the group)
+// bounded by fx's stop timeout: when that passes first, the consumer is
+// stopped at once (consumer.Stop: in-flight work is cancelled and only what
+// settled is committed) and OnStop returns an error saying so. Keep
+// DrainTimeout below fx's stop timeout (fx.StopTimeout, 15s by default) so
+// that a normal drain fits. A consumer that fails on its own (a handler that
+// cannot open a partition, a panic) shuts the application down with exit
+// code 1, so that its supervisor restarts it.
+//
+// Hooks run in reverse order at stop: the HTTP server stops first, then the
+// consumer drains, then what the application constructed before the
+// consumer (a dead-letter publisher) closes, after the drain that may still
+// write dead letters.
+//
+// # What the modules own
+//
+// The modules provide only what they own: the *consumer.Consumer, the
+// *Runner, the *metrics.Metrics and its Scrape, the *health.Server, the
+// *tracing.Tracer. The logger, the Prometheus registry, the tracer
+// provider and the propagator are the application's, taken from the graph
+// when present (all optional). Values provided into the groups
+// GroupConsumerHooks and GroupClientOpts reach the consumer; MetricsOptions
+// reaches metrics.New. Every constructor works without fx: fill in its
+// Params struct.
+//
+// # Configuration
+//
+// Config maps one to one to the consumer options (a zero field keeps the
+// consumer's default) plus SASL, TLS and the HTTP address. Validate runs
+// the consumer's own validation, so an error names the field: "consumer
+// config: DrainTimeout: ...". The SASL password is a Secret, which prints,
+// logs and marshals as "[redacted]".
+//
+// # Logs
+//
+// Everything logs through the one *slog.Logger: the consumer, franz-go's
+// client (kslog, under lib=franz-go), the guards and the pipeline when the
+// application passes the logger on. Records are named by
+// topic/partition@offset; payloads, keys and credentials are never logged.
+package sluicefx
