@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
@@ -41,9 +39,9 @@ func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }
 
 // OnFetched counts records and bytes fetched (consumer.HookFetched).
 func (m *Metrics) OnFetched(tp pipeline.TopicPartition, records int, bytes int64) {
-	p := partitionLabel(tp.Partition)
-	m.consumed.WithLabelValues(tp.Topic, p).Add(float64(records))
-	m.consumedBytes.WithLabelValues(tp.Topic, p).Add(float64(bytes))
+	s := m.partition(tp)
+	s.records.Add(float64(records))
+	s.bytes.Add(float64(bytes))
 }
 
 // OnFetchError counts fetch errors (consumer.HookFetchError).
@@ -87,10 +85,10 @@ func (m *Metrics) OnCommitted(tp pipeline.TopicPartition, offset int64, err erro
 func (m *Metrics) OnAssigned(tps []pipeline.TopicPartition) {
 	m.rebalances.WithLabelValues(KindAssigned).Inc()
 	for _, tp := range tps {
+		m.partition(tp)
 		p := partitionLabel(tp.Partition)
-		for _, c := range []*prometheus.CounterVec{m.consumed, m.consumedBytes, m.fetchErrors, m.commitErrors} {
-			c.WithLabelValues(tp.Topic, p)
-		}
+		m.fetchErrors.WithLabelValues(tp.Topic, p)
+		m.commitErrors.WithLabelValues(tp.Topic, p)
 	}
 	m.partsMu.Lock()
 	defer m.partsMu.Unlock()
@@ -141,9 +139,14 @@ func (m *Metrics) disown(tps []pipeline.TopicPartition) {
 // (pipeline.HookHandled). Stages report no latency; only messages with a
 // latency (sinks) are observed in sluice_handle_duration_seconds.
 func (m *Metrics) OnHandled(stage string, outcome pipeline.Outcome, records int, latency time.Duration) {
-	m.handled.WithLabelValues(stage, outcome.String()).Add(float64(records))
+	s := m.stage(stage)
+	if int(outcome) < numOutcomes {
+		s.handled[outcome].Add(float64(records))
+	} else {
+		m.handled.WithLabelValues(stage, outcome.String()).Add(float64(records))
+	}
 	if latency > 0 {
-		m.handleSeconds.WithLabelValues(stage).Observe(latency.Seconds())
+		m.stageSeconds(s, stage).Observe(latency.Seconds())
 	}
 }
 
@@ -177,17 +180,18 @@ func (m *Metrics) OnDeadLetterWriteFailed(w dlq.WriteInfo, _ error) {
 
 // OnAttempt counts and times a sink call (handlers.HookAttempt).
 func (m *Metrics) OnAttempt(sink string, latency time.Duration, err error) {
-	result := ResultOK
+	s := m.sink(sink)
 	if err != nil {
-		result = ResultError
+		s.attemptErr.Inc()
+	} else {
+		s.attemptOK.Inc()
 	}
-	m.attempts.WithLabelValues(sink, result).Inc()
-	m.attemptSeconds.WithLabelValues(sink).Observe(latency.Seconds())
+	s.attemptSeconds.Observe(latency.Seconds())
 }
 
 // OnRetry counts a retry (handlers.HookRetry).
 func (m *Metrics) OnRetry(sink string, _ int, _ time.Duration, _ error) {
-	m.retries.WithLabelValues(sink).Inc()
+	m.sink(sink).retries.Inc()
 }
 
 // OnBreakerState records a breaker's state (handlers.HookBreakerState) as 0
@@ -209,7 +213,7 @@ func breakerValue(s handlers.BreakerState) float64 {
 
 // OnRateWait observes the wait at a rate limiter (handlers.HookRateWait).
 func (m *Metrics) OnRateWait(sink string, wait time.Duration) {
-	m.rateWait.WithLabelValues(sink).Observe(wait.Seconds())
+	m.sink(sink).rateWait.Observe(wait.Seconds())
 }
 
 // OnOutcome counts what a guard chain did with a record
@@ -218,5 +222,5 @@ func (m *Metrics) OnOutcome(sink string, outcome string, attempts int, _ time.Du
 	if outcome == handlers.OutcomeOK && attempts > 1 {
 		outcome = OutcomeRetried
 	}
-	m.outcomes.WithLabelValues(sink, outcome).Inc()
+	m.sinkOutcome(m.sink(sink), sink, outcome).Inc()
 }

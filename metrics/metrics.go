@@ -128,6 +128,11 @@ type Metrics struct {
 	// backpressure
 	limit    *prometheus.GaugeVec
 	inFlight *prometheus.GaugeVec
+
+	// children of the vecs above that hooks update for every record
+	sinks      cow[string, *sinkSeries]
+	stages     cow[string, *stageSeries]
+	partitions cow[partitionKey, *partitionSeries]
 }
 
 type partitionKey struct {

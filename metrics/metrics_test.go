@@ -29,7 +29,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var orders0 = pipeline.TopicPartition{Topic: "orders", Partition: 0}
 
-func newMetrics(t *testing.T, opts ...metrics.Opt) (*metrics.Metrics, *prometheus.Registry) {
+func newMetrics(t testing.TB, opts ...metrics.Opt) (*metrics.Metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	m, err := metrics.New(reg, opts...)
