@@ -25,7 +25,13 @@
 //     record must come in offset order: a record delivered for the first
 //     time after a later record of its key was delivered is one violation.
 //     A re-delivery (after a kill or a loss) is a duplicate, not a
-//     violation. Records with a nil key carry no order and are skipped.
+//     violation. Records with a nil key carry no order and are skipped, and
+//     so are dead letters of class decode: the pipeline's source
+//     dead-letters a record it cannot decode before it reaches the
+//     key-ordered fan-out, so such a dead letter may come before earlier
+//     records of its key are handled. That is by design (an undecodable
+//     record has no key order to keep), and the records that are handled
+//     keep theirs.
 //   - Unexpected outcome: a record expected to be handled that was only
 //     dead-lettered, or one expected to be dead-lettered that never was.
 //   - Recovery: for each disruption time T, the time from T until every
@@ -40,6 +46,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/reliability/ledger"
 )
 
@@ -307,7 +314,7 @@ func checkOrder(ds []delivery, byRID map[string]*Produced, r *Report) {
 			r.sample("mismatched", fmt.Sprintf("%s %s/%d@%d, produced at %s/%d@%d", d.RID, d.Topic, d.Partition, d.Offset, p.Topic, p.Partition, p.Offset))
 			continue
 		}
-		if p.Key == nil {
+		if p.Key == nil || d.Kind == ledger.DeadLettered && d.Class == pipeline.ClassDecode {
 			continue
 		}
 		k := orderKey{p.Topic, p.Gen, p.Partition, string(p.Key)}

@@ -24,14 +24,19 @@ func produced(n int) []Produced {
 }
 
 // led builds a ledger from a compact script: "A", "R", "L", "E", "C<off>",
-// "H<off>" and "D<off>" on partition 0 of topic t, with rid r<off>; time
-// advances by one per event, from start.
+// "H<off>", "D<off>" (class permanent) and "X<off>" (a dead letter of class
+// decode) on partition 0 of topic t, with rid r<off>; time advances by one
+// per event, from start.
 func led(start int64, script string) *ledger.File {
 	f := &ledger.File{Path: "test"}
 	for i, w := range strings.Fields(script) {
 		e := ledger.Event{Kind: ledger.Kind(w[0]), Time: start + int64(i), Topic: "t"}
 		if len(w) > 1 {
 			fmt.Sscan(w[1:], &e.Offset)
+		}
+		e.Class = "permanent"
+		if w[0] == 'X' {
+			e.Kind, e.Class = ledger.DeadLettered, "decode"
 		}
 		switch e.Kind {
 		case ledger.Handled, ledger.DeadLettered:
@@ -119,6 +124,24 @@ func TestCheck(t *testing.T) {
 			give: Input{
 				Produced:    append(produced(1), Produced{RID: "r1", Topic: "t", Offset: 1, Key: []byte("k"), Acked: true, Expect: ExpectDeadLetter}),
 				Ledgers:     []*ledger.File{led(0, "A H0 D1 R E")},
+				DeadLetters: []DeadLetter{{RID: "r1", Topic: "t", Offset: 1, Class: "decode"}},
+			},
+			want: want{handled: 1, dead: 1},
+		},
+		{
+			name: "a sink dead letter keeps key order",
+			give: Input{
+				Produced:    append(produced(1), Produced{RID: "r1", Topic: "t", Offset: 1, Key: []byte("k"), Acked: true, Expect: ExpectDeadLetter}),
+				Ledgers:     []*ledger.File{led(0, "A D1 H0 R E")},
+				DeadLetters: []DeadLetter{{RID: "r1", Topic: "t", Offset: 1, Class: "permanent"}},
+			},
+			want: want{handled: 1, dead: 1, order: 1},
+		},
+		{
+			name: "a decode dead letter may come ahead of its key",
+			give: Input{
+				Produced:    append(produced(1), Produced{RID: "r1", Topic: "t", Offset: 1, Key: []byte("k"), Acked: true, Expect: ExpectDeadLetter}),
+				Ledgers:     []*ledger.File{led(0, "A X1 H0 R E")},
 				DeadLetters: []DeadLetter{{RID: "r1", Topic: "t", Offset: 1, Class: "decode"}},
 			},
 			want: want{handled: 1, dead: 1},

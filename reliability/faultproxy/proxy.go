@@ -11,8 +11,10 @@
 //
 //   - Cut closes every open connection at once (both sides see a reset or
 //     EOF); new connections are accepted as usual.
-//   - Refuse(true) closes new connections as soon as they are accepted, as a
-//     host that is down would; Refuse(false) accepts them again.
+//   - Refuse(true) stops listening, so that new connections are refused
+//     (ECONNREFUSED), as by a host whose broker is down; Refuse(false)
+//     listens again on the same address. Open connections are not touched
+//     (Cut them too for a broker that died).
 //   - Stall stops forwarding: bytes read are held, and reading stops, until
 //     Heal. Connections stay open, so a client sees only silence.
 //   - Slow delays every forwarded chunk by a fixed latency.
@@ -30,13 +32,13 @@ import (
 // Proxy forwards connections accepted on Addr to a target address.
 type Proxy struct {
 	target string
-	ln     net.Listener
+	addr   string
 
 	mu      sync.Mutex
+	ln      net.Listener  // nil while refusing
 	changed chan struct{} // closed and replaced when the mode changes
 	stalled bool
 	delay   time.Duration
-	refuse  bool
 	closed  bool
 	conns   map[net.Conn]struct{}
 
@@ -55,18 +57,19 @@ func New(target string) (*Proxy, error) {
 	}
 	p := &Proxy{
 		target:  target,
+		addr:    ln.Addr().String(),
 		ln:      ln,
 		changed: make(chan struct{}),
 		conns:   map[net.Conn]struct{}{},
 		done:    make(chan struct{}),
 	}
 	p.wg.Add(1)
-	go p.accept()
+	go p.accept(ln)
 	return p, nil
 }
 
 // Addr is the address clients dial.
-func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+func (p *Proxy) Addr() string { return p.addr }
 
 // Target is the address the proxy forwards to.
 func (p *Proxy) Target() string { return p.target }
@@ -93,9 +96,30 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Refuse makes the proxy close new connections at once (true), or accept
-// them again (false).
-func (p *Proxy) Refuse(on bool) { p.set(func() { p.refuse = on }) }
+// Refuse stops listening (true), so that new connections are refused, or
+// listens again on the same address (false). Listening again fails if
+// another process took the port meanwhile.
+func (p *Proxy) Refuse(on bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return net.ErrClosed
+	case on && p.ln != nil:
+		err := p.ln.Close()
+		p.ln = nil
+		return err
+	case !on && p.ln == nil:
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			return fmt.Errorf("faultproxy: listen again: %w", err)
+		}
+		p.ln = ln
+		p.wg.Add(1)
+		go p.accept(ln)
+	}
+	return nil
+}
 
 // Stall stops forwarding in both directions until Heal.
 func (p *Proxy) Stall() { p.set(func() { p.stalled = true }) }
@@ -104,7 +128,10 @@ func (p *Proxy) Stall() { p.set(func() { p.stalled = true }) }
 func (p *Proxy) Slow(d time.Duration) { p.set(func() { p.delay = d }) }
 
 // Heal ends Stall, Slow and Refuse.
-func (p *Proxy) Heal() { p.set(func() { p.stalled, p.delay, p.refuse = false, 0, false }) }
+func (p *Proxy) Heal() error {
+	p.set(func() { p.stalled, p.delay = false, 0 })
+	return p.Refuse(false)
+}
 
 func (p *Proxy) set(f func()) {
 	p.mu.Lock()
@@ -127,27 +154,24 @@ func (p *Proxy) Close() error {
 	for c := range p.conns {
 		c.Close()
 	}
+	var err error
+	if p.ln != nil {
+		err = p.ln.Close()
+		p.ln = nil
+	}
 	p.mu.Unlock()
-	err := p.ln.Close()
 	p.wg.Wait()
 	return err
 }
 
-func (p *Proxy) accept() {
+func (p *Proxy) accept(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return // closed
 		}
 		p.accepted.Add(1)
-		p.mu.Lock()
-		refuse := p.refuse || p.closed
-		p.mu.Unlock()
-		if refuse {
-			c.Close()
-			continue
-		}
 		p.wg.Add(1)
 		go p.link(c)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,11 +120,23 @@ func TestCutClosesOpenConnections(t *testing.T) {
 
 func TestRefuse(t *testing.T) {
 	p := proxy(t)
-	p.Refuse(true)
-	if _, err := dial(t, p).roundTrip("x", generous); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("refused connection: %v, want it closed", err)
+	open := dial(t, p)
+	if err := p.Refuse(true); err != nil {
+		t.Fatal(err)
 	}
-	p.Heal()
+	if c, err := net.Dial("tcp", p.Addr()); !errors.Is(err, syscall.ECONNREFUSED) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("dial while refusing: %v, want ECONNREFUSED", err)
+	}
+	// Open connections are not touched.
+	if got, err := open.roundTrip("still", generous); err != nil || got != "still" {
+		t.Fatalf("open connection while refusing: %q, %v", got, err)
+	}
+	if err := p.Heal(); err != nil {
+		t.Fatal(err)
+	}
 	if got, err := dial(t, p).roundTrip("y", generous); err != nil || got != "y" {
 		t.Fatalf("after heal: %q, %v", got, err)
 	}

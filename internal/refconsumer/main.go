@@ -1,0 +1,492 @@
+// Command refconsumer is the reliability suite's reference consumer: a
+// Sluice consumer written the way the README tells users to write one, that
+// records in a ledger (package reliability/ledger) every record it handled
+// or dead-lettered and every assignment, revocation, loss and commit, so
+// that the checker can prove nothing was lost, duplicated without cause, or
+// handled out of order.
+//
+// # Pipeline
+//
+//	consumer (group, cooperative-sticky) -> source (JSON decode)
+//	  -> key-ordered FanOut (--workers per partition)
+//	  -> sink "ledger", guarded: retry -> breaker -> panic recovery
+//	  dead letters -> dlq.Publisher (topic+".dlq"), then a D event
+//
+// The sink waits --latency (or the control file's latency), then appends an
+// H event to the ledger and returns nil, so a record's H event is written
+// before the record can settle and its offset be committed. Values are JSON
+// Event objects; an empty value is a tombstone and is handled; a value that
+// is not JSON is dead-lettered by the source (class decode); {"panic":true}
+// makes the sink panic (class panic) and {"permanent":true} makes it fail
+// permanently (class permanent).
+//
+// # Control file
+//
+// --control names a JSON file that the process reads every 50ms:
+//
+//	{"down": true}              the sink fails every call with a transient error
+//	{"latency": "20ms"}         the sink's latency, overriding --latency
+//
+// A missing file means {}. The suite uses it to stage sink outages and slow
+// sinks without restarting the process.
+//
+// # Signals and exit
+//
+// SIGTERM or SIGINT shuts down gracefully (drain, commit, leave); a second
+// one stops at once (consumer.Stop). After a graceful shutdown the ledger
+// ends with an E event; a killed process's ledger has none. A failed ledger
+// write exits the process with status 3 at once: a ledger that misses
+// events would make the checker report records lost that were not.
+//
+// # Network
+//
+// --route FROM=TO (repeatable) makes the Kafka clients (consumer and
+// dead-letter publisher) dial TO whenever they would dial FROM. Brokers
+// advertise their own addresses in metadata, so a seed address alone cannot
+// put a proxy in the path; the dialer can.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-go/sluice/consumer"
+	"github.com/sluice-go/sluice/dlq"
+	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/pipeline"
+	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/stages"
+)
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	hard := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		close(hard)
+	}()
+	if err := run(ctx, hard, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "refconsumer:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	brokers, topics []string
+	group, name     string
+	ledger, control string
+	workers         int
+	latency         time.Duration
+	routes          map[string]string
+
+	session, rebalance, commit, drain, budget time.Duration
+	partRecords, totalRecords                 int
+
+	attempts              int
+	baseDelay             time.Duration
+	breakerMin            int
+	breakerOpen, breakerW time.Duration
+	dlqSuffix             string
+	logLevel              slog.Level
+}
+
+type listFlag struct{ vals *[]string }
+
+func (l listFlag) String() string {
+	if l.vals == nil {
+		return ""
+	}
+	return strings.Join(*l.vals, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l.vals = append(*l.vals, v)
+		}
+	}
+	return nil
+}
+
+type routeFlag map[string]string
+
+func (r routeFlag) String() string { return fmt.Sprint(map[string]string(r)) }
+
+func (r routeFlag) Set(s string) error {
+	from, to, ok := strings.Cut(s, "=")
+	if !ok || from == "" || to == "" {
+		return fmt.Errorf("want FROM=TO, got %q", s)
+	}
+	r[from] = to
+	return nil
+}
+
+func parse(args []string, stderr io.Writer) (config, error) {
+	c := config{routes: map[string]string{}}
+	fs := flag.NewFlagSet("refconsumer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(listFlag{&c.brokers}, "brokers", "seed brokers, host:port, comma-separated (required)")
+	fs.Var(listFlag{&c.topics}, "topics", "topics to consume, comma-separated (required)")
+	fs.StringVar(&c.group, "group", "", "consumer group (required)")
+	fs.StringVar(&c.name, "name", "refconsumer", "member name: client ID and ledger header")
+	fs.StringVar(&c.ledger, "ledger", "", "ledger file to write (required)")
+	fs.StringVar(&c.control, "control", "", "control file (JSON) for sink outages and latency")
+	fs.IntVar(&c.workers, "workers", 8, "key-ordered fan-out workers per partition")
+	fs.DurationVar(&c.latency, "latency", 2*time.Millisecond, "sink latency per record")
+	fs.Var(routeFlag(c.routes), "route", "dial TO instead of FROM, as FROM=TO (repeatable)")
+	fs.DurationVar(&c.session, "session-timeout", 6*time.Second, "group session timeout")
+	fs.DurationVar(&c.rebalance, "rebalance-timeout", 20*time.Second, "group rebalance timeout")
+	fs.DurationVar(&c.commit, "commit-interval", time.Second, "commit interval")
+	fs.DurationVar(&c.drain, "drain-timeout", 10*time.Second, "drain timeout on revoke and shutdown")
+	fs.DurationVar(&c.budget, "record-budget", 0, "per-record deadline budget (0: none)")
+	fs.IntVar(&c.partRecords, "max-unsettled-partition", 2000, "unsettled records per partition (high-water mark)")
+	fs.IntVar(&c.totalRecords, "max-unsettled-total", 10000, "unsettled records in total (high-water mark)")
+	fs.IntVar(&c.attempts, "retry-attempts", 5, "sink attempts per record")
+	fs.DurationVar(&c.baseDelay, "retry-base", 50*time.Millisecond, "first retry backoff ceiling")
+	fs.IntVar(&c.breakerMin, "breaker-min-requests", 10, "results in the window before the breaker may open")
+	fs.DurationVar(&c.breakerOpen, "breaker-open", time.Second, "how long the breaker stays open before probing")
+	fs.DurationVar(&c.breakerW, "breaker-window", 2*time.Second, "the breaker's counting window")
+	fs.StringVar(&c.dlqSuffix, "dlq-suffix", dlq.DefaultSuffix, "dead-letter topic suffix")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch {
+	case len(c.brokers) == 0:
+		return c, errors.New("--brokers is required")
+	case len(c.topics) == 0:
+		return c, errors.New("--topics is required")
+	case c.group == "":
+		return c, errors.New("--group is required")
+	case c.ledger == "":
+		return c, errors.New("--ledger is required")
+	case c.workers < 1:
+		return c, fmt.Errorf("--workers %d: want at least 1", c.workers)
+	}
+	return c, nil
+}
+
+// run consumes until ctx is cancelled (graceful) or hard is closed (stop at
+// once).
+func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Writer) error {
+	c, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: c.logLevel})).With("member", c.name)
+	led, err := ledger.Create(c.ledger, "member="+c.name, fmt.Sprintf("pid=%d", os.Getpid()), "group="+c.group)
+	if err != nil {
+		return err
+	}
+	defer led.Close()
+	rec := &recorder{led: led, log: log}
+
+	dial := dialer(c.routes)
+	pub, err := dlq.New(
+		dlq.Brokers(c.brokers...),
+		dlq.ClientOpts(kgo.Dialer(dial), kgo.ClientID(c.name+"-dlq")),
+		dlq.Suffix(c.dlqSuffix),
+		dlq.Group(c.group),
+	)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+
+	ctl := newControl(c.control, c.latency, log)
+	p, err := buildPipeline(c, ctl, rec, pub, log)
+	if err != nil {
+		return err
+	}
+	cons, err := consumer.New(
+		consumer.Brokers(c.brokers...),
+		consumer.Group(c.group),
+		consumer.Topics(c.topics...),
+		consumer.Handle(p),
+		consumer.ClientID(c.name),
+		consumer.Logger(log),
+		consumer.Hooks(rec),
+		consumer.SessionTimeout(c.session),
+		consumer.RebalanceTimeout(c.rebalance),
+		consumer.CommitInterval(c.commit),
+		consumer.DrainTimeout(c.drain),
+		consumer.RecordBudget(c.budget),
+		consumer.MaxUnsettled(consumer.Water{Records: c.partRecords}, consumer.Water{Records: c.totalRecords}),
+		consumer.ClientOpts(kgo.Dialer(dial)),
+	)
+	if err != nil {
+		return err
+	}
+
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	ctlDone := make(chan struct{})
+	go func() {
+		defer close(ctlDone)
+		ctl.watch(ctlCtx)
+	}()
+	defer func() {
+		stopCtl()
+		<-ctlDone
+	}()
+
+	var stopped atomic.Bool
+	stopDone := make(chan struct{})
+	runDone := make(chan struct{})
+	go func() {
+		defer close(stopDone)
+		select {
+		case <-hard:
+			stopped.Store(true)
+			log.Warn("second signal: stopping at once")
+			cons.Stop()
+		case <-runDone:
+		}
+	}()
+	log.Info("reference consumer starting", "pid", os.Getpid(), "brokers", c.brokers, "topics", c.topics, "routes", c.routes)
+	err = cons.Run(ctx)
+	close(runDone)
+	<-stopDone
+	if err != nil {
+		return fmt.Errorf("consumer: %w", err)
+	}
+	if !stopped.Load() {
+		rec.write(ledger.Event{Kind: ledger.End})
+	}
+	log.Info("reference consumer stopped")
+	return nil
+}
+
+func dialer(routes map[string]string) func(ctx context.Context, network, host string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 10 * time.Second}
+	return func(ctx context.Context, network, host string) (net.Conn, error) {
+		if to, ok := routes[host]; ok {
+			host = to
+		}
+		return d.DialContext(ctx, network, host)
+	}
+}
+
+// Event is the value of the suite's records.
+type Event struct {
+	Seq       int64  `json:"seq"`
+	Pad       string `json:"pad,omitempty"`
+	Panic     bool   `json:"panic,omitempty"`
+	Permanent bool   `json:"permanent,omitempty"`
+	// Tombstone is set for an empty value.
+	Tombstone bool `json:"-"`
+}
+
+func decode(b []byte) (Event, error) {
+	var e Event
+	if len(b) == 0 {
+		e.Tombstone = true
+		return e, nil
+	}
+	err := json.Unmarshal(b, &e)
+	return e, err
+}
+
+var (
+	errDown     = errors.New("sink down (control file)")
+	errRejected = errors.New("record rejected by the sink")
+)
+
+func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, log *slog.Logger) (*pipeline.Pipeline, error) {
+	sink := func(ctx context.Context, m pipeline.Message[Event]) error {
+		st := ctl.load()
+		if st.Down {
+			if err := sleep(ctx, time.Millisecond); err != nil {
+				return err
+			}
+			return errDown
+		}
+		v := m.Value()
+		switch {
+		case v.Panic:
+			panic("poison record " + m.String())
+		case v.Permanent:
+			return handlers.Permanent(errRejected)
+		}
+		if err := sleep(ctx, st.latency); err != nil {
+			return err
+		}
+		rid, _ := m.Header(ledger.RIDHeader)
+		rec.write(ledger.Event{Kind: ledger.Handled, Topic: m.Topic(), Partition: m.Partition(), Offset: m.Offset(), Key: m.Key(), RID: string(rid)})
+		return nil
+	}
+	guarded, err := handlers.Guard(handlers.Handler[pipeline.Message[Event]](sink),
+		handlers.WithName("ledger"),
+		handlers.WithLogger(log),
+		handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: c.attempts, BaseDelay: c.baseDelay, MaxDelay: time.Second}),
+		handlers.WithBreaker(handlers.BreakerPolicy{Window: c.breakerW, MinRequests: c.breakerMin, OpenTimeout: c.breakerOpen}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	p := pipeline.New(pipeline.DeadLetters(&recordingDLQ{pub: pub, rec: rec}), pipeline.Logger(log))
+	for _, topic := range c.topics {
+		src := pipeline.Source(p, topic, pipeline.DecodeFunc[Event](decode))
+		pipeline.Sink(stages.FanOut(src, topic+"-fanout", c.workers), topic+"-ledger", guarded)
+	}
+	return p, p.Err()
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// recordingDLQ publishes a dead letter, then records it in the ledger.
+type recordingDLQ struct {
+	pub *dlq.Publisher
+	rec *recorder
+}
+
+func (d *recordingDLQ) DeadLetter(ctx context.Context, dl pipeline.DeadLetter) error {
+	if err := d.pub.DeadLetter(ctx, dl); err != nil {
+		return err
+	}
+	r := dl.Record
+	rid, _ := r.Header(ledger.RIDHeader)
+	d.rec.write(ledger.Event{Kind: ledger.DeadLettered, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, RID: string(rid), Class: dl.Class})
+	return nil
+}
+
+// recorder writes ledger events, and is the consumer's hook for
+// assignments, revocations, losses and commits.
+type recorder struct {
+	led *ledger.Writer
+	log *slog.Logger
+}
+
+var (
+	_ consumer.HookAssigned  = (*recorder)(nil)
+	_ consumer.HookRevoked   = (*recorder)(nil)
+	_ consumer.HookLost      = (*recorder)(nil)
+	_ consumer.HookCommitted = (*recorder)(nil)
+)
+
+func (r *recorder) write(e ledger.Event) {
+	if err := r.led.Write(e); err != nil {
+		r.log.Error("ledger write failed; exiting so that the checker does not report phantom losses", "err", err)
+		os.Exit(3)
+	}
+}
+
+func (r *recorder) each(kind ledger.Kind, tps []pipeline.TopicPartition) {
+	for _, tp := range tps {
+		r.write(ledger.Event{Kind: kind, Topic: tp.Topic, Partition: tp.Partition})
+	}
+}
+
+func (r *recorder) OnAssigned(tps []pipeline.TopicPartition) { r.each(ledger.Assigned, tps) }
+
+func (r *recorder) OnRevoked(tps []pipeline.TopicPartition, _ time.Duration, _ bool) {
+	r.each(ledger.Revoked, tps)
+}
+
+func (r *recorder) OnLost(tps []pipeline.TopicPartition) { r.each(ledger.Lost, tps) }
+
+func (r *recorder) OnCommitted(tp pipeline.TopicPartition, offset int64, err error) {
+	if err == nil {
+		r.write(ledger.Event{Kind: ledger.Committed, Topic: tp.Topic, Partition: tp.Partition, Offset: offset})
+	}
+}
+
+// sinkState is what the control file says.
+type sinkState struct {
+	Down    bool   `json:"down"`
+	Latency string `json:"latency"`
+	latency time.Duration
+}
+
+// control follows the control file.
+type control struct {
+	path     string
+	fallback time.Duration
+	log      *slog.Logger
+	state    atomic.Pointer[sinkState]
+	last     string
+}
+
+func newControl(path string, latency time.Duration, log *slog.Logger) *control {
+	c := &control{path: path, fallback: latency, log: log}
+	c.state.Store(&sinkState{latency: latency})
+	c.poll()
+	return c
+}
+
+func (c *control) load() *sinkState { return c.state.Load() }
+
+func (c *control) watch(ctx context.Context) {
+	if c.path == "" {
+		return
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.poll()
+		}
+	}
+}
+
+func (c *control) poll() {
+	if c.path == "" {
+		return
+	}
+	b, err := os.ReadFile(c.path)
+	if errors.Is(err, os.ErrNotExist) {
+		b, err = []byte("{}"), nil
+	}
+	if err != nil || string(b) == c.last {
+		return
+	}
+	var st sinkState
+	if err := json.Unmarshal(b, &st); err != nil {
+		c.log.Warn("control file is not valid JSON; keeping the previous state", "path", c.path, "err", err)
+		return
+	}
+	st.latency = c.fallback
+	if st.Latency != "" {
+		d, err := time.ParseDuration(st.Latency)
+		if err != nil {
+			c.log.Warn("control file latency is not a duration; keeping the previous state", "latency", st.Latency)
+			return
+		}
+		st.latency = d
+	}
+	c.last = string(b)
+	c.state.Store(&st)
+	c.log.Info("sink control changed", "down", st.Down, "latency", st.latency)
+}

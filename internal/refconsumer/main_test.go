@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/sluice-go/sluice/internal/kafkatest"
+	"github.com/sluice-go/sluice/reliability/check"
+	"github.com/sluice-go/sluice/reliability/ledger"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseRejectsMissingFlags(t *testing.T) {
+	tests := []struct {
+		give []string
+		want string
+	}{
+		{give: nil, want: "--brokers is required"},
+		{give: []string{"--brokers", "b:1"}, want: "--topics is required"},
+		{give: []string{"--brokers", "b:1", "--topics", "t"}, want: "--group is required"},
+		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g"}, want: "--ledger is required"},
+		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--workers", "0"}, want: "--workers 0"},
+		{give: []string{"--route", "nope"}, want: "want FROM=TO"},
+	}
+	for _, tt := range tests {
+		_, err := parse(tt.give, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("parse(%q) = %v, want %q", tt.give, err, tt.want)
+		}
+	}
+}
+
+// TestReferenceConsumerSmoke runs the reference consumer in-process against
+// a kfake broker with good and bad records, and checks its ledger with the
+// checker: the fast smoke of the reliability suite's tools.
+func TestReferenceConsumerSmoke(t *testing.T) {
+	cl := kafkatest.New(t, kafkatest.Topic("orders", 2), kafkatest.Topic("orders.dlq", 2))
+	dir := t.TempDir()
+	ledgerPath := filepath.Join(dir, "c1.ledger")
+	controlPath := filepath.Join(dir, "control.json")
+	if err := os.WriteFile(controlPath, []byte(`{"latency":"1ms"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var recs []*kgo.Record
+	expect := map[string]check.Outcome{}
+	add := func(key []byte, value string, want check.Outcome) {
+		rid := fmt.Sprintf("r%d", len(recs))
+		recs = append(recs, &kgo.Record{Topic: "orders", Key: key, Value: []byte(value),
+			Headers: []kgo.RecordHeader{{Key: ledger.RIDHeader, Value: []byte(rid)}, {Key: "odd\x00", Value: []byte{0xff, 0}}}})
+		expect[rid] = want
+	}
+	for i := range 40 {
+		add(fmt.Appendf(nil, "k%d", i%5), fmt.Sprintf(`{"seq":%d}`, i), check.ExpectHandled)
+	}
+	add([]byte("k1"), "not json", check.ExpectDeadLetter)
+	add(nil, `{"seq":41}`, check.ExpectHandled)
+	add([]byte("k2"), "", check.ExpectHandled)
+	add([]byte("k3"), `{"seq":43,"panic":true}`, check.ExpectDeadLetter)
+	add([]byte("k4"), `{"seq":44,"permanent":true}`, check.ExpectDeadLetter)
+	cl.Produce(t, recs...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, make(chan struct{}), []string{
+			"--brokers", cl.Addrs[0], "--topics", "orders", "--group", "smoke", "--ledger", ledgerPath,
+			"--control", controlPath, "--session-timeout", "2s", "--commit-interval", "100ms", "--log-level", "error",
+		}, io.Discard)
+	}()
+	tail := &ledger.Tail{Path: ledgerPath}
+	delivered := map[string]bool{}
+	kafkatest.Eventually(t, 30*time.Second, func() bool {
+		if err := tail.Poll(); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range tail.New {
+			if e.Kind == ledger.Handled || e.Kind == ledger.DeadLettered {
+				delivered[e.RID] = true
+			}
+		}
+		return len(delivered) == len(recs)
+	}, "the reference consumer delivered %d of %d records", kafkatest.Lazy(func() any { return len(delivered) }), len(recs))
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+
+	f, err := ledger.Read(ledgerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Ended || f.Torn != 0 {
+		t.Fatalf("ledger ended=%v torn=%d, want a clean end", f.Ended, f.Torn)
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer rcancel()
+	dead, err := check.ReadDeadLetters(rctx, cl.Addrs, "orders.dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var produced []check.Produced
+	for _, r := range recs {
+		rid := string(r.Headers[0].Value)
+		produced = append(produced, check.Produced{RID: rid, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Acked: true, Expect: expect[rid]})
+	}
+	rep := check.Check(check.Input{Produced: produced, Ledgers: []*ledger.File{f}, DeadLetters: dead})
+	if ps := rep.Problems(check.Expectations{}); len(ps) > 0 {
+		t.Fatalf("problems: %v", ps)
+	}
+	if rep.Handled != len(recs)-3 || rep.DeadLettered != 3 {
+		t.Fatalf("handled %d, dead-lettered %d; want %d and 3", rep.Handled, rep.DeadLettered, len(recs)-3)
+	}
+	for _, class := range []string{"decode", "panic", "permanent"} {
+		if rep.DeadLetterClasses[class] != 1 {
+			t.Errorf("dead letters by class %v, want one decode, one panic, one permanent", rep.DeadLetterClasses)
+		}
+	}
+}

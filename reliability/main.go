@@ -1,0 +1,288 @@
+// Command reliability is Sluice's reliability suite. It proves the promises
+// of DESIGN.md under faults, with processes and sockets as a user sees them:
+// every scenario runs `sluice dev broker` and reference consumers
+// (internal/refconsumer) as separate processes, injects its faults (SIGKILL,
+// rebalance storms, sink outages, a TCP proxy that cuts, stalls and slows,
+// bad records, a broker that is missing or restarts, broker-side errors),
+// and then checks the consumers' ledgers and the dead-letter topic against
+// what was produced (package check).
+//
+//	go run ./reliability -out docs/RELIABILITY.md
+//
+// Flags: -run REGEXP selects scenarios, -scale F stretches or shrinks their
+// phases, -dir DIR keeps the work directory (ledgers, logs) for a post
+// mortem. It exits 1 if any scenario breaks a promise. It is not part of
+// `go test ./...`: it takes about ten minutes.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sluice-go/sluice/reliability/check"
+	"github.com/sluice-go/sluice/reliability/ledger"
+)
+
+const sigterm = syscall.SIGTERM
+
+func main() {
+	var (
+		out     = flag.String("out", "", "write the summary as Markdown to this file (docs/RELIABILITY.md)")
+		runRe   = flag.String("run", "", "run only the scenarios whose name matches this regular expression")
+		dir     = flag.String("dir", "", "work directory, kept afterwards (default: a temporary directory, removed)")
+		scale   = flag.Float64("scale", 1, "multiply every scenario phase by this factor")
+		seed    = flag.Uint64("seed", 0, "random seed (0: from the clock); printed for reproduction")
+		verbose = flag.Bool("v", false, "log every process start")
+	)
+	flag.Parse()
+	code, err := suiteMain(*out, *runRe, *dir, *scale, *seed, *verbose)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reliability:", err)
+	}
+	os.Exit(code)
+}
+
+func suiteMain(out, runRe, dir string, scale float64, seed uint64, verbose bool) (int, error) {
+	sel, err := regexp.Compile(runRe)
+	if err != nil {
+		return 2, fmt.Errorf("-run: %w", err)
+	}
+	if scale <= 0 {
+		return 2, fmt.Errorf("-scale %v: want a positive factor", scale)
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return 2, err
+	}
+	work := dir
+	if work == "" {
+		if work, err = os.MkdirTemp("", "sluice-reliability-"); err != nil {
+			return 2, err
+		}
+		defer os.RemoveAll(work)
+	}
+	s := &suite{bin: filepath.Join(work, "bin"), work: work, verbose: verbose, procs: map[*exec.Cmd]struct{}{}}
+	defer s.killAll()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-sigs; ok {
+			s.killAll()
+			os.Exit(130)
+		}
+	}()
+	defer signal.Stop(sigs)
+
+	began := time.Now()
+	s.logf("building sluice and the reference consumer (seed %d, work dir %s)", seed, work)
+	if err := s.build(root); err != nil {
+		return 2, err
+	}
+	built := time.Since(began)
+	var results []result
+	failed := 0
+	for i, sc := range scenarios {
+		if !sel.MatchString(sc.name) {
+			continue
+		}
+		res := s.runScenario(sc, scale, seed+uint64(i))
+		results = append(results, res)
+		if res.failed() {
+			failed++
+		}
+		s.logf("%s: %s", sc.name, res.line())
+		for _, p := range res.problems {
+			s.logf("%s:   problem: %s", sc.name, p)
+		}
+	}
+	total := time.Since(began)
+	fmt.Print(table(results))
+	if out != "" {
+		md := report(results, reportInfo{seed: seed, scale: scale, runRe: runRe, built: built, total: total})
+		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+			return 2, err
+		}
+		s.logf("wrote %s", out)
+	}
+	s.logf("%d scenarios, %d failed, %v", len(results), failed, total.Round(time.Second))
+	if failed > 0 {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run the suite inside the sluice module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// result is one scenario's outcome.
+type result struct {
+	sc       scenario
+	rep      check.Report
+	peakKB   int64
+	took     time.Duration
+	unacked  int
+	notes    []string
+	problems []string
+}
+
+// failed reports whether the scenario fails the run: problems without a
+// known bug, or a known bug that no longer shows.
+func (r result) failed() bool {
+	if r.sc.knownBug != "" {
+		return len(r.problems) == 0
+	}
+	return len(r.problems) > 0
+}
+
+func (r result) line() string {
+	status := "ok"
+	switch {
+	case r.sc.knownBug != "" && len(r.problems) > 0:
+		status = fmt.Sprintf("known bug (%d problems)", len(r.problems))
+	case r.sc.knownBug != "":
+		status = "FAIL: the known bug no longer shows; remove the scenario's knownBug mark"
+	case len(r.problems) > 0:
+		status = fmt.Sprintf("FAIL (%d problems)", len(r.problems))
+	}
+	return fmt.Sprintf("%s in %v: produced %d, handled %d, lost %d, duplicates %d (bound %d), order violations %d, dead-lettered %d, recovery %s, peak RSS %s",
+		status, r.took.Round(time.Second), r.rep.Produced, r.rep.Handled, r.rep.Lost, r.rep.Duplicates, r.rep.DupBound,
+		r.rep.MaxKeyViolations, r.rep.DeadLettered, recoveryText(r.rep.Recovery), rssText(r.peakKB))
+}
+
+// d scales a scenario phase.
+func (r *run) d(d time.Duration) time.Duration { return time.Duration(float64(d) * r.scale) }
+
+func (s *suite) runScenario(sc scenario, scale float64, seed uint64) result {
+	began := time.Now()
+	s.logf("%s: %s", sc.name, sc.what)
+	r := &run{
+		s:           s,
+		name:        sc.name,
+		dir:         filepath.Join(s.work, sc.name),
+		rnd:         rand.New(rand.NewPCG(seed, 9)),
+		scale:       scale,
+		topic:       "orders",
+		parts:       partitions,
+		group:       "reliability-" + sc.name,
+		incarnation: map[string]int{},
+		tails:       map[string]*ledger.Tail{},
+		seen:        map[string]bool{},
+	}
+	res := result{sc: sc}
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		res.problems = append(res.problems, err.Error())
+		return res
+	}
+	if err := sc.run(r); err != nil {
+		r.failf("scenario: %v", err)
+	}
+	wait := sc.wait
+	if wait == 0 {
+		wait = 90 * time.Second
+	}
+	res.rep = r.finish(wait)
+	r.mu.Lock()
+	res.notes, res.problems = r.notes, append(r.failures, res.rep.Problems(sc.expect)...)
+	for _, p := range r.produced {
+		if !p.Acked {
+			res.unacked++
+		}
+	}
+	for _, m := range r.members {
+		res.peakKB = max(res.peakKB, m.peakKB())
+	}
+	r.mu.Unlock()
+	res.took = time.Since(began)
+	return res
+}
+
+// finish waits for every record to be delivered, stops the members
+// gracefully, reads the evidence and checks it.
+func (r *run) finish(wait time.Duration) check.Report {
+	r.mu.Lock()
+	producers := r.producers
+	r.mu.Unlock()
+	for _, p := range producers {
+		// A scenario that failed early leaves its producers running.
+		if err := p.close(time.Minute); err != nil {
+			r.failf("%v", err)
+		}
+	}
+	if r.broker != nil && r.broker.proc != nil && r.broker.alive() {
+		r.waitDelivered(wait)
+	}
+	var wg sync.WaitGroup
+	for _, m := range r.live() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.terminate(); err != nil {
+				r.failf("shutdown: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	r.stopRSS()
+	in := check.Input{}
+	r.mu.Lock()
+	members := r.members
+	in.Produced = append(in.Produced, r.produced...)
+	in.Disruptions = r.disruptions
+	r.mu.Unlock()
+	for _, m := range members {
+		if m.proxy != nil {
+			m.proxy.Close()
+		}
+		f, err := ledger.Read(m.ledgerPath)
+		if err != nil {
+			r.failf("ledger: %v", err)
+			continue
+		}
+		if !m.killed && !f.Ended {
+			r.failf("%s stopped without a graceful end (see %s)", m.name, m.logPath)
+		}
+		in.Ledgers = append(in.Ledgers, f)
+	}
+	if r.broker != nil && r.broker.proc != nil && r.broker.alive() {
+		topics := map[string]bool{r.topic: true}
+		for _, t := range strings.Split(r.consumeTopics, ",") {
+			if t != "" {
+				topics[t] = true
+			}
+		}
+		for t := range topics {
+			dead, err := readDeadLetters(r.broker.addr, t+".dlq")
+			if err != nil {
+				r.failf("read %s.dlq: %v", t, err)
+			}
+			in.DeadLetters = append(in.DeadLetters, dead...)
+		}
+		if err := r.broker.stop(sigterm, time.Minute); err != nil {
+			r.failf("broker stop: %v", err)
+		}
+	}
+	return check.Check(in)
+}
