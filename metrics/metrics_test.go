@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -29,10 +30,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var orders0 = pipeline.TopicPartition{Topic: "orders", Partition: 0}
 
+var quiet = slog.New(slog.DiscardHandler)
+
 func newMetrics(t testing.TB, opts ...metrics.Opt) (*metrics.Metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	m, err := metrics.New(reg, opts...)
+	m, err := metrics.New(reg, append([]metrics.Opt{metrics.Logger(quiet)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +226,7 @@ func TestNothingOnDefaultRegistry(t *testing.T) {
 	exercise(m)
 	kc := kafkatest.New(t, kafkatest.Topic("orders", 1))
 	c, err := consumer.New(consumer.Brokers(kc.Addrs...), consumer.Group("g"), consumer.Topics("orders"),
-		consumer.Handle(nopHandler{}), consumer.Hooks(m), consumer.ClientOpts(m.KafkaClient("consumer")))
+		consumer.Handle(nopHandler{}), consumer.Hooks(m), consumer.ClientOpts(m.KafkaClient("consumer")), consumer.Logger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}

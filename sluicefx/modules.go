@@ -280,6 +280,12 @@ func NewHealthServer(p HealthParams) (*health.Server, error) {
 	opts := []health.Opt{health.Status(p.Consumer, ready...), health.Logger(p.Logger)}
 	if p.Scrape.Gatherer != nil {
 		opts = append(opts, health.Metrics(p.Scrape.Gatherer))
+	} else {
+		log := p.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Info("sluicefx: /metrics not served: no prometheus.Gatherer (provide one, or a Registerer that is one)")
 	}
 	s, err := health.NewServer(p.Config.httpAddr(), opts...)
 	if err != nil {
