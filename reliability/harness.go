@@ -609,3 +609,36 @@ func readDeadLetters(addr, topic string) ([]check.DeadLetter, error) {
 	defer cancel()
 	return check.ReadDeadLetters(ctx, []string{addr}, topic)
 }
+
+// commitState reads the group's committed offsets and the end offsets of
+// topics.
+func (r *run) commitState(topics []string) (committed, ends map[check.TopicPartition]int64, err error) {
+	adm, done, err := r.admin()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	offs, err := adm.FetchOffsets(ctx, r.group)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch offsets: %w", err)
+	}
+	committed = map[check.TopicPartition]int64{}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil && o.At >= 0 {
+			committed[check.TopicPartition{Topic: o.Topic, Partition: o.Partition}] = o.At
+		}
+	})
+	listed, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("end offsets: %w", err)
+	}
+	ends = map[check.TopicPartition]int64{}
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			ends[check.TopicPartition{Topic: o.Topic, Partition: o.Partition}] = o.Offset
+		}
+	})
+	return committed, ends, nil
+}

@@ -19,12 +19,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -204,6 +206,12 @@ func (s *suite) runScenario(sc scenario, scale float64, seed uint64) result {
 		wait = 90 * time.Second
 	}
 	res.rep = r.finish(wait)
+	if n := res.rep.Kills; n > 0 {
+		r.notef("%.0f duplicates per kill on average: a killed consumer's work since its last commit (commit interval 1s) is redone", float64(res.rep.Duplicates)/float64(n))
+	}
+	if res.rep.Lost > 0 {
+		r.notef("of the %d undelivered records, %d lie below the group's committed offsets; the others were never committed past, so they are stuck, not skipped", res.rep.Lost, res.rep.Skipped)
+	}
 	r.mu.Lock()
 	res.notes, res.problems = r.notes, append(r.failures, res.rep.Problems(sc.expect)...)
 	for _, p := range r.produced {
@@ -272,6 +280,10 @@ func (r *run) finish(wait time.Duration) check.Report {
 			if t != "" {
 				topics[t] = true
 			}
+		}
+		var err error
+		if in.Committed, in.Ends, err = r.commitState(slices.Collect(maps.Keys(topics))); err != nil {
+			r.failf("read the group's commits: %v", err)
 		}
 		for t := range topics {
 			dead, err := readDeadLetters(r.broker.addr, t+".dlq")

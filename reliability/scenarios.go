@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -333,7 +334,7 @@ func scNetRefuse(r *run) error {
 	r.heal(px)
 	r.phase(6 * time.Second)
 	if l := ms[0].logMatches(heartbeatRefused, 1); len(l) > 0 {
-		r.notef("franz-go ends the group session on the first heartbeat whose dial is refused, so the member loses its partitions: `%s`", shorten(l[0], 300))
+		r.notef("franz-go ends the group session on the first heartbeat whose dial is refused, so the member loses its partitions: `%s`", excerpt(l[0]))
 	}
 	return p.close(time.Minute)
 }
@@ -416,9 +417,11 @@ func scBadInput(r *run) error {
 	if err != nil {
 		return err
 	}
+	hugeLen := 0
 	for i := range 3 {
 		// Within 1 KiB of message.max.bytes, batch framing included.
 		v := fmt.Appendf(nil, `{"seq":%d,"pad":"%s"}`, i, strings.Repeat("h", maxMessageBytes-1024))
+		hugeLen = len(v)
 		huge.send([]byte("huge"), v, check.ExpectHandled)
 		if err := huge.close(time.Minute); err != nil {
 			return err
@@ -430,6 +433,7 @@ func scBadInput(r *run) error {
 	if err := huge.close(time.Minute); err != nil {
 		return err
 	}
+	r.notef("mixed into the load: 20 undecodable values, 20 nil keys, 20 empty and 20 nil values, 20 records with odd header bytes (NUL, 0xff, newline, an empty header key, a repeated key), 5 panicking and 5 rejected records, 3 records with %d-byte values (message.max.bytes %d)", hugeLen, maxMessageBytes)
 	r.phase(10 * time.Second)
 	return p.close(time.Minute)
 }
@@ -519,7 +523,7 @@ func scUnreachable(r *run) error {
 		r.failf("%s did not report the unreachable broker within 30s", ms[0].name)
 	}
 	if l := ms[0].logMatches(connRefused, 1); len(l) > 0 {
-		r.notef("first complaint in %s's log: `%s`", ms[0].name, shorten(l[0], 300))
+		r.notef("first complaint in %s's log: `%s`", ms[0].name, excerpt(l[0]))
 	}
 	r.phase(3 * time.Second)
 	if err := r.begin(brokerOpts{port: port}); err != nil {
@@ -569,7 +573,7 @@ func scBrokerRestart(r *run) error {
 	r.notef("broker down for %v", time.Since(stopped).Round(100*time.Millisecond))
 	r.phase(8 * time.Second)
 	if l := ms[0].logMatches(connRefused, 1); len(l) > 0 {
-		r.notef("%s's log while the broker was down: `%s`", ms[0].name, shorten(l[0], 300))
+		r.notef("%s's log while the broker was down: `%s`", ms[0].name, excerpt(l[0]))
 	} else {
 		r.failf("%s's log does not report the broker going away", ms[0].name)
 	}
@@ -629,6 +633,23 @@ func (r *run) heal(px *faultproxy.Proxy) {
 		r.failf("heal proxy: %v", err)
 	}
 	r.disrupted()
+}
+
+// excerpt makes a JSON log line readable: its level, message and error.
+func excerpt(line string) string {
+	var rec struct {
+		Level string `json:"level"`
+		Msg   string `json:"msg"`
+		Err   string `json:"err"`
+	}
+	if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg == "" {
+		return shorten(line, 300)
+	}
+	out := rec.Level + " " + rec.Msg
+	if rec.Err != "" {
+		out += ": " + rec.Err
+	}
+	return shorten(out, 300)
 }
 
 func shorten(s string, n int) string {

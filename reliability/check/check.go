@@ -37,6 +37,15 @@
 //   - Recovery: for each disruption time T, the time from T until every
 //     partition that has deliveries after T has had its first one; the
 //     largest over disruptions.
+//   - Skipped: acknowledged records never delivered that lie below the
+//     group's final committed offset of their partition. A lost record that
+//     is not skipped is stuck (never settled, so never committed past: the
+//     next owner would still get it); a skipped one is gone for the group.
+//     Only the latest incarnation of each topic counts.
+//   - Commit lag: for each consumed partition (latest incarnation), its end
+//     offset minus the group's final committed offset. After every record
+//     was delivered and every consumer stopped gracefully it must be 0, or
+//     a restart would handle records again.
 package check
 
 import (
@@ -96,6 +105,16 @@ type Input struct {
 	// Disruptions are the times faults ended (a process killed, a proxy
 	// healed, a broker back, a sink back), for recovery times.
 	Disruptions []time.Time
+	// Committed and Ends are the group's final committed offsets and the
+	// end offsets of the consumed partitions, read after the consumers
+	// stopped; nil skips the commit checks.
+	Committed, Ends map[TopicPartition]int64
+}
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
 }
 
 // Report is what the checker found.
@@ -121,6 +140,10 @@ type Report struct {
 	// Stray counts H/D events of a partition the ledger did not hold.
 	Stray int
 	Torn  int
+	// Skipped counts lost records below the final committed offset;
+	// CommitLag sums end minus committed offsets (see the package doc).
+	Skipped   int
+	CommitLag int64
 	// DeadLetterClasses counts dead letters by class.
 	DeadLetterClasses map[string]int
 	// Recovery is the largest recovery time; -1 if there were no
@@ -231,7 +254,39 @@ func Check(in Input) Report {
 	}
 	checkOrder(deliveries, byRID, &r)
 	r.Recovery = recovery(deliveries, in.Disruptions)
+	checkCommits(in, count, &r)
 	return r
+}
+
+// checkCommits counts skipped records and the final commit lag.
+func checkCommits(in Input, count map[string]int, r *Report) {
+	if in.Committed == nil {
+		return
+	}
+	latest := map[string]int{}
+	for _, p := range in.Produced {
+		latest[p.Topic] = max(latest[p.Topic], p.Gen)
+	}
+	for _, p := range in.Produced {
+		tp := TopicPartition{p.Topic, p.Partition}
+		if !p.Acked || count[p.RID] > 0 || p.Gen != latest[p.Topic] {
+			continue
+		}
+		if c, ok := in.Committed[tp]; ok && c > p.Offset {
+			r.Skipped++
+			r.sample("skipped", fmt.Sprintf("%s %s/%d@%d, committed %d", p.RID, p.Topic, p.Partition, p.Offset, c))
+		}
+	}
+	for tp, end := range in.Ends {
+		c, ok := in.Committed[tp]
+		if !ok {
+			c = 0
+		}
+		if lag := end - c; lag > 0 {
+			r.CommitLag += lag
+			r.sample("lag", fmt.Sprintf("%s/%d committed %d of %d", tp.Topic, tp.Partition, c, end))
+		}
+	}
 }
 
 // dupBound adds up the uncommitted work of f's forced endings, and counts
@@ -382,6 +437,8 @@ func (r Report) Problems(x Expectations) []string {
 		ps = append(ps, msg)
 	}
 	add(r.Lost == 0, "lost", "%d records lost", r.Lost)
+	add(r.Skipped == 0, "skipped", "%d undelivered records below the group's committed offset", r.Skipped)
+	add(r.CommitLag == 0, "lag", "the group's final commits are %d records short of the partitions' ends", r.CommitLag)
 	add(r.OrderViolations == 0, "order", "%d per-key order violations (max %d for one key)", r.OrderViolations, r.MaxKeyViolations)
 	add(r.Unexpected == 0, "unexpected", "%d records with an unexpected outcome", r.Unexpected)
 	add(r.Unknown == 0, "unknown", "%d deliveries of records never produced", r.Unknown)

@@ -228,3 +228,61 @@ func TestProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestCommitChecks(t *testing.T) {
+	tp := TopicPartition{"t", 0}
+	old := Produced{RID: "old", Topic: "t", Offset: 9, Key: []byte("k"), Acked: true}
+	regen := func(ps []Produced) []Produced {
+		for i := range ps {
+			ps[i].Gen = 1
+		}
+		return append(ps, old)
+	}
+	tests := []struct {
+		name                string
+		give                Input
+		wantSkipped         int
+		wantLag             int64
+		wantLost, wantProbs int
+	}{
+		{
+			name: "everything delivered and committed",
+			give: Input{Produced: produced(3), Ledgers: []*ledger.File{led(0, "A H0 H1 H2 C3 R E")},
+				Committed: map[TopicPartition]int64{tp: 3}, Ends: map[TopicPartition]int64{tp: 3}},
+		},
+		{
+			name: "stuck record: undelivered, never committed past",
+			give: Input{Produced: produced(3), Ledgers: []*ledger.File{led(0, "A H0 H1 C2 R E")},
+				Committed: map[TopicPartition]int64{tp: 2}, Ends: map[TopicPartition]int64{tp: 3}},
+			wantLag: 1, wantLost: 1, wantProbs: 2,
+		},
+		{
+			name: "skipped record: committed past without a delivery",
+			give: Input{Produced: produced(3), Ledgers: []*ledger.File{led(0, "A H0 H2 C3 R E")},
+				Committed: map[TopicPartition]int64{tp: 3}, Ends: map[TopicPartition]int64{tp: 3}},
+			wantSkipped: 1, wantLost: 1, wantProbs: 2,
+		},
+		{
+			name: "nothing committed",
+			give: Input{Produced: produced(2), Ledgers: []*ledger.File{led(0, "A H0 H1 R E")},
+				Committed: map[TopicPartition]int64{}, Ends: map[TopicPartition]int64{tp: 2}},
+			wantLag: 2, wantProbs: 1,
+		},
+		{
+			name: "records of an earlier incarnation of the topic are not checked against its commits",
+			give: Input{Produced: regen(produced(1)), Ledgers: []*ledger.File{led(0, "A H0 C1 R E")},
+				Committed: map[TopicPartition]int64{tp: 1}, Ends: map[TopicPartition]int64{tp: 1}},
+			wantLost: 1, wantProbs: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Check(tt.give)
+			probs := r.Problems(Expectations{})
+			if r.Skipped != tt.wantSkipped || r.CommitLag != tt.wantLag || r.Lost != tt.wantLost || len(probs) != tt.wantProbs {
+				t.Errorf("skipped %d, lag %d, lost %d, problems %q; want %d, %d, %d and %d problems",
+					r.Skipped, r.CommitLag, r.Lost, probs, tt.wantSkipped, tt.wantLag, tt.wantLost, tt.wantProbs)
+			}
+		})
+	}
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sluice-go/sluice/reliability/check"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestResultStatus(t *testing.T) {
+	tests := []struct {
+		name       string
+		knownBug   string
+		problems   []string
+		wantFailed bool
+		wantStatus string
+	}{
+		{name: "clean", wantStatus: "ok"},
+		{name: "broken", problems: []string{"1 records lost"}, wantFailed: true, wantStatus: "**FAIL**"},
+		{name: "known bug shows", knownBug: "b", problems: []string{"1 records lost"}, wantStatus: "known bug"},
+		{name: "known bug fixed: the mark must go", knownBug: "b", wantFailed: true, wantStatus: "**FAIL**"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := result{sc: scenario{name: "s", knownBug: tt.knownBug}, problems: tt.problems}
+			if r.failed() != tt.wantFailed || status(r) != tt.wantStatus {
+				t.Errorf("failed %v, status %q; want %v, %q", r.failed(), status(r), tt.wantFailed, tt.wantStatus)
+			}
+		})
+	}
+}
+
+func TestTableAndReport(t *testing.T) {
+	rs := []result{{
+		sc:     scenario{name: "kill", what: "kills"},
+		rep:    check.Report{Produced: 10, Handled: 10, Duplicates: 3, DupBound: 4, DeadLettered: 1, DeadLetterClasses: map[string]int{"decode": 1}, Recovery: 1500 * time.Millisecond},
+		peakKB: 20 * 1024,
+		notes:  []string{"3 SIGKILLs"},
+	}}
+	wantRow := "| kill | 10 | 10 | 0 | 3 (4) | 0 | 1 (decode 1) | 1.5s | 20 MiB | ok |"
+	if got := table(rs); !strings.Contains(got, wantRow) {
+		t.Errorf("table:\n%s\nwant a row %s", got, wantRow)
+	}
+	md := report(rs, reportInfo{seed: 7, scale: 1})
+	for _, want := range []string{"go run ./reliability -out docs/RELIABILITY.md", wantRow, "### kill: ok", "- 3 SIGKILLs", "-seed 7"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+func TestExcerpt(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{give: `{"time":"x","level":"WARN","msg":"unable to open connection to broker","err":"dial tcp: connection refused"}`,
+			want: "WARN unable to open connection to broker: dial tcp: connection refused"},
+		{give: `{"level":"INFO","msg":"joined"}`, want: "INFO joined"},
+		{give: "not json", want: "not json"},
+	}
+	for _, tt := range tests {
+		if got := excerpt(tt.give); got != tt.want {
+			t.Errorf("excerpt(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
