@@ -17,7 +17,9 @@ import (
 //
 // The breaker counts the sink's results over a rolling Window of Buckets
 // buckets. It opens when at least MinRequests results are in the window and
-// at least FailureRatio of them are failures. Open, it lets nothing through
+// at least FailureRatio of them are failures, or, while the window holds
+// fewer than MinRequests results, when the last ConsecutiveFailures results
+// in it all failed. Open, it lets nothing through
 // for OpenTimeout; then it is half-open and lets HalfOpenProbes calls
 // through: if all of them succeed it closes, if one fails it opens again.
 //
@@ -42,6 +44,13 @@ type BreakerPolicy struct {
 	// breaker may open, so a handful of failures at low traffic does not
 	// open it. Default 20.
 	MinRequests int
+	// ConsecutiveFailures opens the breaker at little traffic, where the
+	// window never holds MinRequests results: a sink fed by one lane, whose
+	// retries back off, still opens in an outage. It does not apply once
+	// the window holds MinRequests results, so random errors at high
+	// traffic cannot open the breaker by a run of bad luck. Default 5; a
+	// negative value disables it.
+	ConsecutiveFailures int
 	// OpenTimeout is how long the breaker stays open before probing.
 	// Default 5s: longer spares a struggling downstream, shorter resumes
 	// sooner after a blip.
@@ -57,6 +66,7 @@ const (
 	DefaultBreakerBuckets = 10
 	DefaultFailureRatio   = 0.5
 	DefaultMinRequests    = 20
+	DefaultConsecutive    = 5
 	DefaultOpenTimeout    = 5 * time.Second
 	DefaultHalfOpenProbes = 3
 )
@@ -128,7 +138,8 @@ type breaker struct {
 	logger      *slog.Logger
 	min         time.Duration
 	openTimeout time.Duration
-	halfOpen    atomic.Bool
+	state       atomic.Int32  // BreakerState, mirrored from gobreaker
+	alive       atomic.Uint64 // answers from the downstream: successes and permanent errors
 
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced on every change a waiter may care about
@@ -163,6 +174,9 @@ func newBreaker(c *cfg, p BreakerPolicy) (*breaker, error) {
 	if p.MinRequests == 0 {
 		p.MinRequests = DefaultMinRequests
 	}
+	if p.ConsecutiveFailures == 0 {
+		p.ConsecutiveFailures = DefaultConsecutive
+	}
 	if p.OpenTimeout == 0 {
 		p.OpenTimeout = DefaultOpenTimeout
 	}
@@ -183,6 +197,10 @@ func newBreaker(c *cfg, p BreakerPolicy) (*breaker, error) {
 		changed:     make(chan struct{}),
 	}
 	minReq, ratio := uint32(p.MinRequests), p.FailureRatio
+	consecutive := uint32(math.MaxUint32)
+	if p.ConsecutiveFailures > 0 {
+		consecutive = uint32(min(p.ConsecutiveFailures, math.MaxUint32))
+	}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:         c.name,
 		MaxRequests:  uint32(p.HalfOpenProbes),
@@ -191,7 +209,10 @@ func newBreaker(c *cfg, p BreakerPolicy) (*breaker, error) {
 		Timeout:      p.OpenTimeout,
 		ReadyToTrip: func(n gobreaker.Counts) bool {
 			total := n.TotalFailures + n.TotalSuccesses
-			return total >= minReq && float64(n.TotalFailures) >= ratio*float64(total)
+			if total < minReq {
+				return n.ConsecutiveFailures >= consecutive
+			}
+			return float64(n.TotalFailures) >= ratio*float64(total)
 		},
 		OnStateChange: b.onStateChange,
 		IsSuccessful:  func(err error) bool { return err == nil || err == errCountSuccess },
@@ -203,7 +224,7 @@ func newBreaker(c *cfg, p BreakerPolicy) (*breaker, error) {
 // onStateChange runs under gobreaker's lock.
 func (b *breaker) onStateChange(_ string, from, to gobreaker.State) {
 	f, t := fromGobreaker(from), fromGobreaker(to)
-	b.halfOpen.Store(t == BreakerHalfOpen)
+	b.state.Store(int32(t))
 	if t == BreakerOpen {
 		b.mu.Lock()
 		b.openUntil = time.Now().Add(b.openTimeout)
@@ -291,7 +312,10 @@ func breakerMW[M any](b *breaker) Middleware[M] {
 					return struct{}{}, b.judge(ctx, err)
 				})
 				if called {
-					if b.halfOpen.Load() {
+					if err == nil || berr == errCountSuccess {
+						b.alive.Add(1)
+					}
+					if BreakerState(b.state.Load()) == BreakerHalfOpen {
 						b.wake()
 					}
 					return err
@@ -302,4 +326,14 @@ func breakerMW[M any](b *breaker) Middleware[M] {
 			}
 		}
 	}
+}
+
+// mark returns a token of the downstream's answers so far, for outage.
+func (b *breaker) mark() uint64 { return b.alive.Load() }
+
+// outage reports whether the sink looks down rather than the record bad:
+// the breaker is not closed, or the downstream has not answered any call
+// since mark was taken.
+func (b *breaker) outage(mark uint64) bool {
+	return BreakerState(b.state.Load()) != BreakerClosed || b.alive.Load() == mark
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,6 +226,7 @@ func TestBreakerIgnoresPermanentAndCancelled(t *testing.T) {
 				rec := &recorder{}
 				var calls atomic.Int64
 				h := mustGuard(t, scripted(&calls, repeat(tt.sinkErr, 100)...), handlers.WithHooks(rec),
+					handlers.WithRetry(handlers.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
 					handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 10}))
 				for range 30 {
 					_ = h(tt.ctx, msg{})
@@ -246,11 +249,25 @@ func TestBreakerWaitEndsWithTheRecord(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		var calls atomic.Int64
-		h := mustGuard(t, scripted(&calls, repeat(errFlaky, 5)...), handlers.WithHooks(rec),
-			handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 5, OpenTimeout: 10 * time.Second}))
-		for range 5 {
-			_ = h(context.Background(), msg{})
+		var down atomic.Bool
+		down.Store(true)
+		sink := func(context.Context, msg) error {
+			calls.Add(1)
+			if down.Load() {
+				return errFlaky
+			}
+			return nil
 		}
+		h := mustGuard(t, sink, handlers.WithHooks(rec),
+			handlers.WithRetry(handlers.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
+			handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 5, OpenTimeout: 10 * time.Second}))
+		first := make(chan error)
+		go func() { first <- h(context.Background(), msg{}) }()
+		// The first record fails until the breaker opens, then waits.
+		for deadline := time.Now().Add(time.Second); len(rec.States()) == 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		synctest.Wait()
 		assertStates(t, rec, []handlers.BreakerState{handlers.BreakerOpen})
 
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -275,6 +292,117 @@ func TestBreakerWaitEndsWithTheRecord(t *testing.T) {
 		}
 		if calls.Load() != 5 {
 			t.Errorf("sink calls = %d; want 5: waiting records must not call the sink", calls.Load())
+		}
+
+		down.Store(false)
+		if err := <-first; err != nil {
+			t.Errorf("the first record: %v; want success after the outage", err)
+		}
+		if calls.Load() != 6 {
+			t.Errorf("sink calls = %d; want 6: one probe after the open period", calls.Load())
+		}
+	})
+}
+
+// TestOutageIsNotAPoisonPill: while the sink answers nothing, a record's
+// failures are the outage's: it is never given up as exhausted or out of
+// budget, even alone on its lane. A record that fails while other records
+// get through is given up after MaxAttempts; alone on its lane it cannot be
+// told from an outage, so only its deadline ends it.
+func TestOutageIsNotAPoisonPill(t *testing.T) {
+	tests := []struct {
+		name       string
+		lanes      int
+		records    int
+		wantPoison []string
+	}{
+		{"one lane", 1, 40, []string{handlers.ClassDeadline}},
+		{"eight lanes", 8, 400, []string{handlers.ClassExhausted, handlers.ClassBudget}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rec := &recorder{}
+				t0 := time.Now()
+				const outage = time.Minute
+				var calls atomic.Int64
+				sink := func(ctx context.Context, m msg) error {
+					calls.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					switch {
+					case time.Since(t0) < outage:
+						return errFlaky
+					case m.id == 13:
+						return errFlaky // poison: fails while the others succeed
+					}
+					return nil
+				}
+				h := mustGuard(t, sink, handlers.WithHooks(rec),
+					handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 3, Budget: handlers.RetryBudget{Burst: 1, PerSecond: 0.1}}),
+					handlers.WithBreaker(handlers.BreakerPolicy{}))
+				records := tt.records
+				work := make(chan int)
+				var wg sync.WaitGroup
+				errs := make([]error, records)
+				for range tt.lanes {
+					wg.Go(func() {
+						for id := range work {
+							ctx, cancel := context.WithTimeout(context.Background(), 2*outage)
+							errs[id] = h(ctx, msg{id: id})
+							cancel()
+						}
+					})
+				}
+				for id := range records {
+					work <- id
+				}
+				close(work)
+				wg.Wait()
+				for id, err := range errs {
+					var fe *handlers.FailureError
+					switch {
+					case id == 13 && (!errors.As(err, &fe) || !slices.Contains(tt.wantPoison, fe.Class)):
+						t.Errorf("poison record: err = %v; want a class in %v", err, tt.wantPoison)
+					case id != 13 && err != nil:
+						t.Errorf("record %d: %v; want success after the outage", id, err)
+					}
+				}
+				states := rec.States()
+				if len(states) == 0 || states[0].to != handlers.BreakerOpen || states[0].at.Sub(t0) > 5*time.Second {
+					t.Errorf("breaker states %v; want it open within 5s of the outage", states)
+				}
+				t.Logf("%d calls for %d records, breaker opened %d times", calls.Load(), records, len(states)/2)
+			})
+		})
+	}
+}
+
+// TestBreakerIgnoresBadLuckAtHighTraffic: random errors well under the
+// failure ratio never open the breaker, even though runs of ConsecutiveFailures
+// errors occur: that rule applies only at little traffic.
+func TestBreakerIgnoresBadLuckAtHighTraffic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		rng := rand.New(rand.NewPCG(8, 9))
+		run, longest := 0, 0
+		h := breakerHandler(t, handlers.BreakerPolicy{}, rec, func(context.Context, msg) error {
+			if rng.Float64() < 0.3 {
+				run++
+				longest = max(longest, run)
+				return errFlaky
+			}
+			run = 0
+			return nil
+		})
+		for range 60 * 100 { // a minute at 100 calls a second
+			_ = h(context.Background(), msg{})
+			time.Sleep(10 * time.Millisecond)
+		}
+		if longest < handlers.DefaultConsecutive {
+			t.Fatalf("longest run of errors %d; the test needs one of %d", longest, handlers.DefaultConsecutive)
+		}
+		if states := rec.States(); len(states) > 0 {
+			t.Errorf("breaker changed state at 30%% errors: %v", states)
 		}
 	})
 }

@@ -66,6 +66,22 @@
 //     deadline passing is not a cancellation: it gives class deadline.
 //   - The chain never returns a breaker-open error.
 //
+// # Outages
+//
+// An outage is not a poison pill. With a breaker in the chain (Guard links
+// the two), a record is given up as exhausted or out of retry budget only if
+// the downstream answered some other call since the record started (or
+// since its failures were last written off): then the record is bad, not
+// the sink. If the breaker is not closed, or nothing got an answer
+// meanwhile, the record's failures are written off to the outage: it gets a
+// fresh allowance of attempts and keeps waiting, paced by its backoff and
+// the breaker, instead of being dead-lettered. A record alone on its lane
+// (partition order, one worker) that keeps failing transiently cannot be
+// told from an outage; it waits until its deadline, so give records a budget
+// (the consumer's RecordBudget) if such records must not stall a partition
+// for long. Without a breaker, MaxAttempts and the retry budget are hard
+// limits.
+//
 // # Deadlines
 //
 // The record's budget is read from ctx.Deadline(). Remaining, SetBudgetHeader
@@ -93,6 +109,10 @@
 //   - The breaker counts permanent errors as successes (the downstream
 //     answered) and does not count cancellations, panics or attempts not
 //     started; attempts that time out are failures.
+//   - Besides the failure ratio, the breaker opens after ConsecutiveFailures
+//     failures while its window holds fewer than MinRequests results, so a
+//     single lane whose retries back off still opens it in an outage, while
+//     bad luck at high traffic never does.
 //   - In group mode the burst is divided by the member count too (at least
 //     1), so the whole group's burst stays near the configured one.
 //   - Chaos sits inside Recover so that HookAttempt and the limiter see

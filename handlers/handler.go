@@ -59,6 +59,7 @@ func Guard[M any](sink Handler[M], opts ...Opt) (Handler[M], error) {
 		if err != nil {
 			return nil, err
 		}
+		r.health = b
 		mws = append(mws, breakerMW[M](b))
 	}
 	if c.rate != nil {

@@ -15,7 +15,7 @@ import (
 // minimum budget left, is released unused and the guard returns an error
 // matching ErrDeadline.
 func Limit[M any](l backpressure.Limiter, opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(append(opts, WithLimiter(l)))
+	c, err := newCfg(append(opts[:len(opts):len(opts)], WithLimiter(l)))
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func outcome(ctx context.Context, classify Classifier, err error) backpressure.O
 // used: clock, minimum budget. A call with less than the minimum budget left
 // is not started; the guard returns an error matching ErrDeadline.
 func Timeout[M any](d time.Duration, opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(append(opts, WithTimeout(d)))
+	c, err := newCfg(append(opts[:len(opts):len(opts)], WithTimeout(d)))
 	if err != nil {
 		return nil, err
 	}

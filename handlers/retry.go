@@ -13,7 +13,9 @@ import (
 type RetryPolicy struct {
 	// MaxAttempts is the most calls of the sink per record, the first
 	// included. Default 5. More attempts ride out longer blips but hold the
-	// record's key lane longer before it is dead-lettered.
+	// record's key lane longer before it is dead-lettered. Attempts that
+	// fail during an outage of the sink do not count (see the package
+	// documentation, Outages).
 	MaxAttempts int
 	// BaseDelay is the backoff ceiling after the first failure; it doubles
 	// with every further failure up to MaxDelay. The actual wait is drawn
@@ -86,14 +88,28 @@ type retrier struct {
 	base     time.Duration
 	cap      time.Duration
 	budget   *retryBudget // nil: unlimited
+	health   health       // the sink's breaker, if the chain has one
 
 	mu  sync.Mutex
 	rnd *rand.Rand
 }
 
-// newRetrier validates p; a nil p means no retries.
+// health tells an outage of the sink from a record that keeps failing; the
+// breaker implements it.
+type health interface {
+	// mark returns a token of the sink's state now.
+	mark() uint64
+	// outage reports whether the sink has looked down since mark.
+	outage(mark uint64) bool
+}
+
+// newRetrier validates p; a nil p means no retries. Without retries the
+// backoff still has its defaults, for waits during an outage.
 func newRetrier(c *cfg, p *RetryPolicy) (*retrier, error) {
-	r := &retrier{name: c.name, clock: c.clock, classify: c.classifier, hooks: &c.hooks, min: c.minBudget, max: 1, rnd: c.rand(1)}
+	r := &retrier{
+		name: c.name, clock: c.clock, classify: c.classifier, hooks: &c.hooks, min: c.minBudget,
+		max: 1, base: DefaultBaseDelay, cap: DefaultMaxDelay, rnd: c.rand(1),
+	}
 	if p == nil {
 		return r, nil
 	}
@@ -169,6 +185,9 @@ func retry[M any](r *retrier) Middleware[M] {
 				now = start
 			}
 			t := tally{}
+			if r.health != nil {
+				t.mark = r.health.mark()
+			}
 			for {
 				if hasDeadline && !room(ctx, now, r.min) {
 					return r.give(ClassDeadline, &t, start, now)
@@ -191,13 +210,16 @@ func retry[M any](r *retrier) Middleware[M] {
 					return r.give(ClassDeadline, &t, start, now)
 				}
 				v := verdict(r.classify, err)
-				switch {
-				case v.Permanent:
+				if v.Permanent {
 					return r.give(finalClass(err), &t, start, now)
-				case t.attempts >= r.max && r.enabled:
-					return r.give(ClassExhausted, &t, start, now)
-				case t.attempts >= r.max:
-					return r.give(ClassError, &t, start, now)
+				}
+				exhausted := t.attempts-t.spent >= r.max
+				if exhausted && !r.inOutage(&t) {
+					class := ClassExhausted
+					if !r.enabled {
+						class = ClassError
+					}
+					return r.give(class, &t, start, now)
 				}
 				delay := v.RetryAfter
 				if delay <= 0 {
@@ -206,7 +228,7 @@ func retry[M any](r *retrier) Middleware[M] {
 				if !room(ctx, now, r.min+delay) {
 					return r.give(ClassDeadline, &t, start, now)
 				}
-				if r.budget != nil && !r.budget.withdraw(now) {
+				if !exhausted && r.budget != nil && !r.budget.withdraw(now) && !r.inOutage(&t) {
 					return r.give(ClassBudget, &t, start, now)
 				}
 				for _, h := range r.hooks.retry {
@@ -229,8 +251,22 @@ func retry[M any](r *retrier) Middleware[M] {
 // tally is what the retry layer remembers of one record's failed attempts.
 type tally struct {
 	attempts    int
+	spent       int // attempts written off to an outage
+	mark        uint64
 	first, last time.Time
 	err         error
+}
+
+// inOutage reports whether the sink has looked down since the record
+// started or last met an outage. If so the record's failures are the
+// outage's, not its own: they are written off, so that the record gets a
+// fresh allowance of attempts, and it keeps waiting instead of giving up.
+func (r *retrier) inOutage(t *tally) bool {
+	if r.health == nil || !r.health.outage(t.mark) {
+		return false
+	}
+	t.spent, t.mark = t.attempts, r.health.mark()
+	return true
 }
 
 func (t *tally) failed(err error, now time.Time) {
