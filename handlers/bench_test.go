@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,31 +12,24 @@ import (
 	"github.com/sluice-go/sluice/handlers"
 )
 
-// semaphore is a bare fixed limiter for benchmarks.
-type semaphore chan struct{}
-
-func (s semaphore) Acquire(ctx context.Context) error {
-	select {
-	case s <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-func (s semaphore) Release(time.Duration, backpressure.Outcome) { <-s }
-func (s semaphore) Limit() int                                  { return cap(s) }
-func (s semaphore) InFlight() int                               { return len(s) }
-
 // BenchmarkGuardOverhead measures the chain's cost per call on a no-op sink,
 // against calling the sink directly in the same run. See docs/BENCHMARKS.md.
 func BenchmarkGuardOverhead(b *testing.B) {
 	noop := handlers.Handler[msg](func(context.Context, msg) error { return nil })
+	fixed, err := backpressure.NewFixed(1 << 20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	adaptive, err := backpressure.NewAdaptive()
+	if err != nil {
+		b.Fatal(err)
+	}
 	all := []handlers.Opt{
 		handlers.WithLogger(quiet),
 		handlers.WithRetry(handlers.RetryPolicy{}),
 		handlers.WithBreaker(handlers.BreakerPolicy{}),
 		handlers.WithRateLimit(rate.Limit(1e12), 1<<30),
-		handlers.WithLimiter(make(semaphore, 1<<20)),
+		handlers.WithLimiter(fixed),
 		handlers.WithTimeout(time.Minute),
 	}
 	guard := func(opts ...handlers.Opt) handlers.Handler[msg] {
@@ -62,6 +56,7 @@ func BenchmarkGuardOverhead(b *testing.B) {
 		// timeout guard needs no context of its own.
 		{"all+deadline", guard(all...), true},
 		{"all-but-timeout", guard(all[:len(all)-1]...), true},
+		{"all-adaptive+deadline", guard(append(slices.Clone(all[:4]), handlers.WithLimiter(adaptive), all[5])...), true},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -139,7 +139,8 @@ type breaker struct {
 	min         time.Duration
 	openTimeout time.Duration
 	state       atomic.Int32  // BreakerState, mirrored from gobreaker
-	alive       atomic.Uint64 // answers from the downstream: successes and permanent errors
+	calls       atomic.Uint64 // tickets of the calls let through, in start order
+	alive       atomic.Uint64 // the latest ticket of a call the downstream answered
 
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced on every change a waiter may care about
@@ -304,16 +305,18 @@ func breakerMW[M any](b *breaker) Middleware[M] {
 			for {
 				var (
 					called bool
+					ticket uint64
 					err    error
 				)
 				_, berr := b.cb.Execute(func() (struct{}, error) {
 					called = true
+					ticket = b.calls.Add(1)
 					err = next(ctx, m)
 					return struct{}{}, b.judge(ctx, err)
 				})
 				if called {
-					if err == nil || berr == errCountSuccess {
-						b.alive.Add(1)
+					if berr == nil || berr == errCountSuccess {
+						b.answered(ticket)
 					}
 					if BreakerState(b.state.Load()) == BreakerHalfOpen {
 						b.wake()
@@ -328,12 +331,23 @@ func breakerMW[M any](b *breaker) Middleware[M] {
 	}
 }
 
-// mark returns a token of the downstream's answers so far, for outage.
-func (b *breaker) mark() uint64 { return b.alive.Load() }
+// answered notes that the downstream answered the call with ticket.
+func (b *breaker) answered(ticket uint64) {
+	for {
+		cur := b.alive.Load()
+		if ticket <= cur || b.alive.CompareAndSwap(cur, ticket) {
+			return
+		}
+	}
+}
+
+// mark returns the ticket of the latest call started, for outage.
+func (b *breaker) mark() uint64 { return b.calls.Load() }
 
 // outage reports whether the sink looks down rather than the record bad:
-// the breaker is not closed, or the downstream has not answered any call
-// since mark was taken.
+// the breaker is not closed, or no call started after mark was taken has
+// been answered. Calls in flight when the sink went down do not count as
+// answers, however late they finish.
 func (b *breaker) outage(mark uint64) bool {
-	return BreakerState(b.state.Load()) != BreakerClosed || b.alive.Load() == mark
+	return BreakerState(b.state.Load()) != BreakerClosed || b.alive.Load() <= mark
 }

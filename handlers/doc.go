@@ -70,10 +70,10 @@
 //
 // An outage is not a poison pill. With a breaker in the chain (Guard links
 // the two), a record is given up as exhausted or out of retry budget only if
-// the downstream answered some other call since the record started (or
-// since its failures were last written off): then the record is bad, not
-// the sink. If the breaker is not closed, or nothing got an answer
-// meanwhile, the record's failures are written off to the outage: it gets a
+// the downstream answered some call that started after the record's first
+// failure (or after its failures were last written off): then the record is
+// bad, not the sink. If the breaker is not closed, or no such call got an
+// answer, the record's failures are written off to the outage: it gets a
 // fresh allowance of attempts and keeps waiting, paced by its backoff and
 // the breaker, instead of being dead-lettered. A record alone on its lane
 // (partition order, one worker) that keeps failing transiently cannot be

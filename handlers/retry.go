@@ -185,9 +185,6 @@ func retry[M any](r *retrier) Middleware[M] {
 				now = start
 			}
 			t := tally{}
-			if r.health != nil {
-				t.mark = r.health.mark()
-			}
 			for {
 				if hasDeadline && !room(ctx, now, r.min) {
 					return r.give(ClassDeadline, &t, start, now)
@@ -206,6 +203,9 @@ func retry[M any](r *retrier) Middleware[M] {
 					return r.give(ClassDeadline, &t, start, now)
 				}
 				t.failed(err, now)
+				if t.attempts == 1 && r.health != nil {
+					t.mark = r.health.mark()
+				}
 				if ctx.Err() != nil {
 					return r.give(ClassDeadline, &t, start, now)
 				}
@@ -257,10 +257,11 @@ type tally struct {
 	err         error
 }
 
-// inOutage reports whether the sink has looked down since the record
-// started or last met an outage. If so the record's failures are the
-// outage's, not its own: they are written off, so that the record gets a
-// fresh allowance of attempts, and it keeps waiting instead of giving up.
+// inOutage reports whether the sink has looked down since the record first
+// failed or last met an outage: no call started since has been answered. If
+// so the record's failures are the outage's, not its own: they are written
+// off, so that the record gets a fresh allowance of attempts, and it keeps
+// waiting instead of giving up.
 func (r *retrier) inOutage(t *tally) bool {
 	if r.health == nil || !r.health.outage(t.mark) {
 		return false
