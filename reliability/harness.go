@@ -356,7 +356,8 @@ type run struct {
 	rssStop chan struct{}
 	rssDone chan struct{}
 	tails   map[string]*ledger.Tail
-	seen    map[string]bool // rids delivered (H or D in a ledger)
+	seen    map[string]bool                // rids delivered (H or D in a ledger)
+	last    map[check.TopicPartition]int64 // time of each partition's last delivery
 }
 
 func (r *run) notef(format string, args ...any) {
@@ -367,7 +368,7 @@ func (r *run) notef(format string, args ...any) {
 
 func (r *run) failf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	r.s.logf("%s: FAIL %s", r.name, msg)
+	r.s.logf("%s: problem: %s", r.name, msg)
 	r.mu.Lock()
 	r.failures = append(r.failures, msg)
 	r.mu.Unlock()
@@ -487,13 +488,15 @@ func (r *run) poll() {
 			r.failf("read ledger: %v", err)
 			continue
 		}
+		r.mu.Lock()
 		for _, e := range t.New {
 			if e.Kind == ledger.Handled || e.Kind == ledger.DeadLettered {
-				r.mu.Lock()
 				r.seen[e.RID] = true
-				r.mu.Unlock()
+				tp := check.TopicPartition{Topic: e.Topic, Partition: e.Partition}
+				r.last[tp] = max(r.last[tp], e.Time)
 			}
 		}
+		r.mu.Unlock()
 	}
 }
 
@@ -531,6 +534,22 @@ func (r *run) waitDelivered(timeout time.Duration) {
 	if !waitFor(timeout, func() bool { left = r.missing(); return left == 0 }) {
 		r.failf("%d acknowledged records still undelivered after %v", left, timeout)
 	}
+}
+
+// waitProgress waits until every partition of the run's topic has had a
+// delivery after since, and reports whether that happened within timeout.
+func (r *run) waitProgress(since time.Time, timeout time.Duration) bool {
+	return waitFor(timeout, func() bool {
+		r.poll()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for p := range int32(r.parts) {
+			if r.last[check.TopicPartition{Topic: r.topic, Partition: p}] <= since.UnixNano() {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // waitAssigned waits until m has recorded an assignment.

@@ -43,7 +43,7 @@ const (
 var scenarios = []scenario{
 	{
 		name:   "kill",
-		what:   "3 consumers under load; SIGKILL a random one at random points (every 2-5s) for 40s, restarting it at once; session timeout 3s, rebalance timeout 6s",
+		what:   "3 consumers under load; for 50s, SIGKILL a random one at a random point and restart it at once, the next kill 0.5-3s after the group recovered; session timeout 3s, rebalance timeout 6s",
 		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
 		run:    scKill,
 	},
@@ -116,7 +116,7 @@ var scenarios = []scenario{
 	},
 	{
 		name:   "broker-faults",
-		what:   "kfake faults through `sluice dev broker --control`: commit failures, coordinator moves, fetch errors, a forced rebalance, a fenced member",
+		what:   "kfake faults through `sluice dev broker --control`, 3-6s each, 3s apart: commit failures, coordinator moves (NOT_COORDINATOR answers send the client to look the coordinator up again; with one broker it cannot really move), fetch errors, a forced rebalance, a fenced member",
 		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
 		run:    scBrokerFaults,
 	},
@@ -186,24 +186,33 @@ func scKill(r *run) error {
 	if err != nil {
 		return err
 	}
-	end := time.Now().Add(r.d(40 * time.Second))
-	kills := 0
+	end := time.Now().Add(r.d(50 * time.Second))
+	kills, stuck := 0, 0
 	for time.Now().Before(end) {
-		time.Sleep(2*time.Second + time.Duration(r.rnd.Int64N(int64(3*time.Second))))
+		// A random point in the flow: 0.5-3s after the group recovered
+		// from the last kill.
+		time.Sleep(500*time.Millisecond + time.Duration(r.rnd.Int64N(int64(2500*time.Millisecond))))
 		live := r.live()
 		if len(live) == 0 {
 			break
 		}
 		victim := live[r.rnd.IntN(len(live))]
 		victim.kill()
+		at := time.Now()
 		r.disrupted()
 		kills++
 		base, _, _ := strings.Cut(victim.name, ".")
 		if _, err := r.startMember(base); err != nil {
 			return err
 		}
+		if !r.waitProgress(at, time.Minute) {
+			stuck++
+		}
 	}
-	r.notef("%d SIGKILLs, each victim restarted at once", kills)
+	r.notef("%d SIGKILLs, each victim restarted at once; each kill came 0.5-3s after every partition had delivered again since the previous one", kills)
+	if stuck > 0 {
+		r.notef("%d times the group did not recover within a minute of a kill", stuck)
+	}
 	return p.close(time.Minute)
 }
 

@@ -146,9 +146,10 @@ type Report struct {
 	CommitLag int64
 	// DeadLetterClasses counts dead letters by class.
 	DeadLetterClasses map[string]int
-	// Recovery is the largest recovery time; -1 if there were no
-	// disruptions or nothing was delivered after them.
-	Recovery time.Duration
+	// Recovery is the largest recovery time and RecoveryMedian the median
+	// over disruptions; -1 if there were no disruptions or nothing was
+	// delivered after them.
+	Recovery, RecoveryMedian time.Duration
 	// Samples name a few of the records behind each non-zero count.
 	Samples map[string][]string
 }
@@ -177,7 +178,7 @@ type tpKey struct {
 
 // Check compares in's evidence.
 func Check(in Input) Report {
-	r := Report{DeadLetterClasses: map[string]int{}, Recovery: -1}
+	r := Report{DeadLetterClasses: map[string]int{}, Recovery: -1, RecoveryMedian: -1}
 	byRID := make(map[string]*Produced, len(in.Produced))
 	for i := range in.Produced {
 		p := &in.Produced[i]
@@ -253,7 +254,10 @@ func Check(in Input) Report {
 		}
 	}
 	checkOrder(deliveries, byRID, &r)
-	r.Recovery = recovery(deliveries, in.Disruptions)
+	if rs := recoveries(deliveries, in.Disruptions); len(rs) > 0 {
+		slices.Sort(rs)
+		r.Recovery, r.RecoveryMedian = rs[len(rs)-1], rs[len(rs)/2]
+	}
 	checkCommits(in, count, &r)
 	return r
 }
@@ -393,10 +397,11 @@ func checkOrder(ds []delivery, byRID map[string]*Produced, r *Report) {
 	}
 }
 
-// recovery returns the largest time from a disruption until every partition
-// delivering after it had delivered once; ds is sorted by time.
-func recovery(ds []delivery, disruptions []time.Time) time.Duration {
-	worst := time.Duration(-1)
+// recoveries returns, for each disruption followed by deliveries, the time
+// until every partition delivering after it had delivered once; ds is
+// sorted by time.
+func recoveries(ds []delivery, disruptions []time.Time) []time.Duration {
+	var out []time.Duration
 	for _, t := range disruptions {
 		at := t.UnixNano()
 		i, _ := slices.BinarySearchFunc(ds, at, func(d delivery, at int64) int { return cmp.Compare(d.Time, at) })
@@ -407,11 +412,16 @@ func recovery(ds []delivery, disruptions []time.Time) time.Duration {
 				first[k] = d.Time
 			}
 		}
+		if len(first) == 0 {
+			continue
+		}
+		worst := time.Duration(0)
 		for _, ft := range first {
 			worst = max(worst, time.Duration(ft-at))
 		}
+		out = append(out, worst)
 	}
-	return worst
+	return out
 }
 
 // Expectations say what a scenario must show.

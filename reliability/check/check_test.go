@@ -187,18 +187,19 @@ func TestRecovery(t *testing.T) {
 		{RID: "c", Topic: "t", Partition: 1, Acked: true}, {RID: "d", Topic: "t", Offset: 2, Acked: true},
 	}
 	tests := []struct {
-		give []time.Time
-		want time.Duration
+		give             []time.Time
+		wantMax, wantMed time.Duration
 	}{
-		{give: nil, want: -1},
-		{give: []time.Time{time.Unix(0, 10)}, want: 5},
-		{give: []time.Time{time.Unix(0, 1), time.Unix(0, 14)}, want: 14},
-		{give: []time.Time{time.Unix(0, 20)}, want: -1},
+		{give: nil, wantMax: -1, wantMed: -1},
+		{give: []time.Time{time.Unix(0, 10)}, wantMax: 5, wantMed: 5},
+		{give: []time.Time{time.Unix(0, 1), time.Unix(0, 14)}, wantMax: 14, wantMed: 14},
+		{give: []time.Time{time.Unix(0, 1), time.Unix(0, 10), time.Unix(0, 14)}, wantMax: 14, wantMed: 5},
+		{give: []time.Time{time.Unix(0, 20)}, wantMax: -1, wantMed: -1},
 	}
 	for _, tt := range tests {
 		r := Check(Input{Produced: ps, Ledgers: []*ledger.File{f}, Disruptions: tt.give})
-		if r.Recovery != tt.want {
-			t.Errorf("disruptions %v: recovery %v, want %v", tt.give, r.Recovery, tt.want)
+		if r.Recovery != tt.wantMax || r.RecoveryMedian != tt.wantMed {
+			t.Errorf("disruptions %v: recovery max %v median %v, want %v and %v", tt.give, r.Recovery, r.RecoveryMedian, tt.wantMax, tt.wantMed)
 		}
 	}
 }
