@@ -10,6 +10,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/pipeline"
+	"github.com/sluice-go/sluice/pipeline/pipelinetest"
 )
 
 // Order is the message of the examples.
@@ -92,4 +94,41 @@ func ExampleWithGroupRateLimit() {
 		handlers.WithGroupRateLimit(1000, 50, members)) // 250/s for this member
 	fmt.Println(err)
 	// Output: <nil>
+}
+
+// A guarded handler of pipeline.Message[T] is a pipeline sink as it is. Here
+// the pipeline is fed by hand; under a consumer, consumer.Handle(p) does it.
+func ExampleGuard_pipelineSink() {
+	save := func(ctx context.Context, m pipeline.Message[string]) error {
+		if m.Value() == "bad" {
+			return handlers.Permanent(errors.New("rejected"))
+		}
+		return nil
+	}
+	store, err := handlers.Guard(save, handlers.WithName("store"),
+		handlers.WithRetry(handlers.RetryPolicy{}), handlers.WithBreaker(handlers.BreakerPolicy{}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	dlq := &pipelinetest.DeadLetters{}
+	p := pipeline.New(pipeline.DeadLetters(dlq))
+	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "store", store)
+
+	tp := pipeline.TopicPartition{Topic: "orders"}
+	settler := pipelinetest.NewSettler()
+	recs := settler.Records(tp, 0, 3, func(i int, r *pipeline.Record) {
+		r.Value = []byte([]string{"ok", "bad", "ok"}[i])
+	})
+	if err := pipelinetest.Feed(context.Background(), p, tp, recs, 0); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, dl := range dlq.Letters() {
+		fmt.Println(dl.Record, dl.Stage, dl.Class, dl.Attempts)
+	}
+	fmt.Println("commit at", settler.Watermark(tp))
+	// Output:
+	// orders/0@1 store permanent 1
+	// commit at 3
 }
