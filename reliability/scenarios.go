@@ -98,9 +98,9 @@ var scenarios = []scenario{
 	},
 	{
 		name:     "oversized-dead-letter",
-		what:     "an undecodable record within 1 KiB of message.max.bytes: its dead letter (original + provenance headers) cannot fit",
+		what:     "an undecodable record within 1 KiB of the broker's message.max.bytes (1 MiB), behind it the steady load on all partitions",
 		run:      scOversizedDeadLetter,
-		knownBug: "a dead letter larger than message.max.bytes is retried forever (MESSAGE_TOO_LARGE), and since decode failures are dead-lettered by the source, the whole partition stops (reliability/knownbugs TestOversizedDeadLetterDoesNotStallPartition)",
+		knownBug: "the dead letter (the record plus ~400 bytes of provenance) exceeds the dead-letter client's batch limit, kgo's default ProducerBatchMaxBytes of 1,000,012 bytes, below the broker's limit; the write fails with MESSAGE_TOO_LARGE and is retried forever, and since decode failures are dead-lettered by the source, the whole partition stops (reliability/knownbugs TestOversizedDeadLetterDoesNotStallPartition)",
 		wait:     20 * time.Second,
 	},
 	{

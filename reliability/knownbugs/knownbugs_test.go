@@ -138,16 +138,19 @@ func TestRecreatedTopicIsConsumed(t *testing.T) {
 }
 
 // TestOversizedDeadLetterDoesNotStallPartition: a record that fits the
-// broker's message.max.bytes can make a dead letter that does not, since
-// the publisher adds provenance headers (up to ~1.5 KiB with the error
-// text). The write fails with MESSAGE_TOO_LARGE every time and the
-// pipeline retries it forever; decode failures are dead-lettered by the
-// source goroutine, so every later record of the partition waits behind it
-// and the partition's commits stop. Nothing is lost, but one oversized bad
-// record stops a partition for good. Found by the reliability suite's
+// broker's message.max.bytes (here 1 MiB) can make a dead letter that the
+// publisher cannot write: the publisher adds provenance headers (~400
+// bytes here, up to ~1.5 KiB with a long error text), and its client keeps
+// kgo's default ProducerBatchMaxBytes of 1,000,012 bytes, below the
+// broker's limit, so any dead letter between the two is refused too. The
+// write fails with MESSAGE_TOO_LARGE every time and the pipeline retries
+// it forever; decode failures are dead-lettered by the source goroutine,
+// so every later record of the partition waits behind it and the
+// partition's commits stop. Nothing is lost, but one large bad record
+// stops a partition for good. Found by the reliability suite's
 // oversized-dead-letter scenario.
 func TestOversizedDeadLetterDoesNotStallPartition(t *testing.T) {
-	skipUnlessAsked(t, "an undecodable record near message.max.bytes stalls its partition: its dead letter is too large and retried forever")
+	skipUnlessAsked(t, "an undecodable record near message.max.bytes stalls its partition: its dead letter is refused as too large and retried forever")
 	const maxBytes = 1 << 20
 	kc := kafkatest.New(t, kafkatest.Topic("orders", 1), kafkatest.Topic("orders.dlq", 1),
 		kafkatest.Kfake(kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(maxBytes)})))
