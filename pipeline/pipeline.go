@@ -372,14 +372,21 @@ func (e *Env) wait() {
 	e.after.Wait()
 }
 
-// Handled tells the HookHandled observers that stage finished with a message
-// standing for the records of t.
-func (e *Env) Handled(stage string, o Outcome, t Token, latency time.Duration) {
+// Count is how many records t stands for, for Handled; it is 0 when no
+// HookHandled observer is configured. Call it before settling t: a settled
+// token may already be reused by the stage that made it.
+func (e *Env) Count(t Token) int {
 	if len(e.p.hooks.handled) == 0 {
-		return
+		return 0
 	}
-	n := countRecords(t)
+	return countRecords(t)
+}
+
+// Handled tells the HookHandled observers that stage finished with a message
+// standing for records records (from Count, taken before the message was
+// settled).
+func (e *Env) Handled(stage string, o Outcome, records int, latency time.Duration) {
 	for _, h := range e.p.hooks.handled {
-		h.OnHandled(stage, o, n, latency)
+		h.OnHandled(stage, o, records, latency)
 	}
 }

@@ -47,8 +47,9 @@ func newSink[T any](env *Env, name string, fn func(context.Context, Message[T]) 
 func (s *sink[T]) Push(m Message[T]) bool {
 	env := s.env
 	ctx := env.ctx
+	n := env.Count(m.tok) // before anything settles it
 	if ctx.Err() != nil {
-		env.Handled(s.name, OutcomeAbandoned, m.tok, 0)
+		env.Handled(s.name, OutcomeAbandoned, n, 0)
 		return false
 	}
 	var cancel context.CancelFunc
@@ -84,7 +85,7 @@ func (s *sink[T]) Push(m Message[T]) bool {
 		}
 		o = env.Fail(s.name, m.tok, err)
 	}
-	env.Handled(s.name, o, m.tok, latency)
+	env.Handled(s.name, o, n, latency)
 	return o != OutcomeAbandoned
 }
 

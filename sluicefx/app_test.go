@@ -189,11 +189,10 @@ func newPipeline(p pipelineParams) (*pipeline.Pipeline, error) {
 	pl := pipeline.New(pipeline.DeadLetters(p.Tracer.DeadLetterer(p.Publisher)), pipeline.Hooks(p.Metrics), pipeline.Logger(p.Logger),
 		pipeline.DeadLetterBackoff(10*time.Millisecond, 100*time.Millisecond))
 	valid := stages.Filter(pipeline.Source(pl, "orders", pipeline.JSON[order]()), "valid", func(o order) bool { return o.Qty > 0 })
-	// Unordered: a key-ordered fan-out's leases are recycled when they
-	// settle, before the pipeline counts the records of the settled
-	// message for HookHandled, which then counts 0 records and races with
-	// the recycling (reported to the owners of pipeline and stages).
-	pipeline.Sink(stages.FanOut(valid, "workers", 4, stages.Unordered()), "store", tracing.Sink[order](p.Tracer, "store")(guarded))
+	// Key-ordered (the default): the hooks must count a message's records
+	// before the fan-out recycles its lease on settle (regression test for
+	// a race that made records_handled_total count 0).
+	pipeline.Sink(stages.FanOut(valid, "workers", 4), "store", tracing.Sink[order](p.Tracer, "store")(guarded))
 	return pl, pl.Err()
 }
 

@@ -56,8 +56,9 @@ func (s *mapper[T, U]) End() { s.out.End() }
 
 // fail gives up on t for stage and reports whether the caller may go on.
 func fail(env *pipeline.Env, stage string, t pipeline.Token, err error) bool {
+	n := env.Count(t) // Fail may settle t
 	o := env.Fail(stage, t, err)
-	env.Handled(stage, o, t, 0)
+	env.Handled(stage, o, n, 0)
 	return o != pipeline.OutcomeAbandoned
 }
 
@@ -93,8 +94,9 @@ func (s *filter[T]) Push(m pipeline.Message[T]) bool {
 	case keep:
 		return s.out.Push(m)
 	}
+	n := s.env.Count(m.Token())
 	m.Settle()
-	s.env.Handled(s.name, pipeline.OutcomeFiltered, m.Token(), 0)
+	s.env.Handled(s.name, pipeline.OutcomeFiltered, n, 0)
 	return true
 }
 

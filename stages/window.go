@@ -210,8 +210,9 @@ func (s *window[T]) Push(m pipeline.Message[T]) bool {
 				return false
 			}
 		} else {
+			n := s.env.Count(m.Token())
 			m.Settle()
-			s.env.Handled(s.name, pipeline.OutcomeFiltered, m.Token(), 0)
+			s.env.Handled(s.name, pipeline.OutcomeFiltered, n, 0)
 		}
 	}
 	s.rearm()
