@@ -82,26 +82,43 @@ const (
 	done
 )
 
-// New validates the options and creates a consumer. It does not contact the
-// brokers; Run joins the group.
-func New(opts ...Opt) (*Consumer, error) {
-	c := &Consumer{cfg: defaults()}
+// Validate checks options as New does, without creating a client: use it to
+// fail fast on bad configuration before anything else starts.
+func Validate(opts ...Opt) error {
+	_, err := configure(opts)
+	return err
+}
+
+// configure applies and validates options.
+func configure(opts []Opt) (cfg, error) {
+	c := defaults()
 	for _, o := range opts {
-		o.apply(&c.cfg)
+		o.apply(&c)
 	}
-	if c.cfg.logger == nil {
-		c.cfg.logger = slog.Default()
+	if c.logger == nil {
+		c.logger = slog.Default()
 	}
-	if err := c.cfg.validate(); err != nil {
-		return nil, err
+	if err := c.validate(); err != nil {
+		return c, err
 	}
 	// A handler that can report its own configuration errors (a pipeline's
 	// build errors) reports them now, not at the first assignment.
-	if v, ok := c.cfg.handler.(interface{ Err() error }); ok {
+	if v, ok := c.handler.(interface{ Err() error }); ok {
 		if err := v.Err(); err != nil {
-			return nil, &ConfigError{Field: "Handle", Reason: err.Error(), Err: err}
+			return c, &ConfigError{Field: "Handle", Reason: err.Error(), Err: err}
 		}
 	}
+	return c, nil
+}
+
+// New validates the options and creates a consumer. It does not contact the
+// brokers; Run joins the group.
+func New(opts ...Opt) (*Consumer, error) {
+	cfg, err := configure(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{cfg: cfg}
 	c.log = c.cfg.logger.With("group", c.cfg.group)
 	c.hooks = c.cfg.hooks
 	c.owned = make(map[pipeline.TopicPartition]*partition)
@@ -468,14 +485,20 @@ func (c *Consumer) await(ps []*partition, closing <-chan struct{}, grace time.Du
 // pauses, so that a later assignment starts unpaused.
 func (c *Consumer) release(ps []*partition) {
 	resume := map[string][]int32{}
+	var wasPaused []pipeline.TopicPartition
 	c.pauseMu.Lock()
 	for _, p := range ps {
 		p.finish()
-		p.paused.Store(false)
+		if p.paused.Swap(false) || c.allPaused.Load() {
+			wasPaused = append(wasPaused, p.tp)
+		}
 		resume[p.tp.Topic] = append(resume[p.tp.Topic], p.tp.Partition)
 	}
 	c.cl.ResumeFetchPartitions(resume)
 	c.pauseMu.Unlock()
+	for _, tp := range wasPaused {
+		each(c.hooks, func(h HookPaused) { h.OnPaused(tp, false) })
+	}
 }
 
 // commitLoop commits owned partitions' watermarks every interval.

@@ -457,6 +457,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if verr := consumer.Validate(tt.give...); verr == nil {
+				t.Fatal("Validate accepted a bad config")
+			}
 			c, err := consumer.New(tt.give...)
 			if err == nil {
 				c.Close()
@@ -552,3 +555,57 @@ func TestStatusReportsJoinedAndStalled(t *testing.T) {
 type brokenHandler struct{ *workHandler }
 
 func (brokenHandler) Err() error { return errors.New(`stage "ship": nil sink function`) }
+
+// pauseLedger tracks HookPaused: which partitions a metrics gauge would show
+// as paused.
+type pauseLedger struct {
+	mu     sync.Mutex
+	paused map[pipeline.TopicPartition]bool
+	events int
+}
+
+func (l *pauseLedger) OnPaused(tp pipeline.TopicPartition, paused bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.paused[tp] = paused
+	l.events++
+}
+
+func (l *pauseLedger) count() (paused, events int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.paused {
+		if p {
+			paused++
+		}
+	}
+	return paused, l.events
+}
+
+// TestRevokedWhilePausedReportsResumed stops a consumer whose partitions are
+// paused behind a stalled handler: the hook must hear that they are no
+// longer paused, or a paused-partitions gauge would stay up forever.
+func TestRevokedWhilePausedReportsResumed(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("pr", 2))
+	recs := make([]*kgo.Record, 400)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: "pr", Key: fmt.Appendf(nil, "k%d", i%5), Value: []byte("v")}
+	}
+	kc.ProduceWith(t, []kgo.Opt{kgo.ProducerBatchMaxBytes(1 << 10)}, recs...)
+	l := &pauseLedger{paused: map[pipeline.TopicPartition]bool{}}
+	h := &workHandler{workers: 2, fn: func(ctx context.Context, r *pipeline.Record) error {
+		<-ctx.Done() // stalled until the drain gives up
+		return ctx.Err()
+	}}
+	opts := append(baseOpts(kc, "pr", h, "pr"), consumer.Hooks(l), consumer.DrainTimeout(100*time.Millisecond),
+		consumer.MaxUnsettled(consumer.Water{Records: 10}, consumer.Water{Records: 1000}))
+	_, stop := runConsumer(t, opts...)
+	kafkatest.Eventually(t, 20*time.Second, func() bool { p, _ := l.count(); return p == 2 },
+		"both partitions never reported paused")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if p, events := l.count(); p != 0 {
+		t.Fatalf("after shutdown %d partitions still reported paused (%d events)", p, events)
+	}
+}

@@ -116,9 +116,10 @@ func (m *Metrics) OnLost(tps []pipeline.TopicPartition) {
 	m.disown(tps)
 }
 
-// disown forgets the per-partition gauges of partitions no longer owned:
-// their committed offset would otherwise be exported forever, and the
-// consumer resumes them without a HookPaused call.
+// disown forgets the per-partition series of partitions no longer owned:
+// their committed offset would otherwise be exported forever. (The consumer
+// also reports a paused partition resumed when it lets it go; forgetting it
+// here too keeps the gauge right whatever order the hooks arrive in.)
 func (m *Metrics) disown(tps []pipeline.TopicPartition) {
 	m.partsMu.Lock()
 	defer m.partsMu.Unlock()

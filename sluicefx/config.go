@@ -140,12 +140,9 @@ func (c Config) Validate() error {
 			return &ConfigError{Field: "HTTPAddr", Reason: err.Error()}
 		}
 	}
-	opts = append(opts, consumer.Handle(noHandler{}), consumer.Logger(slog.New(slog.DiscardHandler)))
-	cs, err := consumer.New(opts...)
-	if err != nil {
+	if err := consumer.Validate(append(opts, consumer.Handle(noHandler{}))...); err != nil {
 		return fmt.Errorf("sluicefx: config: %w", err)
 	}
-	cs.Close()
 	return nil
 }
 
