@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,14 @@ type Consumer struct {
 	runDone  chan struct{}
 	fatalErr error
 	errLog   map[string]time.Time // last time each fetch error was logged
+
+	// A deleted and recreated topic fails with UNKNOWN_TOPIC_ID until the
+	// client forgets it; see resetRecreated.
+	resetMu   sync.Mutex
+	recreated map[string]bool      // seen recreated, to be reset by the poll loop
+	fromStart map[string]bool      // the next assignment starts at the log start
+	resetAt   map[string]time.Time // last reset, to reset at most every few seconds
+	wakePoll  context.CancelFunc   // cancels the poll in progress
 }
 
 type runState int
@@ -124,6 +133,9 @@ func New(opts ...Opt) (*Consumer, error) {
 	c.owned = make(map[pipeline.TopicPartition]*partition)
 	c.blocked = make(map[*partition]struct{})
 	c.errLog = make(map[string]time.Time)
+	c.recreated = make(map[string]bool)
+	c.fromStart = make(map[string]bool)
+	c.resetAt = make(map[string]time.Time)
 	c.runDone = make(chan struct{})
 	c.workCtx, c.cancelWork = context.WithCancel(context.Background())
 	// The client is created without topics, so the group is not joined
@@ -239,7 +251,12 @@ func (c *Consumer) fail(err error) {
 func (c *Consumer) poll(ctx context.Context) {
 	var touched []*partition
 	for {
-		fetches := c.cl.PollFetches(ctx)
+		pollCtx, wake := context.WithCancel(ctx)
+		c.resetMu.Lock()
+		c.wakePoll = wake
+		c.resetMu.Unlock()
+		fetches := c.cl.PollFetches(pollCtx)
+		wake()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			c.cl.AllowRebalance()
 			return
@@ -271,7 +288,83 @@ func (c *Consumer) poll(ctx context.Context) {
 		})
 		c.pauseFull(touched)
 		c.cl.AllowRebalance()
+		c.resetRecreated()
 	}
+}
+
+// recreatedResetInterval is the least time between two resets of a topic.
+const recreatedResetInterval = 5 * time.Second
+
+// resetRecreated handles topics that were deleted and recreated: franz-go
+// keeps the old topic ID and fails the topic with UNKNOWN_TOPIC_ID until it
+// is purged from the client and added back. The old assignment's partitions
+// are retired like lost ones (work cancelled, nothing committed: their
+// offsets belong to a log that no longer exists), and the next assignment
+// of the topic starts at the new log's start, not at the offsets the group
+// committed for the old log, which could skip the new log's first records.
+func (c *Consumer) resetRecreated() {
+	c.resetMu.Lock()
+	var topics []string
+	now := time.Now()
+	for t := range c.recreated {
+		if now.Sub(c.resetAt[t]) >= recreatedResetInterval {
+			topics = append(topics, t)
+			c.resetAt[t] = now
+			c.fromStart[t] = true
+		}
+		delete(c.recreated, t)
+	}
+	c.resetMu.Unlock()
+	for _, t := range topics {
+		c.log.Warn("topic was deleted and recreated: dropping its old partitions uncommitted and reading the new topic from its start", "topic", t)
+		owned := map[string][]int32{}
+		for _, tp := range c.Assigned() {
+			if tp.Topic == t {
+				owned[t] = append(owned[t], tp.Partition)
+			}
+		}
+		if ps := c.disown(owned); len(ps) > 0 {
+			for _, p := range ps {
+				p.cancel()
+			}
+			c.awaitClosed(ps, c.cfg.closeGrace)
+			c.release(ps)
+		}
+		c.cl.PurgeTopicsFromClient(t)
+		c.cl.AddConsumeTopics(t)
+	}
+}
+
+// markRecreated notes that a subscribed topic fails with UNKNOWN_TOPIC_ID
+// and wakes the poll loop to reset it.
+func (c *Consumer) markRecreated(topic string) {
+	if !slices.Contains(c.cfg.topics, topic) {
+		return
+	}
+	c.resetMu.Lock()
+	defer c.resetMu.Unlock()
+	if !c.recreated[topic] {
+		c.recreated[topic] = true
+		if c.wakePoll != nil {
+			c.wakePoll()
+		}
+	}
+}
+
+// adjustOffsets starts topics reset by resetRecreated at the log start.
+func (c *Consumer) adjustOffsets(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	c.resetMu.Lock()
+	defer c.resetMu.Unlock()
+	for t, ps := range offsets {
+		if !c.fromStart[t] {
+			continue
+		}
+		for p := range ps {
+			ps[p] = kgo.NewOffset().AtStart()
+		}
+		delete(c.fromStart, t)
+	}
+	return offsets, nil
 }
 
 // fetchError logs a fetch error at most every 10s per partition and error.
@@ -281,6 +374,9 @@ func (c *Consumer) fetchError(topic string, partition int32, err error) {
 	}
 	tp := pipeline.TopicPartition{Topic: topic, Partition: partition}
 	each(c.hooks, func(h HookFetchError) { h.OnFetchError(tp, err) })
+	if errors.Is(err, kerr.UnknownTopicID) {
+		c.markRecreated(topic)
+	}
 	key := tp.String() + err.Error()
 	now := time.Now()
 	c.stateMu.Lock()
@@ -295,6 +391,13 @@ func (c *Consumer) fetchError(topic string, partition int32, err error) {
 	}
 	msg := "fetch error; the consumer keeps going"
 	switch {
+	case topic == "":
+		// franz-go reports errors of the group session as fetches
+		// without a topic.
+		c.log.Warn("group error; the consumer keeps trying to rejoin", "err", err)
+		return
+	case errors.Is(err, kerr.UnknownTopicID):
+		msg = "topic was deleted and recreated; the consumer resets it"
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
 		msg = "topic or partition does not exist (deleted?); the consumer waits for it"
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.GroupAuthorizationFailed):
@@ -573,6 +676,9 @@ func (c *Consumer) commit(ctx context.Context, ps []*partition) {
 				if perr == nil {
 					p.markCommitted(off)
 				} else {
+					if errors.Is(perr, kerr.UnknownTopicID) {
+						c.markRecreated(tp.Topic)
+					}
 					c.log.Warn("commit of a partition failed; the next commit retries", "partition", tp.String(), "offset", off, "err", perr)
 				}
 				each(c.hooks, func(h HookCommitted) { h.OnCommitted(tp, off, perr) })

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -607,5 +608,69 @@ func TestRevokedWhilePausedReportsResumed(t *testing.T) {
 	}
 	if p, events := l.count(); p != 0 {
 		t.Fatalf("after shutdown %d partitions still reported paused (%d events)", p, events)
+	}
+}
+
+// TestRecreatedTopicIsConsumed is the regression test for a topic that is
+// deleted and recreated: franz-go refuses the new topic ID until the topic
+// is purged, and the group's commits for the old log could skip the new
+// log's first records. Every record of the recreated topic must be handled.
+// (Found by the reliability suite's topic-recreated scenario.)
+func TestRecreatedTopicIsConsumed(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("events", 1))
+	l := newLedger()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	h := &workHandler{fn: func(ctx context.Context, r *pipeline.Record) error {
+		mu.Lock()
+		seen[string(r.Value)] = true
+		mu.Unlock()
+		l.add(r)
+		return nil
+	}}
+	// franz-go reports UNKNOWN_TOPIC_ID only after several failed fetches
+	// in a row, spaced by its retry backoff and metadata refreshes (about
+	// 10s by default): shorten both so that the test is quick.
+	_, stop := runConsumer(t, append(baseOpts(kc, "recreate", h, "events"),
+		consumer.ClientOpts(kgo.MetadataMinAge(50*time.Millisecond),
+			kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond })))...)
+	has := func(vals ...string) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, v := range vals {
+				if !seen[v] {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	kc.Produce(t, &kgo.Record{Topic: "events", Value: []byte("old-0")}, &kgo.Record{Topic: "events", Value: []byte("old-1")},
+		&kgo.Record{Topic: "events", Value: []byte("old-2")})
+	kafkatest.Eventually(t, 20*time.Second, has("old-0", "old-1", "old-2"), "the first records were not consumed")
+	kafkatest.Eventually(t, 20*time.Second, func() bool { return kc.Committed(t, "recreate", "events")[0] == 3 },
+		"the first records were not committed")
+
+	adm := kadm.NewClient(kc.Client(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := adm.DeleteTopic(ctx, "events"); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.Eventually(t, 20*time.Second, func() bool {
+		resp, err := adm.CreateTopic(ctx, 1, 1, nil, "events")
+		if err == nil {
+			err = resp.Err
+		}
+		return !errors.Is(err, kerr.TopicAlreadyExists)
+	}, "could not recreate the topic")
+	// As many records as the old log had, so that the old commit (3) lies
+	// inside the new log and would skip all of them.
+	kc.Produce(t, &kgo.Record{Topic: "events", Value: []byte("new-0")}, &kgo.Record{Topic: "events", Value: []byte("new-1")},
+		&kgo.Record{Topic: "events", Value: []byte("new-2")})
+	kafkatest.Eventually(t, 20*time.Second, has("new-0", "new-1", "new-2"), "records of the recreated topic were not consumed")
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -28,10 +28,16 @@
 // drops everything buffered and commits nothing for them, not even records
 // that settle after the loss.
 //
-// A partition whose offsets go back (the topic was deleted and recreated, or
-// the log truncated) is restarted like a lost one: its old assignment's work
-// is cancelled and nothing is committed for it, so the new log is read from
-// its start.
+// A topic that is deleted and recreated gets a new topic ID, which franz-go
+// refuses (UNKNOWN_TOPIC_ID on fetches and commits) until the topic is
+// purged from the client. The consumer notices, retires the topic's
+// partitions like lost ones (work cancelled, nothing committed: their offsets
+// belong to a log that no longer exists), purges and re-adds the topic, and
+// starts its next assignment at the new log's start rather than at the
+// offsets committed for the old log, which could skip the new log's first
+// records. A member of the group that never saw the old topic ID uses the
+// committed offsets as they are. A partition whose offsets go back for
+// another reason (a truncated log) is restarted the same way.
 //
 // Bounded memory. Records are handed to the handler only while the unsettled
 // records of the partition and of the consumer stay under their high-water

@@ -335,6 +335,7 @@ func (c *cfg) clientOpts(cs *Consumer) []kgo.Opt {
 		kgo.OnPartitionsAssigned(cs.onAssigned),
 		kgo.OnPartitionsRevoked(cs.onRevoked),
 		kgo.OnPartitionsLost(cs.onLost),
+		kgo.AdjustFetchOffsetsFn(cs.adjustOffsets),
 		kgo.ConsumeResetOffset(start),
 		kgo.SessionTimeout(c.sessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, c.sessionTimeout/3)),

@@ -90,11 +90,10 @@ var scenarios = []scenario{
 		run:  scBadInput,
 	},
 	{
-		name:     "topic-recreated",
-		what:     "a second topic consumed alongside the load is deleted and recreated; records produced to the new topic must be consumed",
-		run:      scTopicRecreated,
-		knownBug: "the consumer never consumes a recreated topic: franz-go refuses the new topic ID (UNKNOWN_TOPIC_ID on every fetch and commit) until the topic is purged from the client and re-added (reliability/knownbugs TestRecreatedTopicIsConsumed)",
-		wait:     20 * time.Second,
+		name: "topic-recreated",
+		what: "a second topic consumed alongside the load is deleted and recreated; records produced to the new topic must be consumed",
+		run:  scTopicRecreated,
+		wait: 20 * time.Second,
 	},
 	{
 		name:     "oversized-dead-letter",

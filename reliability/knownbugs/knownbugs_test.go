@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
@@ -93,48 +91,6 @@ func produce(t *testing.T, cl *kgo.Client, topic string, vals ...string) {
 			t.Fatalf("produce %.20q: %v", v, err)
 		}
 	}
-}
-
-// TestRecreatedTopicIsConsumed: the consumer's doc says a partition whose
-// offsets go back (the topic was deleted and recreated) is restarted and
-// read from its start. With franz-go v1.22 the consumer never sees the new
-// log: the client keeps the old topic ID and fails every fetch and commit
-// of the topic with UNKNOWN_TOPIC_ID "until it is purged and re-added"
-// (kgo metadata.go), so records produced to the recreated topic are never
-// consumed. Found by the reliability suite's topic-recreated scenario.
-func TestRecreatedTopicIsConsumed(t *testing.T) {
-	skipUnlessAsked(t, "a deleted and recreated topic is never consumed again (UNKNOWN_TOPIC_ID forever)")
-	kc := kafkatest.New(t, kafkatest.Topic("events", 1))
-	var got values
-	p := pipeline.New(pipeline.Logger(quiet()))
-	pipeline.Sink(pipeline.Source(p, "events", pipeline.String()), "collect", func(_ context.Context, m pipeline.Message[string]) error {
-		got.add(m.Value())
-		return nil
-	})
-	run(t, kc.Addrs[0], "events", p)
-
-	old := []string{"old-0", "old-1", "old-2"}
-	produce(t, kc.Client(t), "events", old...)
-	kafkatest.Eventually(t, 20*time.Second, func() bool { return got.has(old) }, "the first records were not consumed")
-
-	adm := kadm.NewClient(kc.Client(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := adm.DeleteTopic(ctx, "events"); err != nil {
-		t.Fatal(err)
-	}
-	kafkatest.Eventually(t, 20*time.Second, func() bool {
-		resp, err := adm.CreateTopic(ctx, 1, 1, nil, "events")
-		if err == nil {
-			err = resp.Err
-		}
-		return !errors.Is(err, kerr.TopicAlreadyExists)
-	}, "could not recreate the topic")
-
-	recreated := []string{"new-0", "new-1", "new-2"}
-	produce(t, kc.Client(t), "events", recreated...)
-	kafkatest.Eventually(t, 20*time.Second, func() bool { return got.has(recreated) },
-		"records of the recreated topic were not consumed within 20s")
 }
 
 // TestOversizedDeadLetterDoesNotStallPartition: a record that fits the
