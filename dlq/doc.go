@@ -35,10 +35,26 @@
 //	sluice.dlq.first-failure  first failed attempt (Unix ms, decimal)
 //	sluice.dlq.last-failure   last failed attempt (Unix ms, decimal)
 //	sluice.dlq.replay-count   times replayed before this failure (decimal)
+//	sluice.dlq.value-dropped  size of the value left out (decimal), see below
 //
 // Times are decimal Unix milliseconds, the unit of Kafka timestamps and of
 // pipeline.DeadlineHeader; empty texts and zero times are left out.
 // DecodeProvenance (and ProvenanceOf) read them back.
+//
+// # Records too large for the dead-letter topic
+//
+// A dead letter is the record plus about half a kilobyte of provenance, so a
+// record near its topic's size limit may not fit the dead-letter topic. The
+// Publisher's own client allows batches of Kafka's default max.message.bytes
+// (DefaultMaxMessageBytes), above franz-go's default. A dead letter that is
+// still too large for the client, or that the broker refuses as
+// MESSAGE_TOO_LARGE, is written without its value: sluice.dlq.value-dropped
+// gives the value's size and the provenance says where the original is
+// (while the source topic's retention keeps it). It is counted by
+// HookWritten (WriteInfo.ValueDropped). Replay never republishes such dead
+// letters, forced or not (ReplayStats.Incomplete): it would publish an empty
+// value. A dead letter that does not fit even without its value (a huge key
+// or headers) fails, and the record stays unsettled.
 //
 // # Partitioning and order
 //

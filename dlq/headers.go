@@ -51,6 +51,14 @@ const (
 	// carry it into the next dead letter and replay can refuse records that
 	// keep coming back.
 	HeaderReplayCount = HeaderPrefix + "replay-count"
+	// HeaderValueDropped is set when the dead letter with the record's
+	// value would not fit the dead-letter topic (MESSAGE_TOO_LARGE): the
+	// dead letter then carries no value, and this header gives the value's
+	// size in bytes. The original stays at HeaderTopic, HeaderPartition and
+	// HeaderOffset while the source topic's retention keeps it. Replay
+	// refuses such dead letters, forced or not: it would republish an empty
+	// value.
+	HeaderValueDropped = HeaderPrefix + "value-dropped"
 )
 
 // MaxErrorBytes bounds the error text in HeaderError. Longer texts are cut at
@@ -87,6 +95,9 @@ type Provenance struct {
 	// ReplayCount is how many times the record had been replayed before it
 	// failed this time.
 	ReplayCount int
+	// ValueDropped is the size of the record's value when the dead letter
+	// had to leave it out (see HeaderValueDropped); zero otherwise.
+	ValueDropped int
 }
 
 // FailedAt is when the record was given up on: LastFailure, or FirstFailure
@@ -119,6 +130,9 @@ func (p Provenance) AppendHeaders(dst []kgo.RecordHeader) []kgo.RecordHeader {
 	add(HeaderFirstFailure, formatTime(p.FirstFailure))
 	add(HeaderLastFailure, formatTime(p.LastFailure))
 	add(HeaderReplayCount, strconv.Itoa(p.ReplayCount))
+	if p.ValueDropped > 0 {
+		add(HeaderValueDropped, strconv.Itoa(p.ValueDropped))
+	}
 	return dst
 }
 
@@ -166,6 +180,7 @@ func DecodeProvenance(hs []kgo.RecordHeader) (Provenance, error) {
 	parse(HeaderFirstFailure, func(v string) (e error) { p.FirstFailure, e = parseTime(v); return e })
 	parse(HeaderLastFailure, func(v string) (e error) { p.LastFailure, e = parseTime(v); return e })
 	parse(HeaderReplayCount, func(v string) (e error) { p.ReplayCount, e = strconv.Atoi(v); return e })
+	parse(HeaderValueDropped, func(v string) (e error) { p.ValueDropped, e = strconv.Atoi(v); return e })
 	if err != nil {
 		return Provenance{}, err
 	}

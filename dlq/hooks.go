@@ -22,6 +22,10 @@ type WriteInfo struct {
 	Class string
 	// Latency is how long the write took until acknowledged or failed.
 	Latency time.Duration
+	// ValueDropped is the size of the value the dead letter left out
+	// because it would not fit the dead-letter topic (HeaderValueDropped);
+	// zero when the value was kept.
+	ValueDropped int
 }
 
 // HookWritten is told about every acknowledged dead letter.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -145,6 +146,10 @@ func New(opts ...Opt) (*Publisher, error) {
 			kgo.SeedBrokers(cfg.brokers...),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
 			kgo.ProducerLinger(0),
+			// Kafka's default max.message.bytes, above franz-go's
+			// default batch limit, so that a dead letter of a record
+			// that fit its source topic fits here too.
+			kgo.ProducerBatchMaxBytes(DefaultMaxMessageBytes),
 			kgo.RecordPartitioner(Partitioner(nil)),
 		}
 		cl, err := kgo.NewClient(append(base, cfg.clientOpts...)...)
@@ -208,7 +213,7 @@ func (p *Publisher) DeadLetter(ctx context.Context, dl pipeline.DeadLetter) erro
 		info.Class = pipeline.ClassError
 	}
 	start := p.cfg.now()
-	err := p.write(ctx, dl, info)
+	err := p.write(ctx, dl, &info)
 	info.Latency = p.cfg.now().Sub(start)
 	if err != nil {
 		err = fmt.Errorf("dead-letter %s to %s: %w", src, info.Topic, err)
@@ -223,14 +228,31 @@ func (p *Publisher) DeadLetter(ctx context.Context, dl pipeline.DeadLetter) erro
 	return nil
 }
 
-func (p *Publisher) write(ctx context.Context, dl pipeline.DeadLetter, info WriteInfo) error {
+func (p *Publisher) write(ctx context.Context, dl pipeline.DeadLetter, info *WriteInfo) error {
 	if p.cfg.autoCreate {
 		if err := p.ensureTopic(ctx, info.Topic, info.SourceTopic); err != nil {
 			return err
 		}
 	}
-	rec := p.record(dl, info)
+	rec := p.record(dl, *info)
 	rec.Context = withPartition(ctx, dl.Record.Partition)
+	if recordBytes(rec) > p.maxBatchBytes() {
+		dropValue(rec, info) // the client would refuse it
+	}
+	err := p.produce(ctx, rec)
+	if errors.Is(err, kerr.MessageTooLarge) && dropValue(rec, info) {
+		// The topic's limit is below the client's: keep the provenance.
+		err = p.produce(ctx, rec)
+	}
+	return err
+}
+
+// DefaultMaxMessageBytes is Kafka's default max.message.bytes, the batch
+// limit of the client a Publisher creates.
+const DefaultMaxMessageBytes = 1_048_588
+
+// produce writes rec and waits for its acknowledgement or ctx.
+func (p *Publisher) produce(ctx context.Context, rec *kgo.Record) error {
 	done := make(chan error, 1) // the promise never blocks, even after we stop waiting
 	p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
 	select {
@@ -239,6 +261,38 @@ func (p *Publisher) write(ctx context.Context, dl pipeline.DeadLetter, info Writ
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// dropValue makes rec a dead letter without the record's value, which does
+// not fit the dead-letter topic: provenance says where the original is. It
+// reports whether there was a value to drop.
+func dropValue(rec *kgo.Record, info *WriteInfo) bool {
+	if len(rec.Value) == 0 {
+		return false
+	}
+	info.ValueDropped = len(rec.Value)
+	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderValueDropped, Value: []byte(strconv.Itoa(info.ValueDropped))})
+	rec.Value = nil
+	return true
+}
+
+// maxBatchBytes is the client's batch limit: a record larger than it is
+// refused before it is sent.
+func (p *Publisher) maxBatchBytes() int {
+	if n, ok := p.cl.OptValue(kgo.ProducerBatchMaxBytes).(int32); ok && n > 0 {
+		return int(n)
+	}
+	return 1_000_012 // franz-go's default
+}
+
+// recordBytes is an upper bound of rec's size in a record batch: its key,
+// value and headers, varint lengths, and the batch's own overhead.
+func recordBytes(rec *kgo.Record) int {
+	n := 61 + 21 + len(rec.Key) + len(rec.Value) // batch header, record header
+	for _, h := range rec.Headers {
+		n += 10 + len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 // record builds the dead letter for dl.

@@ -76,8 +76,10 @@ type ReplayStats struct {
 	Total int64
 	// Examined counts records read; Matched those the filter selected;
 	// Replayed those produced (in a dry run: that would have been);
-	// Refused those over MaxReplays.
-	Examined, Matched, Replayed, Refused int64
+	// Refused those over MaxReplays; Incomplete those whose dead letter
+	// had to leave the value out (HeaderValueDropped), which are never
+	// replayed, not even forced.
+	Examined, Matched, Replayed, Refused, Incomplete int64
 	// ByTarget counts replayed records by target topic. Progress callbacks
 	// get it nil.
 	ByTarget map[string]int64
@@ -255,6 +257,11 @@ func (r *replayer) handle(ctx context.Context, rec *kgo.Record) error {
 			return fmt.Errorf("%w for %s/%d@%d (%w): pass --to TOPIC to say where it goes", ErrNoTarget, rec.Topic, rec.Partition, rec.Offset, l.ProvenanceErr)
 		}
 		to, partition = l.Provenance.Topic, l.Provenance.Partition
+	}
+	if l.Provenance.ValueDropped > 0 {
+		r.stats.Incomplete++
+		r.next[rec.Partition] = rec.Offset + 1
+		return nil
 	}
 	count := l.Provenance.ReplayCount
 	if l.ProvenanceErr != nil {

@@ -32,8 +32,8 @@
 //     to franz-go.
 //   - Scenarios that show a bug outside the suite carry a knownBug mark:
 //     their problems are reported but do not fail the run, and a pass
-//     fails it until the mark is removed. Each has a minimal failing test
-//     in reliability/knownbugs.
+//     fails it until the mark is removed. Each has a minimal failing test,
+//     skipped with the bug named, next to the code at fault.
 //   - The kill scenario uses a 3s session and a 6s rebalance timeout, and
 //     kills every 2-5s. In a trial with the reference consumer's 20s
 //     rebalance timeout and kills every 1-3s, kfake held JoinGroup requests

@@ -96,11 +96,10 @@ var scenarios = []scenario{
 		wait: 20 * time.Second,
 	},
 	{
-		name:     "oversized-dead-letter",
-		what:     "an undecodable record within 1 KiB of the broker's message.max.bytes (1 MiB), behind it the steady load on all partitions",
-		run:      scOversizedDeadLetter,
-		knownBug: "the dead letter (the record plus ~400 bytes of provenance) exceeds the dead-letter client's batch limit, kgo's default ProducerBatchMaxBytes of 1,000,012 bytes, below the broker's limit; the write fails with MESSAGE_TOO_LARGE and is retried forever, and since decode failures are dead-lettered by the source, the whole partition stops (reliability/knownbugs TestOversizedDeadLetterDoesNotStallPartition)",
-		wait:     20 * time.Second,
+		name: "oversized-dead-letter",
+		what: "an undecodable record within 1 KiB of the broker's message.max.bytes (1 MiB), behind it the steady load on all partitions",
+		run:  scOversizedDeadLetter,
+		wait: 20 * time.Second,
 	},
 	{
 		name: "broker-unreachable",

@@ -486,6 +486,9 @@ func writeSummary(w io.Writer, cfg dlq.ReplayConfig, s dlq.ReplayStats) {
 	for _, t := range slices.Sorted(maps.Keys(s.ByTarget)) {
 		fmt.Fprintf(w, "  to %s: %d\n", t, s.ByTarget[t])
 	}
+	if s.Incomplete > 0 {
+		fmt.Fprintf(w, "skipped %d dead letters without their value (too large for the dead-letter topic): replay them from the source topic at the offsets `inspect` shows\n", s.Incomplete)
+	}
 	if s.DryRun {
 		fmt.Fprintln(w, "dry run: nothing was produced or committed")
 		return
