@@ -31,5 +31,6 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newDevCmd())
 	root.AddCommand(newDLQCmd())
+	root.AddCommand(newDemoCmd())
 	return root
 }
