@@ -71,6 +71,7 @@ type Consumer struct {
 	state    runState
 	runStop  context.CancelFunc // cancels the poll loop: graceful shutdown
 	runDone  chan struct{}
+	allDone  chan struct{} // closed when the client is closed too
 	fatalErr error
 	errLog   map[string]time.Time // last time each fetch error was logged
 
@@ -137,6 +138,7 @@ func New(opts ...Opt) (*Consumer, error) {
 	c.fromStart = make(map[string]bool)
 	c.resetAt = make(map[string]time.Time)
 	c.runDone = make(chan struct{})
+	c.allDone = make(chan struct{})
 	c.workCtx, c.cancelWork = context.WithCancel(context.Background())
 	// The client is created without topics, so the group is not joined
 	// until Run adds them.
@@ -190,9 +192,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	stopCommits()
 	<-committed
-	// Closing leaves the group, which revokes every owned partition
-	// through onRevoked: drain, commit, and only then the LeaveGroup.
-	c.cl.CloseAllowingRebalance()
+	c.drainForShutdown()
+	c.closeClient()
 	c.cancelWork()
 
 	c.joined.Store(false)
@@ -203,6 +204,55 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("consumer stopped")
 	return err
 }
+
+// drainForShutdown drains and commits every owned partition, as a revoke
+// does, before the client leaves the group: the shutdown's commits do not
+// depend on how long leaving takes.
+func (c *Consumer) drainForShutdown() {
+	c.mu.Lock()
+	all := map[string][]int32{}
+	for tp := range c.owned {
+		all[tp.Topic] = append(all[tp.Topic], tp.Partition)
+	}
+	c.mu.Unlock()
+	ps := c.disown(all)
+	if len(ps) == 0 {
+		return
+	}
+	began := time.Now()
+	timedOut := c.drain(ps)
+	c.commit(c.workCtx, ps)
+	c.release(ps)
+	c.log.Info("partitions drained for shutdown", "partitions", tpStrings(partitionsOf(ps)),
+		"drain", time.Since(began), "drain_timed_out", timedOut)
+}
+
+// closeClient leaves the group and closes the client, waiting at most
+// CloseGrace: franz-go waits for a pending JoinGroup before it leaves, which
+// can take the rebalance timeout and more. If it takes longer, the consumer
+// stops without waiting (its commits are done); the group then reassigns
+// its partitions after the session timeout.
+func (c *Consumer) closeClient() {
+	go func() {
+		defer close(c.allDone)
+		c.cl.CloseAllowingRebalance()
+	}()
+	t := time.NewTimer(c.cfg.closeGrace)
+	defer t.Stop()
+	select {
+	case <-c.allDone:
+	case <-t.C:
+		c.log.Warn("leaving the group is taking long (a rebalance is pending); stopping without waiting for it: the group reassigns this member's partitions after the session timeout",
+			"waited", c.cfg.closeGrace)
+	}
+}
+
+// Done is closed once the consumer has stopped completely, its client
+// closed. That is when Run returns, except when leaving the group took
+// longer than CloseGrace: Run then returns first (its commits are done) and
+// the client finishes closing in the background. A process that exits need
+// not wait for Done.
+func (c *Consumer) Done() <-chan struct{} { return c.allDone }
 
 // Close shuts down gracefully, as cancelling Run's context does, and waits
 // for Run to return. It is safe to call more than once and from any
@@ -215,6 +265,7 @@ func (c *Consumer) Close() {
 		c.stateMu.Unlock()
 		c.cl.Close()
 		c.cancelWork()
+		close(c.allDone)
 		return
 	case running:
 		c.runStop()

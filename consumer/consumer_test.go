@@ -674,3 +674,64 @@ func TestRecreatedTopicIsConsumed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestShutdownDoesNotWaitForAPendingJoin stops a consumer while its
+// JoinGroup hangs at the broker (a rebalance that does not complete):
+// shutdown drains and commits, then stops without waiting for the join,
+// which franz-go would wait out for the rebalance timeout and more.
+func TestShutdownDoesNotWaitForAPendingJoin(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("pj", 2), kafkatest.Kfake(kfake.SleepOutOfOrder()))
+	kc.ProduceN(t, "pj", 50, kafkatest.KeyedValue(5))
+	l := newLedger()
+	h := &workHandler{fn: func(ctx context.Context, r *pipeline.Record) error { l.add(r); return nil }}
+	c, stop := runConsumer(t, append(baseOpts(kc, "pj", h, "pj"), consumer.CloseGrace(300*time.Millisecond),
+		consumer.ClientOpts(kgo.HeartbeatInterval(50*time.Millisecond)))...)
+	l.waitTotal(t, 50, 20*time.Second)
+	waitCommittedEnd(t, kc, "pj", "pj", 20*time.Second)
+
+	// From now on the first member's JoinGroup hangs until the test ends;
+	// a second member makes it rejoin.
+	first, _ := c.Client().GroupMetadata()
+	release := make(chan struct{})
+	hanging := make(chan struct{}, 16)
+	kc.KeepControl()
+	kc.ControlKey(int16(kmsg.JoinGroup), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if req.(*kmsg.JoinGroupRequest).MemberID == first {
+			hanging <- struct{}{}
+			kc.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	other := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
+	_, stopOther := runConsumer(t, baseOpts(kc, "pj", other, "pj")...)
+	select {
+	case <-hanging:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first member never rejoined")
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- stop() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second): // the join would hang until the test ends
+		t.Fatal("shutdown waited for the pending JoinGroup")
+	}
+	select {
+	case <-c.Done():
+		t.Fatal("Done closed while leaving the group still waited for the join")
+	default:
+	}
+	close(release)
+	select {
+	case <-c.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the client never finished closing after the join was let through")
+	}
+	if err := stopOther(); err != nil {
+		t.Fatal(err)
+	}
+}

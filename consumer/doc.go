@@ -54,7 +54,11 @@
 //
 // Shutdown. Cancelling Run's context or calling Close stops fetching, drains
 // (as for a revoke, within DrainTimeout), commits, leaves the group and closes
-// the client. Stop cancels in-flight work at once and commits only what has
+// the client. Leaving waits at most CloseGrace: franz-go waits for a pending
+// JoinGroup before it leaves, which can take the rebalance timeout and more,
+// so if a rebalance is under way Run returns without waiting (its commits
+// are done; the group reassigns the partitions after the session timeout)
+// and the client finishes closing in the background (Done). Stop cancels in-flight work at once and commits only what has
 // settled; use it for a second SIGTERM. A handler that ignores cancellation
 // for longer than CloseGrace is abandoned, logged, so that neither a
 // rebalance nor a shutdown can hang on it.
