@@ -66,6 +66,7 @@ type Consumer struct {
 	allPaused   atomic.Bool
 
 	joined atomic.Bool // the last group session assigned partitions (maybe none)
+	conns  *connWatch  // the last broker connection error
 
 	stateMu  sync.Mutex
 	state    runState
@@ -140,6 +141,7 @@ func New(opts ...Opt) (*Consumer, error) {
 	c.runDone = make(chan struct{})
 	c.allDone = make(chan struct{})
 	c.workCtx, c.cancelWork = context.WithCancel(context.Background())
+	c.conns = new(connWatch)
 	// The client is created without topics, so the group is not joined
 	// until Run adds them.
 	cl, err := kgo.NewClient(c.cfg.clientOpts(c)...)
@@ -659,6 +661,7 @@ func (c *Consumer) release(ps []*partition) {
 func (c *Consumer) commitLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.commitInterval)
 	defer t.Stop()
+	started := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -667,6 +670,7 @@ func (c *Consumer) commitLoop(ctx context.Context) {
 		}
 		ps := c.ownedPartitions()
 		now := time.Now()
+		c.reportNotJoined(started, now)
 		for _, p := range ps {
 			p.observeProgress(now)
 		}
@@ -879,6 +883,9 @@ type Status struct {
 	Unsettled, Buffered int64
 	// Err is the fatal error that stopped the consumer, if any.
 	Err error
+	// ConnectErr is the last failure to connect to a broker, if the last
+	// attempt failed: why a consumer that is not joined cannot join.
+	ConnectErr error
 }
 
 // Status returns a snapshot of the consumer's health.
@@ -897,6 +904,7 @@ func (c *Consumer) Status() Status {
 	}
 	sortTPs(st.Stalled)
 	st.Unsettled, st.Buffered = c.Unsettled()
+	st.ConnectErr = c.conns.last()
 	return st
 }
 

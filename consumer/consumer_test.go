@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -732,6 +734,31 @@ func TestShutdownDoesNotWaitForAPendingJoin(t *testing.T) {
 		t.Fatal("the client never finished closing after the join was let through")
 	}
 	if err := stopOther(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUnreachableBrokerIsReported runs a consumer against an address where
+// no broker listens: it does not join, and Status says why, naming the
+// address.
+func TestUnreachableBrokerIsReported(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
+	c, stop := runConsumer(t, consumer.Brokers(addr), consumer.Group("g"), consumer.Topics("t"), consumer.Handle(h),
+		consumer.Logger(quietLogger()), consumer.CloseGrace(100*time.Millisecond))
+	kafkatest.Eventually(t, 20*time.Second, func() bool {
+		st := c.Status()
+		return st.ConnectErr != nil && strings.Contains(st.ConnectErr.Error(), addr)
+	}, "Status never reported the connection error: %+v", kafkatest.Lazy(func() any { return c.Status() }))
+	if c.Status().Joined {
+		t.Fatal("reported joined without a broker")
+	}
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }

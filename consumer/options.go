@@ -346,6 +346,7 @@ func (c *cfg) clientOpts(cs *Consumer) []kgo.Opt {
 		kgo.FetchMaxPartitionBytes(int32(min(c.partHigh.Bytes, 1<<20))),
 		kgo.FetchMaxBytes(int32(min(c.totalHigh.Bytes, 50<<20))),
 		kgo.WithLogger(kslogAdapter(c.logger)),
+		kgo.WithHooks(cs.conns),
 	}
 	if c.instance != "" {
 		opts = append(opts, kgo.InstanceID(c.instance))

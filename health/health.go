@@ -64,6 +64,9 @@ type Report struct {
 	Unsettled int64    `json:"unsettled"`
 	Buffered  int64    `json:"buffered"`
 	Error     string   `json:"error,omitempty"`
+	// ConnectError is the last failure to connect to a broker, shown when
+	// the consumer has not joined: usually why it cannot.
+	ConnectError string `json:"connect_error,omitempty"`
 	// StalledUnready says whether stalled partitions count against
 	// readiness (the StalledUnready option).
 	StalledUnready bool `json:"stalled_unready"`
@@ -90,6 +93,9 @@ func Check(st consumer.Status, opts ...ReadyOpt) Report {
 	}
 	if st.Err != nil {
 		r.Error = st.Err.Error()
+	}
+	if st.ConnectErr != nil && !st.Joined {
+		r.ConnectError = st.ConnectErr.Error()
 	}
 	switch {
 	case st.Err != nil:
@@ -177,6 +183,9 @@ func (r Report) Text() string {
 	fmt.Fprintf(&b, "unsettled: %d, buffered: %d\n", r.Unsettled, r.Buffered)
 	if r.Error != "" {
 		fmt.Fprintf(&b, "error: %s\n", r.Error)
+	}
+	if r.ConnectError != "" {
+		fmt.Fprintf(&b, "broker connection: %s\n", r.ConnectError)
 	}
 	return b.String()
 }

@@ -206,3 +206,16 @@ func TestServerLifecycle(t *testing.T) {
 		}
 	})
 }
+
+// TestReadinessShowsWhyItCannotJoin: a consumer that cannot reach its
+// brokers says so in the /readyz body; once joined the old error is gone.
+func TestReadinessShowsWhyItCannotJoin(t *testing.T) {
+	connErr := errors.New("connect to 127.0.0.1:9092: connection refused")
+	r := health.Check(consumer.Status{Running: true, ConnectErr: connErr})
+	if r.Ready || !strings.Contains(r.Text(), "broker connection: connect to 127.0.0.1:9092: connection refused") {
+		t.Fatalf("not joined, report:\n%s", r.Text())
+	}
+	if r := health.Check(consumer.Status{Running: true, Joined: true, ConnectErr: connErr}); r.ConnectError != "" {
+		t.Fatalf("joined, still reports %q", r.ConnectError)
+	}
+}
