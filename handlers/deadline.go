@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/sluice-go/sluice/internal/deadline"
 )
 
 // GRPCTimeoutKey is the gRPC metadata key that carries a call's timeout.
@@ -92,7 +94,7 @@ func budget[M any](d time.Duration, clock Clock) Middleware[M] {
 			dl := clock.Now().Add(d)
 			if cur, ok := ctx.Deadline(); !ok || dl.Before(cur) {
 				var cancel context.CancelFunc
-				ctx, cancel = context.WithDeadline(ctx, dl)
+				ctx, cancel = deadline.With(ctx, dl) // no timer until someone waits
 				defer cancel()
 			}
 			return next(ctx, m)

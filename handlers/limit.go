@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-go/sluice/backpressure"
+	"github.com/sluice-go/sluice/internal/deadline"
 )
 
 // Limit returns the concurrency guard alone: every call acquires a slot of l
@@ -78,8 +79,9 @@ func timeout[M any](c *cfg, d time.Duration) Middleware[M] {
 	clock, min := c.clock, c.minBudget
 	return func(next Handler[M]) Handler[M] {
 		return func(ctx context.Context, m M) error {
+			now := clock.Now()
 			if dl, ok := ctx.Deadline(); ok {
-				left := dl.Sub(clock.Now())
+				left := dl.Sub(now)
 				if left < min {
 					return errNoBudget
 				}
@@ -88,7 +90,9 @@ func timeout[M any](c *cfg, d time.Duration) Middleware[M] {
 					return next(ctx, m)
 				}
 			}
-			ctx, cancel := context.WithTimeout(ctx, d)
+			// No timer until the sink waits on Done: a sink that never
+			// blocks pays no timer at all.
+			ctx, cancel := deadline.With(ctx, now.Add(d))
 			defer cancel()
 			return next(ctx, m)
 		}

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"time"
+
+	dl "github.com/sluice-go/sluice/internal/deadline"
 )
 
 // Sink ends a stream: fn is called for each message and its error decides
@@ -55,7 +57,8 @@ func (s *sink[T]) Push(m Message[T]) bool {
 	var cancel context.CancelFunc
 	deadline := m.meta.Deadline
 	if !deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(ctx, deadline)
+		// A deadline nobody waits on costs no timer (internal/deadline).
+		ctx, cancel = dl.With(ctx, deadline)
 	}
 	var start time.Time
 	if env.p.timedSinks {

@@ -1,0 +1,155 @@
+package deadline_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sluice-go/sluice/internal/deadline"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func waitDone(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: Done never closed", what)
+	}
+}
+
+// TestBehavesLikeWithDeadline checks each way a deadline context ends
+// against context.WithDeadline's contract.
+func TestBehavesLikeWithDeadline(t *testing.T) {
+	t.Run("deadline passes", func(t *testing.T) {
+		d := time.Now().Add(20 * time.Millisecond)
+		ctx, cancel := deadline.With(context.Background(), d)
+		defer cancel()
+		if got, ok := ctx.Deadline(); !ok || !got.Equal(d) {
+			t.Fatalf("Deadline() = %v, %t", got, ok)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Err before the deadline: %v", ctx.Err())
+		}
+		waitDone(t, ctx, "deadline")
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Fatalf("Err = %v", ctx.Err())
+		}
+	})
+	t.Run("deadline passes, nobody waits", func(t *testing.T) {
+		ctx, cancel := deadline.With(context.Background(), time.Now().Add(-time.Millisecond))
+		defer cancel()
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Fatalf("Err = %v", ctx.Err())
+		}
+	})
+	t.Run("parent cancelled", func(t *testing.T) {
+		parent, stop := context.WithCancel(context.Background())
+		ctx, cancel := deadline.With(parent, time.Now().Add(time.Hour))
+		defer cancel()
+		stop()
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			t.Fatalf("Err before Done = %v", ctx.Err())
+		}
+		waitDone(t, ctx, "parent cancel")
+	})
+	t.Run("cancelled before Done", func(t *testing.T) {
+		ctx, cancel := deadline.With(context.Background(), time.Now().Add(time.Hour))
+		cancel()
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			t.Fatalf("Err = %v", ctx.Err())
+		}
+		waitDone(t, ctx, "cancel before Done")
+	})
+	t.Run("cancelled after Done", func(t *testing.T) {
+		ctx, cancel := deadline.With(context.Background(), time.Now().Add(time.Hour))
+		done := ctx.Done()
+		cancel()
+		waitDone(t, ctx, "cancel after Done")
+		if done != ctx.Done() {
+			t.Fatal("Done returned different channels")
+		}
+	})
+	t.Run("earlier parent deadline wins", func(t *testing.T) {
+		parent, stop := context.WithTimeout(context.Background(), time.Minute)
+		defer stop()
+		ctx, cancel := deadline.With(parent, time.Now().Add(time.Hour))
+		defer cancel()
+		if ctx != parent {
+			t.Fatal("With made a context although the parent's deadline is earlier")
+		}
+	})
+	t.Run("nested: cancelling the outer ends the inner", func(t *testing.T) {
+		outer, cancelOuter := deadline.With(context.Background(), time.Now().Add(time.Hour))
+		inner, cancelInner := deadline.With(outer, time.Now().Add(time.Minute))
+		defer cancelInner()
+		cancelOuter()
+		if !errors.Is(inner.Err(), context.Canceled) {
+			t.Fatalf("inner Err = %v", inner.Err())
+		}
+		waitDone(t, inner, "outer cancel")
+	})
+	t.Run("values come from the parent", func(t *testing.T) {
+		type key struct{}
+		ctx, cancel := deadline.With(context.WithValue(context.Background(), key{}, "v"), time.Now().Add(time.Hour))
+		defer cancel()
+		if ctx.Value(key{}) != "v" {
+			t.Fatal("value lost")
+		}
+	})
+	t.Run("children of a deadline context", func(t *testing.T) {
+		ctx, cancel := deadline.With(context.Background(), time.Now().Add(20*time.Millisecond))
+		defer cancel()
+		child, stop := context.WithCancel(ctx)
+		defer stop()
+		waitDone(t, child, "child at the parent's deadline")
+	})
+}
+
+// TestCancelRacesDone calls cancel and Done concurrently: the context must
+// end whichever wins.
+func TestCancelRacesDone(t *testing.T) {
+	for range 2000 {
+		ctx, cancel := deadline.With(context.Background(), time.Now().Add(time.Hour))
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); cancel() }()
+		var done <-chan struct{}
+		go func() { defer wg.Done(); done = ctx.Done() }()
+		wg.Wait()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("cancelled context never done")
+		}
+	}
+}
+
+// BenchmarkWith compares a deadline nobody waits on with
+// context.WithDeadline, in the same run.
+func BenchmarkWith(b *testing.B) {
+	parent, stop := context.WithCancel(context.Background())
+	defer stop()
+	d := time.Now().Add(time.Hour)
+	b.Run("context.WithDeadline", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, cancel := context.WithDeadline(parent, d)
+			_ = ctx.Err()
+			cancel()
+		}
+	})
+	b.Run("deadline.With", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, cancel := deadline.With(parent, d)
+			_ = ctx.Err()
+			cancel()
+		}
+	})
+}
