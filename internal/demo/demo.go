@@ -270,7 +270,8 @@ func (r *run) start() error {
 	}
 	r.defer_(pub.Close)
 
-	down := &downstream{phase: r.phaseAt, now: time.Now, ok: r.led.ship, rnd: rand.New(rand.NewPCG(cfg.Seed, 2))}
+	down := &downstream{phase: r.phaseAt, now: time.Now, ok: r.led.ship, rnd: rand.New(rand.NewPCG(cfg.Seed, 2)),
+		retryAfter: clamp(Schedule{Cycle: cfg.Cycle}.Outage()/2, 100*time.Millisecond, time.Second)}
 	p, err := orders.New(orders.Config{
 		Topic:       cfg.Topic,
 		Ship:        down.ship,
@@ -422,11 +423,17 @@ func (r *run) prepareTopic() error {
 
 // guards tunes the ship sink's guards to the schedule: the deadline budget
 // outlasts the outage (an outage must not dead-letter anything), and the
-// breaker probes a few times per outage.
+// breaker probes a few times per outage. The retry budget's floor is raised
+// from 10 to 100 retries a second (burst 1,000): the retries made while the
+// outage opens the breaker empty the default bucket, and a 503 of the
+// recovered downstream met with an empty bucket is dead-lettered with class
+// budget, which would blur the demo's point. It still bounds the retries of
+// a downstream that keeps failing to 20% of the records plus 100 a second.
 func guards(s Schedule, perSecond int) orders.Guards {
 	outage := s.Outage()
 	return orders.Guards{
 		Budget: outage + time.Minute,
+		Retry:  handlers.RetryPolicy{Budget: handlers.RetryBudget{PerSecond: 100}},
 		Breaker: handlers.BreakerPolicy{
 			Window:      clamp(s.Cycle/10, time.Second, handlers.DefaultBreakerWindow),
 			OpenTimeout: clamp(outage/5, 100*time.Millisecond, handlers.DefaultOpenTimeout),

@@ -17,8 +17,9 @@
 //     every Config.Cycle (default: the duration): normal for the first 25%
 //     of the cycle, slow from 25% (5x the latency and a quarter of the
 //     capacity: a backlog builds and the adaptive limiter cuts its limit),
-//     down from 45% to 65% (every call fails with 503: the breaker opens,
-//     records wait, the partitions pause), then recovered. 0.5% of calls fail
+//     down from 45% to 65% (every call fails at once with 503 and a
+//     Retry-After of half the outage, at most 1s: the breaker opens, records
+//     wait, the partitions pause), then recovered. 0.5% of calls fail
 //     with a 503 at any time, so retries are always at work.
 //   - /metrics, /healthz and /readyz (packages metrics and health) on
 //     Config.MetricsAddr, and a progress display read from the same metrics.
@@ -59,6 +60,14 @@
 //     accounted: records below the end offsets taken at the start are
 //     handled by the group if it had not committed them, but not counted.
 //     The demo must be the topic's only producer.
+//   - The downstream's outage answers carry a Retry-After, as a service in
+//     maintenance does. Without it, a record whose first failure was one of
+//     the random 503s just before the outage can spend its attempts on the
+//     outage before the breaker opens and be dead-lettered as exhausted: the
+//     guards count the answers to calls after the record's first failure as
+//     proof that the record, not the downstream, is bad (see the handlers
+//     package, Outages). The hint spaces the retries so that the breaker
+//     opens first.
 //   - The unsettled-record water marks are low (two seconds of a
 //     partition's orders, at least 200) so that an outage visibly pauses
 //     fetching instead of buffering thousands of records.

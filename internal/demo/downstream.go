@@ -24,7 +24,7 @@ const (
 	// PhaseSlow: every call is several times slower and the downstream
 	// serves a quarter of the calls at once, below what the load needs.
 	PhaseSlow
-	// PhaseDown: every call fails at once with 503.
+	// PhaseDown: every call fails at once with 503 and a Retry-After.
 	PhaseDown
 	// PhaseRecovered: normal again, with the backlog to work off.
 	PhaseRecovered
@@ -92,6 +92,9 @@ type downstream struct {
 	now      func() time.Time
 	inFlight atomic.Int64
 	ok       func(m pipeline.Message[orders.Order])
+	// retryAfter is the Retry-After of the 503s the downstream answers
+	// while it is down, as a service in maintenance does.
+	retryAfter time.Duration
 
 	mu  sync.Mutex
 	rnd *rand.Rand
@@ -116,7 +119,7 @@ func (d *downstream) ship(ctx context.Context, m pipeline.Message[orders.Order])
 		if err := sleep(ctx, downCallLatency); err != nil {
 			return err
 		}
-		return &handlers.HTTPError{Status: http.StatusServiceUnavailable}
+		return &handlers.HTTPError{Status: http.StatusServiceUnavailable, Hint: d.retryAfter}
 	}
 	latency, servers := baseLatency, int64(normalServers)
 	if phase == PhaseSlow {
