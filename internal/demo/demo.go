@@ -285,9 +285,11 @@ func (r *run) start() error {
 		return err
 	}
 	r.commits = &commits{at: map[int32]int64{}}
-	// Low water marks, so that an outage visibly pauses fetching; above
-	// two seconds of a partition's orders, so that the totals window (one
-	// second) never holds a partition back.
+	// Low water marks, so that an outage visibly pauses fetching; two
+	// seconds of a partition's orders, so that at the production rate the
+	// totals window (one second) never holds a partition back. While a
+	// backlog drains faster than that, a window's second can reach the mark
+	// and pause the partition until the window closes (stages.Window).
 	perPart := max(200, 2*cfg.Rate/len(r.starts))
 	r.cons, err = consumer.New(
 		consumer.Brokers(r.brokers...),

@@ -70,7 +70,11 @@
 //     opens first.
 //   - The unsettled-record water marks are low (two seconds of a
 //     partition's orders, at least 200) so that an outage visibly pauses
-//     fetching instead of buffering thousands of records.
+//     fetching instead of buffering thousands of records. The price shows
+//     after the outage: the totals window holds a second of records
+//     unsettled, so while the backlog drains a partition pauses whenever its
+//     window's second reaches the mark, and the drain runs below the ship
+//     sink's rate limit (the consumer's and stages' documented tradeoff).
 //   - Logs (breaker changes, recovered panics with their stacks) go to a
 //     file, not the terminal, so they do not tear the progress display.
 //   - Run returns ErrFailed, and `sluice demo` exits 1, when a record was
