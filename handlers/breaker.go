@@ -141,6 +141,9 @@ type breaker struct {
 	state       atomic.Int32  // BreakerState, mirrored from gobreaker
 	calls       atomic.Uint64 // tickets of the calls let through, in start order
 	alive       atomic.Uint64 // the latest ticket of a call the downstream answered
+	// failing counts the calls that failed, by the breaker's judgement,
+	// since the downstream last answered one.
+	failing atomic.Int64
 
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced on every change a waiter may care about
@@ -315,8 +318,12 @@ func breakerMW[M any](b *breaker) Middleware[M] {
 					return struct{}{}, b.judge(ctx, err)
 				})
 				if called {
-					if berr == nil || berr == errCountSuccess {
+					switch {
+					case berr == nil || berr == errCountSuccess:
 						b.answered(ticket)
+						b.failing.Store(0)
+					case berr != errCountExcluded:
+						b.failing.Add(1)
 					}
 					if BreakerState(b.state.Load()) == BreakerHalfOpen {
 						b.wake()
@@ -344,10 +351,14 @@ func (b *breaker) answered(ticket uint64) {
 // mark returns the ticket of the latest call started, for outage.
 func (b *breaker) mark() uint64 { return b.calls.Load() }
 
-// outage reports whether the sink looks down rather than the record bad:
-// the breaker is not closed, or no call started after mark was taken has
-// been answered. Calls in flight when the sink went down do not count as
-// answers, however late they finish.
+// outage reports whether the sink looks down rather than the record bad,
+// for a record whose own call just failed: the breaker is not closed; or no
+// call started after mark (the record's previous failure) has been
+// answered; or calls other than the record's have failed since the latest
+// answer, so the answers are from before the sink went down. Calls in
+// flight when the sink went down do not count as answers, however late
+// they finish. At the start of an outage a record whose last backoff saw
+// answers from before it is still judged by the failures after them.
 func (b *breaker) outage(mark uint64) bool {
-	return BreakerState(b.state.Load()) != BreakerClosed || b.alive.Load() <= mark
+	return BreakerState(b.state.Load()) != BreakerClosed || b.alive.Load() <= mark || b.failing.Load() > 1
 }

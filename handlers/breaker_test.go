@@ -406,3 +406,59 @@ func TestBreakerIgnoresBadLuckAtHighTraffic(t *testing.T) {
 		}
 	})
 }
+
+// TestBlipBeforeAnOutageIsNotExhausted is the regression test for a record
+// dead-lettered by an outage (found by sluice demo): its first attempt
+// failed on a one-off 503 while other calls still succeeded, then the sink
+// went down and the record spent its attempts before the breaker opened.
+// Those successes came before the outage, yet they made the record look
+// like the only one failing. Whether the sink answers anyone must be judged
+// over the record's last backoff, not since its first failure.
+func TestBlipBeforeAnOutageIsNotExhausted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		const outageFrom, outageTo = 105 * time.Millisecond, 2 * time.Second
+		var blipped atomic.Bool
+		sink := func(ctx context.Context, m msg) error {
+			time.Sleep(time.Millisecond)
+			el := time.Since(t0)
+			if m.id == 1 && el < outageFrom {
+				blipped.Store(true)
+				return handlers.Overloaded(errFlaky) // the blip: this record only
+			}
+			if el >= outageFrom && el < outageTo {
+				return handlers.Overloaded(errFlaky) // the outage: everyone
+			}
+			return nil
+		}
+		// A breaker slow to open, so that the record runs out of attempts
+		// while it is still closed.
+		h := mustGuard(t, sink,
+			handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 4, BaseDelay: 10 * time.Millisecond, MaxDelay: 40 * time.Millisecond}),
+			handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 1_000_000, ConsecutiveFailures: 1_000_000}))
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for w := range 4 { // other records, before and through the outage
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					_ = h(context.Background(), msg{id: 100 + w*1000 + i})
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond)
+		err := h(context.Background(), msg{id: 1})
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			t.Fatalf("a record that met an outage was given up: %v", err)
+		}
+		if el := time.Since(t0); el < outageTo || !blipped.Load() {
+			t.Fatalf("the record succeeded at %v (blipped %t), before the outage ended", el, blipped.Load())
+		}
+	})
+}

@@ -185,6 +185,9 @@ func retry[M any](r *retrier) Middleware[M] {
 				now = start
 			}
 			t := tally{}
+			if r.health != nil {
+				t.mark = r.health.mark()
+			}
 			for {
 				if hasDeadline && !room(ctx, now, r.min) {
 					return r.give(ClassDeadline, &t, start, now)
@@ -203,9 +206,6 @@ func retry[M any](r *retrier) Middleware[M] {
 					return r.give(ClassDeadline, &t, start, now)
 				}
 				t.failed(err, now)
-				if t.attempts == 1 && r.health != nil {
-					t.mark = r.health.mark()
-				}
 				if ctx.Err() != nil {
 					return r.give(ClassDeadline, &t, start, now)
 				}
@@ -234,6 +234,13 @@ func retry[M any](r *retrier) Middleware[M] {
 				for _, h := range r.hooks.retry {
 					h.OnRetry(r.name, t.attempts, delay, err)
 				}
+				if r.health != nil {
+					// Whether the sink answers anyone is judged over
+					// the record's last backoff, not since its first
+					// failure: answers from before an outage say
+					// nothing about the record.
+					t.mark = r.health.mark()
+				}
 				if err := r.clock.Sleep(ctx, delay); err != nil {
 					now = r.clock.Now()
 					if errors.Is(err, context.Canceled) {
@@ -257,9 +264,9 @@ type tally struct {
 	err         error
 }
 
-// inOutage reports whether the sink has looked down since the record first
-// failed or last met an outage: no call started since has been answered. If
-// so the record's failures are the outage's, not its own: they are written
+// inOutage reports whether the sink looks down rather than the record bad
+// (see breaker.outage), judged since the record's previous failure. If so
+// the record's failures are the outage's, not its own: they are written
 // off, so that the record gets a fresh allowance of attempts, and it keeps
 // waiting instead of giving up.
 func (r *retrier) inOutage(t *tally) bool {
@@ -281,7 +288,11 @@ func (t *tally) failed(err error, now time.Time) {
 // give builds the final error and reports the outcome.
 func (r *retrier) give(class string, t *tally, start, now time.Time) error {
 	r.report(class, t.attempts, start)
-	e := &FailureError{Class: class, Attempts: t.attempts, First: t.first, Last: t.last, Err: t.err}
+	cause := t.err
+	if fe, ok := cause.(*FailureError); ok && fe.Class == class {
+		cause = fe.Err // an inner guard's verdict (a recovered panic): say it once
+	}
+	e := &FailureError{Class: class, Attempts: t.attempts, First: t.first, Last: t.last, Err: cause}
 	if t.attempts == 0 {
 		e.First, e.Last = now, now
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -328,5 +329,20 @@ func TestRetryNeverOverrunsDeadline(t *testing.T) {
 		if fe.Attempts != len(starts) {
 			t.Fatalf("case %d: FailureError says %d attempts; the sink was called %d times", i, fe.Attempts, len(starts))
 		}
+	}
+}
+
+// TestPanicErrorSaysItOnce is the regression test for a recovered panic
+// whose dead-letter text read "panic after 1 attempt: panic after 1
+// attempt: ..." (the retry layer wrapped the recovery guard's verdict).
+func TestPanicErrorSaysItOnce(t *testing.T) {
+	h := mustGuard(t, func(context.Context, msg) error { panic("boom") }, handlers.WithRetry(handlers.RetryPolicy{}))
+	err := h(context.Background(), msg{})
+	var fe *handlers.FailureError
+	if !errors.As(err, &fe) || fe.Class != handlers.ClassPanic {
+		t.Fatalf("error %v, want a panic failure", err)
+	}
+	if n := strings.Count(err.Error(), "panic after"); n != 1 {
+		t.Fatalf("error text says %q %d times: %s", "panic after", n, err)
 	}
 }
