@@ -146,7 +146,7 @@ func Quantile(q float64) AdaptiveOpt { return adaptiveOpt(func(cf *cfg) { cf.qua
 
 // Window sets when a decision window closes: after at least minDuration and
 // at least minSamples samples from calls that started inside the window.
-// Defaults 100ms and 50. Longer windows decide on better estimates but react
+// Defaults 100ms and 100. Longer windows decide on better estimates but react
 // later; the targets of the limiter are stated in windows.
 func Window(minDuration time.Duration, minSamples int) AdaptiveOpt {
 	return adaptiveOpt(func(cf *cfg) { cf.windowMin, cf.windowSamples = minDuration, minSamples })

@@ -33,6 +33,8 @@ type progress struct {
 	now   func() time.Time
 	every time.Duration
 	last  time.Time
+	shown bool     // something was shown
+	seen  [3]int64 // examined, replayed, refused as last shown
 }
 
 const (
@@ -57,18 +59,22 @@ func (p *progress) update(s dlq.ReplayStats) {
 	}
 }
 
-// done shows s whatever the time and ends the bar's line.
+// done shows s whatever the time, unless the last update showed the same
+// counts, and ends the bar's line.
 func (p *progress) done(s dlq.ReplayStats) {
 	if s.Total == 0 {
 		return
 	}
-	p.show(s)
+	if !p.shown || p.seen != [3]int64{s.Examined, s.Replayed, s.Refused} {
+		p.show(s)
+	}
 	if p.tty {
 		fmt.Fprintln(p.w)
 	}
 }
 
 func (p *progress) show(s dlq.ReplayStats) {
+	p.shown, p.seen = true, [3]int64{s.Examined, s.Replayed, s.Refused}
 	pct := 100.0
 	if s.Total > 0 {
 		pct = 100 * float64(s.Examined) / float64(s.Total)

@@ -479,3 +479,17 @@ func TestDLQTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestProgressFinalLineOnce is the regression test for the last progress
+// line printed twice: once by the last update, once by done.
+func TestProgressFinalLineOnce(t *testing.T) {
+	now := time.Unix(0, 0)
+	var buf bytes.Buffer
+	p := newProgress(&buf, func() time.Time { return now })
+	final := dlq.ReplayStats{Total: 3, Examined: 3, Matched: 3, Replayed: 3, Elapsed: time.Second}
+	p.update(final)
+	p.done(final)
+	if n := strings.Count(buf.String(), "progress:"); n != 1 {
+		t.Fatalf("%d progress lines:\n%s", n, buf.String())
+	}
+}
