@@ -150,7 +150,7 @@ func TestCrashReplaysFromLastCommit(t *testing.T) {
 		return nil
 	}}
 	_, stop := runConsumer(t, baseOpts(kc, "crash", h, topic)...)
-	ends := waitCommittedEnd(t, kc, "crash", topic, 30*time.Second)
+	ends := kc.WaitCommittedEnd(t, "crash", topic, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -66,24 +66,6 @@ func (s *settledSet) OnCommitted(tp pipeline.TopicPartition, offset int64, err e
 
 var _ consumer.HookCommitted = (*settledSet)(nil)
 
-// waitCommittedEnd waits until group's committed offsets equal the end
-// offsets of topic.
-func waitCommittedEnd(t *testing.T, kc *kafkatest.Cluster, group, topic string, timeout time.Duration) map[int32]int64 {
-	t.Helper()
-	ends := kc.EndOffsets(t, topic)
-	var got map[int32]int64
-	kafkatest.Eventually(t, timeout, func() bool {
-		got = kc.Committed(t, group, topic)
-		for p, e := range ends {
-			if got[p] != e {
-				return false
-			}
-		}
-		return true
-	}, "committed %v never reached the end offsets %v", kafkatest.Lazy(func() any { return got }), ends)
-	return ends
-}
-
 // TestOutOfOrderCompletionNeverCommitsPastUnsettled is a property test over
 // many seeds: records complete in random order (random worker counts and
 // handling times); every commit must be at or below the lowest unsettled
@@ -116,7 +98,7 @@ func TestOutOfOrderCompletionNeverCommitsPastUnsettled(t *testing.T) {
 		opts := append(baseOpts(kc, group, h, "ooo"), consumer.Hooks(set),
 			consumer.CommitInterval(time.Duration(1+rng.IntN(20))*time.Millisecond))
 		_, stop := runConsumer(t, opts...)
-		waitCommittedEnd(t, kc, group, "ooo", 20*time.Second)
+		kc.WaitCommittedEnd(t, group, "ooo", 20*time.Second)
 		if err := stop(); err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
@@ -188,7 +170,7 @@ func TestMembersJoinAndLeaveUnderLoad(t *testing.T) {
 	stopA2 := member("a2")
 	<-produced
 	l.waitTotal(t, total, 60*time.Second)
-	ends := waitCommittedEnd(t, kc, "churn", topic, 30*time.Second)
+	ends := kc.WaitCommittedEnd(t, "churn", topic, 30*time.Second)
 	for _, stop := range []func() error{stopC, stopA2} {
 		if err := stop(); err != nil {
 			t.Fatal(err)
@@ -241,7 +223,7 @@ func TestShutdownMidStreamFinishesInFlightAndResumes(t *testing.T) {
 
 	h2 := &workHandler{workers: 3, fn: h.fn}
 	_, stop2 := runConsumer(t, baseOpts(kc, "sd", h2, topic)...)
-	ends := waitCommittedEnd(t, kc, "sd", topic, 30*time.Second)
+	ends := kc.WaitCommittedEnd(t, "sd", topic, 30*time.Second)
 	if err := stop2(); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +319,7 @@ func TestStalledHandlerBoundsUnsettledAndPauses(t *testing.T) {
 	}
 
 	close(release)
-	waitCommittedEnd(t, kc, "stall", topic, 60*time.Second)
+	kc.WaitCommittedEnd(t, "stall", topic, 60*time.Second)
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
@@ -415,7 +397,7 @@ func TestLostPartitionsCancelInFlightAndCommitNothing(t *testing.T) {
 		t.Fatalf("committed %d after the loss, want 10: the lost assignment committed", got)
 	}
 	blocking.Store(false)
-	waitCommittedEnd(t, kc, "lost", topic, 30*time.Second)
+	kc.WaitCommittedEnd(t, "lost", topic, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -689,7 +671,7 @@ func TestShutdownDoesNotWaitForAPendingJoin(t *testing.T) {
 	c, stop := runConsumer(t, append(baseOpts(kc, "pj", h, "pj"), consumer.CloseGrace(300*time.Millisecond),
 		consumer.ClientOpts(kgo.HeartbeatInterval(50*time.Millisecond)))...)
 	l.waitTotal(t, 50, 20*time.Second)
-	waitCommittedEnd(t, kc, "pj", "pj", 20*time.Second)
+	kc.WaitCommittedEnd(t, "pj", "pj", 20*time.Second)
 
 	// From now on the first member's JoinGroup hangs until the test ends;
 	// a second member makes it rejoin.

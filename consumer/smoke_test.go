@@ -16,16 +16,7 @@ func TestConsumesAndCommitsEverything(t *testing.T) {
 	h := &workHandler{workers: 4, fn: func(ctx context.Context, r *pipeline.Record) error { l.add(r); return nil }}
 	_, stop := runConsumer(t, baseOpts(kc, "g", h, "t")...)
 	l.waitTotal(t, 300, 20*time.Second)
-	ends := kc.EndOffsets(t, "t")
-	kafkatest.Eventually(t, 10*time.Second, func() bool {
-		c := kc.Committed(t, "g", "t")
-		for p, e := range ends {
-			if c[p] != e {
-				return false
-			}
-		}
-		return true
-	}, "committed offsets never reached the end offsets %v", ends)
+	ends := kc.WaitCommittedEnd(t, "g", "t", 10*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

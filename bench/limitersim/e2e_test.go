@@ -222,16 +222,7 @@ func TestConsumerThroughputFollowsSinkCapacity(t *testing.T) {
 		defer mu.Unlock()
 		return len(handled) == records
 	}, "handled %v of %d records", kafkatest.Lazy(func() any { mu.Lock(); defer mu.Unlock(); return len(handled) }), records)
-	end := kc.EndOffsets(t, topic)
-	kafkatest.Eventually(t, 30*time.Second, func() bool {
-		got := kc.Committed(t, "e2e", topic)
-		for p, o := range end {
-			if got[p] != o {
-				return false
-			}
-		}
-		return true
-	}, "committed offsets did not reach the end offsets %v", end)
+	kc.WaitCommittedEnd(t, "e2e", topic, 30*time.Second)
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("consumer: %v", err)

@@ -98,16 +98,7 @@ func TestPipelineShipsInOrderTotalsAndDeadLetters(t *testing.T) {
 	}()
 	// Every record settles (shipped, filtered, totalled, or dead-lettered
 	// and acknowledged) before the group commits past it.
-	ends := kc.EndOffsets(t, "orders")
-	kafkatest.Eventually(t, 30*time.Second, func() bool {
-		got := kc.Committed(t, "example", "orders")
-		for p, e := range ends {
-			if got[p] != e {
-				return false
-			}
-		}
-		return true
-	}, "the group never committed the end offsets %v; printed:\n%s", ends, kafkatest.Lazy(func() any { return out.String() }))
+	kc.WaitCommittedEnd(t, "example", "orders", 30*time.Second, kafkatest.Lazy(func() any { return out.String() }))
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)

@@ -101,16 +101,7 @@ func TestREADMEExample(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the README example shipped nothing in 30s")
 	}
-	ends := kc.EndOffsets(t, "orders")
-	kafkatest.Eventually(t, 20*time.Second, func() bool {
-		got := kc.Committed(t, "shop", "orders")
-		for p, e := range ends {
-			if got[p] != e {
-				return false
-			}
-		}
-		return true
-	}, "the README example never committed the end offsets %v", ends)
+	kc.WaitCommittedEnd(t, "shop", "orders", 20*time.Second)
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)

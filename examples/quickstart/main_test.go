@@ -61,16 +61,7 @@ func TestQuickstartPrintsOrdersAndDeadLettersBadOnes(t *testing.T) {
 	}
 	// Both bad records are dead-lettered: committed offsets reach the end
 	// only once their dead letters were acknowledged.
-	ends := kc.EndOffsets(t, "orders")
-	kafkatest.Eventually(t, 20*time.Second, func() bool {
-		got := kc.Committed(t, "qs", "orders")
-		for p, e := range ends {
-			if got[p] != e {
-				return false
-			}
-		}
-		return true
-	}, "the group never committed the end offsets %v", ends)
+	kc.WaitCommittedEnd(t, "qs", "orders", 20*time.Second)
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)

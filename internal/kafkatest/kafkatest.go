@@ -154,6 +154,27 @@ func (c *Cluster) Committed(t testing.TB, group, topic string) map[int32]int64 {
 	return out
 }
 
+// WaitCommittedEnd waits until group has committed, for every partition of
+// topic, the partition's end offset as it is when called, and returns those
+// end offsets. On timeout it fails t, showing both; detail, if given, is
+// printed too (for example a Lazy with what the test saw).
+func (c *Cluster) WaitCommittedEnd(t testing.TB, group, topic string, timeout time.Duration, detail ...any) map[int32]int64 {
+	t.Helper()
+	ends := c.EndOffsets(t, topic)
+	var got map[int32]int64
+	Eventually(t, timeout, func() bool {
+		got = c.Committed(t, group, topic)
+		for p, e := range ends {
+			if got[p] != e {
+				return false
+			}
+		}
+		return true
+	}, "group %s never committed the end offsets of %s %v: committed %v %v", group, topic, ends,
+		Lazy(func() any { return got }), Lazy(func() any { return fmt.Sprint(detail...) }))
+	return ends
+}
+
 // Eventually calls cond until it reports true or the deadline passes, and
 // then fails t with msg. It polls every few milliseconds: use it to wait on
 // state the broker owns (committed offsets, group membership), never in
