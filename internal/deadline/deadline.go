@@ -90,3 +90,19 @@ func (c *lazy) cancel() {
 }
 
 func (c *lazy) String() string { return "deadline.With(" + c.deadline.String() + ")" }
+
+// Sleep waits d, or until ctx is done, and then returns ctx.Err(); it
+// returns nil after a full wait. A d of zero or less returns at once.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

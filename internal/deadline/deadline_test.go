@@ -153,3 +153,17 @@ func BenchmarkWith(b *testing.B) {
 		}
 	})
 }
+
+func TestSleep(t *testing.T) {
+	if err := deadline.Sleep(context.Background(), time.Millisecond); err != nil {
+		t.Fatalf("full wait: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := deadline.Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+	if err := deadline.Sleep(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("zero wait on a cancelled context: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-go/sluice/examples/pipeline/orders"
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/internal/deadline"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -116,7 +117,7 @@ func (d *downstream) ship(ctx context.Context, m pipeline.Message[orders.Order])
 	defer d.inFlight.Add(-1)
 	phase := d.phase(d.now())
 	if phase == PhaseDown {
-		if err := sleep(ctx, downCallLatency); err != nil {
+		if err := deadline.Sleep(ctx, downCallLatency); err != nil {
 			return err
 		}
 		return &handlers.HTTPError{Status: http.StatusServiceUnavailable, Hint: d.retryAfter}
@@ -130,7 +131,7 @@ func (d *downstream) ship(ctx context.Context, m pipeline.Message[orders.Order])
 	}
 	r := d.float()
 	latency = time.Duration(float64(latency) * (0.8 + 0.4*r))
-	if err := sleep(ctx, latency); err != nil {
+	if err := deadline.Sleep(ctx, latency); err != nil {
 		return err
 	}
 	if r < transientShare {
@@ -146,15 +147,4 @@ func (d *downstream) ship(ctx context.Context, m pipeline.Message[orders.Order])
 	_ = o.Amount * *rates[o.Currency]
 	d.ok(m)
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

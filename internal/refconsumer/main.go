@@ -67,6 +67,7 @@ import (
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/internal/deadline"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/reliability/ledger"
 	"github.com/sluice-go/sluice/stages"
@@ -313,7 +314,7 @@ func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, lo
 	sink := func(ctx context.Context, m pipeline.Message[Event]) error {
 		st := ctl.load()
 		if st.Down {
-			if err := sleep(ctx, time.Millisecond); err != nil {
+			if err := deadline.Sleep(ctx, time.Millisecond); err != nil {
 				return err
 			}
 			return errDown
@@ -325,7 +326,7 @@ func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, lo
 		case v.Permanent:
 			return handlers.Permanent(errRejected)
 		}
-		if err := sleep(ctx, st.latency); err != nil {
+		if err := deadline.Sleep(ctx, st.latency); err != nil {
 			return err
 		}
 		rid, _ := m.Header(ledger.RIDHeader)
@@ -347,20 +348,6 @@ func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, lo
 		pipeline.Sink(stages.FanOut(src, topic+"-fanout", c.workers), topic+"-ledger", guarded)
 	}
 	return p, p.Err()
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // recordingDLQ publishes a dead letter, then records it in the ledger.
