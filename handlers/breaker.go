@@ -351,14 +351,11 @@ func (b *breaker) answered(ticket uint64) {
 // mark returns the ticket of the latest call started, for outage.
 func (b *breaker) mark() uint64 { return b.calls.Load() }
 
-// outage reports whether the sink looks down rather than the record bad,
-// for a record whose own call just failed: the breaker is not closed; or no
-// call started after mark (the record's previous failure) has been
-// answered; or calls other than the record's have failed since the latest
-// answer, so the answers are from before the sink went down. Calls in
-// flight when the sink went down do not count as answers, however late
-// they finish. At the start of an outage a record whose last backoff saw
-// answers from before it is still judged by the failures after them.
-func (b *breaker) outage(mark uint64) bool {
-	return BreakerState(b.state.Load()) != BreakerClosed || b.alive.Load() <= mark || b.failing.Load() > 1
-}
+// open reports whether the breaker is not closed.
+func (b *breaker) open() bool { return BreakerState(b.state.Load()) != BreakerClosed }
+
+// answeredSince reports whether a call started after mark was answered.
+func (b *breaker) answeredSince(mark uint64) bool { return b.alive.Load() > mark }
+
+// failingCalls is how many calls failed since the latest answer.
+func (b *breaker) failingCalls() int64 { return b.failing.Load() }

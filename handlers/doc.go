@@ -70,12 +70,15 @@
 //
 // An outage is not a poison pill. With a breaker in the chain (Guard links
 // the two), a record is given up as exhausted or out of retry budget only if
-// the downstream answered some call that started after the record's first
-// failure (or after its failures were last written off): then the record is
-// bad, not the sink. If the breaker is not closed, or no such call got an
-// answer, the record's failures are written off to the outage: it gets a
-// fresh allowance of attempts and keeps waiting, paced by its backoff and
-// the breaker, instead of being dead-lettered. A record alone on its lane
+// the breaker is closed and either the downstream answered a call that
+// started during the record's last backoff, or it answered one that started
+// after the record's first failure (or after its failures were last written
+// off) and no call but the record's own has failed since that answer: then
+// the record is bad, not the sink. Otherwise the record's failures are
+// written off to the outage: it gets a fresh allowance of attempts and
+// keeps waiting, paced by its backoff and the breaker, instead of being
+// dead-lettered. Answers from before an outage therefore do not condemn a
+// record whose retries met the outage. A record alone on its lane
 // (partition order, one worker) that keeps failing transiently cannot be
 // told from an outage; it waits until its deadline, so give records a budget
 // (the consumer's RecordBudget) if such records must not stall a partition

@@ -97,10 +97,17 @@ type retrier struct {
 // health tells an outage of the sink from a record that keeps failing; the
 // breaker implements it.
 type health interface {
-	// mark returns a token of the sink's state now.
+	// mark returns a token of the sink's state now: the latest call
+	// started.
 	mark() uint64
-	// outage reports whether the sink has looked down since mark.
-	outage(mark uint64) bool
+	// open reports whether the breaker is not closed.
+	open() bool
+	// answeredSince reports whether a call started after mark was
+	// answered. Calls in flight when the sink went down do not count,
+	// however late they finish.
+	answeredSince(mark uint64) bool
+	// failingCalls is how many calls failed since the latest answer.
+	failingCalls() int64
 }
 
 // newRetrier validates p; a nil p means no retries. Without retries the
@@ -186,7 +193,8 @@ func retry[M any](r *retrier) Middleware[M] {
 			}
 			t := tally{}
 			if r.health != nil {
-				t.mark = r.health.mark()
+				t.since = r.health.mark()
+				t.prev = t.since
 			}
 			for {
 				if hasDeadline && !room(ctx, now, r.min) {
@@ -206,6 +214,13 @@ func retry[M any](r *retrier) Middleware[M] {
 					return r.give(ClassDeadline, &t, start, now)
 				}
 				t.failed(err, now)
+				if r.health != nil {
+					if r.health.answeredSince(t.prev) {
+						t.run = 1
+					} else {
+						t.run++
+					}
+				}
 				if ctx.Err() != nil {
 					return r.give(ClassDeadline, &t, start, now)
 				}
@@ -235,11 +250,7 @@ func retry[M any](r *retrier) Middleware[M] {
 					h.OnRetry(r.name, t.attempts, delay, err)
 				}
 				if r.health != nil {
-					// Whether the sink answers anyone is judged over
-					// the record's last backoff, not since its first
-					// failure: answers from before an outage say
-					// nothing about the record.
-					t.mark = r.health.mark()
+					t.prev = r.health.mark() // the next backoff's start
 				}
 				if err := r.clock.Sleep(ctx, delay); err != nil {
 					now = r.clock.Now()
@@ -258,22 +269,35 @@ func retry[M any](r *retrier) Middleware[M] {
 // tally is what the retry layer remembers of one record's failed attempts.
 type tally struct {
 	attempts    int
-	spent       int // attempts written off to an outage
-	mark        uint64
+	spent       int    // attempts written off to an outage
+	since       uint64 // health mark at the first attempt or the last write-off
+	prev        uint64 // health mark at the start of the last backoff
+	run         int    // own failures in a row with no call answered between
 	first, last time.Time
 	err         error
 }
 
-// inOutage reports whether the sink looks down rather than the record bad
-// (see breaker.outage), judged since the record's previous failure. If so
-// the record's failures are the outage's, not its own: they are written
-// off, so that the record gets a fresh allowance of attempts, and it keeps
-// waiting instead of giving up.
+// inOutage reports whether the sink looks down rather than the record bad.
+// It does if the breaker is not closed, or if no call was answered during
+// the record's last backoff and either none has been answered since its
+// first failure (or last write-off), or calls other than its own have
+// failed since the latest answer. So answers from before an outage do not
+// condemn a record whose retries met the outage, a record that fails while
+// others succeed is given up, and a record alone on its lane cannot be told
+// from an outage (its deadline ends it). If the sink looks down, the
+// record's failures are the outage's: they are written off, so that the
+// record gets a fresh allowance of attempts, and it keeps waiting.
 func (r *retrier) inOutage(t *tally) bool {
-	if r.health == nil || !r.health.outage(t.mark) {
+	h := r.health
+	if h == nil {
 		return false
 	}
-	t.spent, t.mark = t.attempts, r.health.mark()
+	down := h.open() || !h.answeredSince(t.prev) &&
+		(!h.answeredSince(t.since) || h.failingCalls() > int64(t.run))
+	if !down {
+		return false
+	}
+	t.spent, t.since = t.attempts, h.mark()
 	return true
 }
 
