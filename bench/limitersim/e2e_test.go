@@ -81,6 +81,27 @@ type limitTrace struct {
 		at    time.Time
 		limit int
 	}
+	decisions []backpressure.Decision
+}
+
+// Decided keeps the limiter's decisions for the failure report.
+func (l *limitTrace) Decided(d backpressure.Decision) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.decisions = append(l.decisions, d)
+}
+
+// report logs the decisions, relative to t0, when the test failed.
+func (l *limitTrace) report(t *testing.T, t0 time.Time) {
+	if !t.Failed() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, d := range l.decisions {
+		t.Logf("%6.2fs %-10s limit %3d in-flight %5.1f max %3d latency %v baseline %v",
+			d.At.Sub(t0).Seconds(), d.Reason, d.Limit, d.InFlight, d.MaxInFlight, d.Latency.Round(100*time.Microsecond), d.Baseline.Round(100*time.Microsecond))
+	}
 }
 
 func (l *limitTrace) LimitChanged(n int) {
@@ -180,6 +201,7 @@ func TestConsumerThroughputFollowsSinkCapacity(t *testing.T) {
 	// limiter had time to converge.
 	kafkatest.Eventually(t, 30*time.Second, func() bool { return ds.rate(time.Time{}, time.Now().Add(time.Hour)) > 0 }, "no call reached the downstream")
 	t0 := time.Now()
+	defer trace.report(t, t0)
 	waitUntil := func(at time.Time) {
 		timer := time.NewTimer(time.Until(at))
 		defer timer.Stop()
