@@ -55,6 +55,7 @@ var (
 	rounds     = flag.Int("rounds", 3, "rounds; each runs every mode once")
 	modesFlag  = flag.String("modes", "raw,consumer,guarded", "modes to run: "+strings.Join(modeNames(), ","))
 	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
+	partMark   = flag.Int("partition-records", 0, "consumer high-water mark in records per partition (0: the consumer's default)")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the consuming runs (not the produce) to this file")
 )
 
@@ -275,6 +276,9 @@ func runSluice(ctx context.Context, addr, group string, h pipeline.Handler, done
 	opts := []consumer.Opt{consumer.Brokers(addr), consumer.Group(group), consumer.Topics(topic), consumer.Handle(h),
 		consumer.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))), consumer.Hooks(pc)}
 	opts = append(opts, extra...)
+	if *partMark > 0 {
+		opts = append(opts, consumer.MaxUnsettled(consumer.Water{Records: *partMark}, consumer.Water{Records: max(*partMark*12, 100_000)}))
+	}
 	defer func() {
 		if n := pc.n.Load(); n > 0 {
 			fmt.Printf("  (fetches paused %d times at the water marks)\n", n)
