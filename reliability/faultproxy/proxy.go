@@ -46,6 +46,7 @@ type Proxy struct {
 	wg   sync.WaitGroup
 
 	accepted atomic.Int64
+	linked   atomic.Int64
 	forward  atomic.Int64 // bytes forwarded, both directions
 }
 
@@ -77,6 +78,10 @@ func (p *Proxy) Target() string { return p.target }
 // Accepted is how many connections the proxy accepted.
 func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
 
+// Linked is how many accepted connections the proxy connected to the target:
+// from then on faults reach them.
+func (p *Proxy) Linked() int64 { return p.linked.Load() }
+
 // Forwarded is how many bytes the proxy forwarded, both directions.
 func (p *Proxy) Forwarded() int64 { return p.forward.Load() }
 
@@ -87,7 +92,9 @@ func (p *Proxy) Open() int {
 	return len(p.conns)
 }
 
-// Cut closes every open connection.
+// Cut closes every open connection. A connection the kernel completed but
+// the proxy has not accepted yet is not open here and is not cut; Linked
+// tells when a connection is.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -213,6 +220,7 @@ func (p *Proxy) link(client net.Conn) {
 		return
 	}
 	defer p.untrack(server)
+	p.linked.Add(1)
 	// quit ends the link when either direction ends, waking a pipe that
 	// waits in the gate.
 	quit := make(chan struct{})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -62,13 +63,24 @@ type client struct {
 	r *bufio.Reader
 }
 
+// dial connects to p and waits until p has linked the connection to the
+// target: the kernel completes a connect before the proxy accepts it, and a
+// fault injected in between would miss the connection.
 func dial(t *testing.T, p *Proxy) *client {
 	t.Helper()
+	linked := p.Linked()
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(generous)
+	for p.Linked() == linked {
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy did not link the connection within %v", generous)
+		}
+		runtime.Gosched()
+	}
 	return &client{c, bufio.NewReader(c)}
 }
 
