@@ -48,8 +48,9 @@ const (
 	survivorBias = 2.0
 )
 
-// point is the summary of one window: mean in-flight and latency quantile.
-type point struct{ n, q float64 }
+// point is the summary of one window: mean in-flight, latency quantile and
+// throughput (completions per nanosecond).
+type point struct{ n, q, x float64 }
 
 // knee estimates, from a window hi and a window lo at lower concurrency,
 // the concurrency at which queueing starts, assuming hi queued: in a
@@ -57,7 +58,21 @@ type point struct{ n, q float64 }
 // concurrency above, so hi.q/hi.n = lo.q/knee. If lo queued too the estimate
 // is about lo.n; if it is well above lo.n, lo did not queue and its latency
 // is the no-load latency.
-func knee(hi, lo point) float64 { return hi.n * lo.q / hi.q }
+//
+// By Little's law q = n/x, so the estimate is also lo.n*hi.x/lo.x: did the
+// throughput rise with the concurrency? The lower of the two estimates is
+// taken: a latency quantile is biased by a window that ramps up from a lower
+// limit, straddles a capacity drop, or sees an unfair queue downstream,
+// while the throughput of a saturated downstream is not; either one saying
+// "queued" is enough to keep cutting rather than adopt queueing latency as
+// the no-load latency.
+func knee(hi, lo point) float64 {
+	k := hi.n * lo.q / hi.q
+	if hi.x > 0 && lo.x > 0 {
+		k = math.Min(k, lo.n*hi.x/lo.x)
+	}
+	return k
+}
 
 // queued reports whether window lo, compared with hi, was queueing.
 func queued(hi, lo point) bool { return knee(hi, lo) <= lo.n*(1+kneeMargin) }
@@ -197,6 +212,9 @@ func (c *controller) sample(now time.Time, latency time.Duration, o Outcome, inF
 func (c *controller) decide(now time.Time, inFlight int) {
 	w := &c.w
 	pt := point{n: float64(c.eff), q: w.h.quantile(c.quantile)}
+	if d := now.Sub(w.start); d > 0 {
+		pt.x = float64(w.done) / float64(d)
+	}
 	if w.span > 0 {
 		pt.n = w.area / w.span
 	}

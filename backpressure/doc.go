@@ -60,8 +60,11 @@
 //     never goes below half of where it started until queueing is confirmed.
 //   - Confirm or rebaseline. The window after a cut tests it. From the window
 //     hi before and lo after, knee = hi.n*lo.q/hi.q estimates where queueing
-//     starts. If knee is within 20% of lo.n, latency fell in proportion to
-//     concurrency: both windows queued, the downstream lost capacity, and
+//     starts; so does lo.n*hi.x/lo.x with x the windows' throughputs
+//     (Little's law), which a ramping window or an unfair queue does not
+//     bias, and the lower estimate counts. If knee is within 20% of lo.n,
+//     latency fell in proportion to concurrency (throughput did not rise
+//     with it): both windows queued, the downstream lost capacity, and
 //     the full gradient applies. Otherwise lo was below the knee: latency
 //     rose for another reason (slower calls, a new network path), lo.q is
 //     the new no-load latency, and the limit goes back up to knee*m. That
