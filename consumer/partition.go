@@ -151,7 +151,12 @@ func (p *partition) feed() {
 		}
 		recs := p.convert(batch[:n], fetched)
 		batch = batch[n:]
-		if err := p.part.Handle(p.feedCtx, recs); err != nil {
+		err := p.part.Handle(p.feedCtx, recs)
+		// The scratch slice must not keep handed-over records reachable:
+		// each one keeps its whole slab, and through its key and value the
+		// whole fetch response it was read from, alive.
+		clear(recs)
+		if err != nil {
 			// Records the handler did not take stay unsettled.
 			p.unbuffer(batch)
 			if p.feedCtx.Err() == nil {

@@ -57,6 +57,7 @@ var (
 	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
 	partMark   = flag.Int("partition-records", 0, "consumer high-water mark in records per partition (0: the consumer's default)")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the consuming runs (not the produce) to this file")
+	memProfile = flag.String("memprofile", "", "write a heap profile to this file when the first consumer run is half done")
 )
 
 const topic = "bench"
@@ -401,13 +402,36 @@ func (h *noopHandler) Handle(_ context.Context, recs []*pipeline.Record) error {
 	for _, r := range recs {
 		r.Settle()
 	}
-	if h.n.Add(int64(len(recs))) >= h.want && h.n.Load()-int64(len(recs)) < h.want {
+	n := h.n.Add(int64(len(recs)))
+	if half := h.want / 2; n >= half && n-int64(len(recs)) < half {
+		writeHeapProfile()
+	}
+	if n >= h.want && n-int64(len(recs)) < h.want {
 		close(h.done)
 	}
 	return nil
 }
 
 func (h *noopHandler) Close() {}
+
+var heapProfiled atomic.Bool
+
+// writeHeapProfile writes -memprofile once.
+func writeHeapProfile() {
+	if *memProfile == "" || !heapProfiled.CompareAndSwap(false, true) {
+		return
+	}
+	f, err := os.Create(*memProfile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "memprofile:", err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "memprofile:", err)
+	}
+}
 
 // cpuTime is the user+system CPU time this process has used.
 func cpuTime() time.Duration {
