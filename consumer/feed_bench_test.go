@@ -18,8 +18,9 @@ func (nopHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipel
 }
 
 // BenchmarkHandOff measures the consumer's own work per record, without a
-// broker: admitting a fetched batch under the water marks, converting it to
-// pipeline records, and settling each record.
+// broker: enqueueing a fetched batch as the poll loop does, admitting it
+// under the water marks, converting it to pipeline records, and settling
+// each record.
 func BenchmarkHandOff(b *testing.B) {
 	c, err := New(Brokers("127.0.0.1:1"), Group("g"), Topics("t"), Handle(nopHandler{}), Logger(slog.New(slog.DiscardHandler)))
 	if err != nil {
@@ -43,10 +44,14 @@ func BenchmarkHandOff(b *testing.B) {
 			r.Offset = off
 			off++
 		}
-		p.pendRecords += int64(n) // as enqueue would
-		got := p.admit(recs[:n])
-		for _, r := range p.convert(recs[:got], now) {
-			r.Settle()
+		p.enqueue(recs[:n], now)
+		batch, _ := p.next()
+		for len(batch.recs) > 0 {
+			got := p.admit(batch)
+			for _, r := range p.convert(batch, got) {
+				r.Settle()
+			}
+			batch.advance(got)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,9 +67,24 @@ type partition struct {
 	scratch  []*pipeline.Record
 }
 
+// pendingBatch is fetched records of one partition not yet handed over,
+// with each record's size (recordSize), computed once when it is enqueued,
+// and how many headers they carry.
 type pendingBatch struct {
 	recs    []*kgo.Record
+	sizes   []int32
+	headers int
 	fetched time.Time
+}
+
+// advance drops the first n records.
+func (b *pendingBatch) advance(n int) {
+	if b.headers > 0 {
+		for _, r := range b.recs[:n] {
+			b.headers -= len(r.Headers)
+		}
+	}
+	b.recs, b.sizes = b.recs[n:], b.sizes[n:]
 }
 
 func newPartition(c *Consumer, tp pipeline.TopicPartition) *partition {
@@ -97,18 +113,31 @@ func recordSize(r *kgo.Record) int64 {
 	return n
 }
 
+// sumSizes adds up sizes.
+func sumSizes(sizes []int32) int64 {
+	var n int64
+	for _, sz := range sizes {
+		n += int64(sz)
+	}
+	return n
+}
+
 // enqueue adds fetched records; the poll loop calls it.
 func (p *partition) enqueue(recs []*kgo.Record, fetched time.Time) {
+	b := pendingBatch{recs: recs, sizes: make([]int32, len(recs)), fetched: fetched}
 	var bytes int64
-	for _, r := range recs {
-		bytes += recordSize(r)
+	for i, r := range recs {
+		sz := recordSize(r)
+		b.sizes[i] = int32(min(sz, math.MaxInt32))
+		b.headers += len(r.Headers)
+		bytes += int64(b.sizes[i])
 	}
 	p.enqueued = recs[len(recs)-1].Offset + 1
 	p.c.pendRecords.Add(int64(len(recs)))
 	p.c.pendBytes.Add(bytes)
 
 	p.mu.Lock()
-	p.pending = append(p.pending, pendingBatch{recs, fetched})
+	p.pending = append(p.pending, b)
 	p.pendRecords += int64(len(recs))
 	p.pendBytes += bytes
 	p.pokeLocked()
@@ -134,13 +163,11 @@ func (p *partition) feed() {
 			p.c.fail(fmt.Errorf("handler of %s panicked: %v", p.tp, r))
 		}
 	}()
-	var (
-		batch   []*kgo.Record
-		fetched time.Time
-	)
+	var batch pendingBatch
 	for {
-		if len(batch) == 0 {
-			if batch, fetched = p.next(); batch == nil {
+		if len(batch.recs) == 0 {
+			var ok bool
+			if batch, ok = p.next(); !ok {
 				return
 			}
 		}
@@ -149,8 +176,8 @@ func (p *partition) feed() {
 			p.unbuffer(batch)
 			return
 		}
-		recs := p.convert(batch[:n], fetched)
-		batch = batch[n:]
+		recs := p.convert(batch, n)
+		batch.advance(n)
 		err := p.part.Handle(p.feedCtx, recs)
 		// The scratch slice must not keep handed-over records reachable:
 		// each one keeps its whole slab, and through its key and value the
@@ -167,8 +194,8 @@ func (p *partition) feed() {
 	}
 }
 
-// next waits for the next pending batch; nil means the feeder must stop.
-func (p *partition) next() ([]*kgo.Record, time.Time) {
+// next waits for the next pending batch; false means the feeder must stop.
+func (p *partition) next() (pendingBatch, bool) {
 	for {
 		p.mu.Lock()
 		if len(p.pending) > 0 {
@@ -176,30 +203,31 @@ func (p *partition) next() ([]*kgo.Record, time.Time) {
 			p.pending[0] = pendingBatch{}
 			p.pending = p.pending[1:]
 			p.mu.Unlock()
-			return b.recs, b.fetched
+			return b, true
 		}
 		p.waiting = true
 		p.mu.Unlock()
 		select {
 		case <-p.wake:
 		case <-p.feedCtx.Done():
-			return nil, time.Time{}
+			return pendingBatch{}, false
 		}
 	}
 }
 
-// admit waits until at least one of recs fits under the water marks, tracks
-// the largest prefix that fits, and returns its length; 0 means stop.
-func (p *partition) admit(recs []*kgo.Record) int {
+// admit waits until at least one of b's records fits under the water
+// marks, tracks the largest prefix that fits, and returns its length; 0
+// means stop.
+func (p *partition) admit(b pendingBatch) int {
 	c := p.c
 	for {
 		c.flowMu.Lock()
 		p.mu.Lock()
 		p.flushLocked()
-		n, bytes, totalFull := p.fit(recs)
+		n, bytes, totalFull := p.fit(b.sizes)
 		if n > 0 {
-			for _, r := range recs[:n] {
-				p.tr.add(r.Offset, r.LeaderEpoch, int32(recordSize(r)))
+			for i, r := range b.recs[:n] {
+				p.tr.add(r.Offset, r.LeaderEpoch, b.sizes[i])
 			}
 			p.pendRecords -= int64(n)
 			p.pendBytes -= bytes
@@ -238,14 +266,15 @@ func (p *partition) admit(recs []*kgo.Record) int {
 	}
 }
 
-// fit returns how many of recs fit under the marks now, their bytes, and
-// whether the consumer-wide marks are what stopped the first record.
-func (p *partition) fit(recs []*kgo.Record) (n int, bytes int64, totalFull bool) {
+// fit returns how many records of these sizes fit under the marks now,
+// their bytes, and whether the consumer-wide marks are what stopped the
+// first record.
+func (p *partition) fit(sizes []int32) (n int, bytes int64, totalFull bool) {
 	c := p.c
 	part, total := c.cfg.partHigh, c.cfg.totalHigh
 	outR, outB := c.outRecords.Load(), c.outBytes.Load()
-	for n < len(recs) {
-		sz := recordSize(recs[n])
+	for n < len(sizes) {
+		sz := int64(sizes[n])
 		partFits := p.tr.unsettled+n+1 <= part.Records && p.tr.unsettledBytes+bytes+sz <= part.Bytes
 		totalFits := outR+int64(n+1) <= int64(total.Records) && outB+bytes+sz <= total.Bytes
 		// A record larger than the byte mark goes alone into an empty
@@ -262,16 +291,17 @@ func (p *partition) fit(recs []*kgo.Record) (n int, bytes int64, totalFull bool)
 	return n, bytes, false
 }
 
-// convert turns tracked franz-go records into pipeline records bound to p,
-// with one allocation for the records and one for all their headers.
-func (p *partition) convert(krs []*kgo.Record, fetched time.Time) []*pipeline.Record {
+// convert turns b's first n records, tracked, into pipeline records bound
+// to p, with one allocation for the records and one for all their headers.
+func (p *partition) convert(b pendingBatch, n int) []*pipeline.Record {
+	krs, fetched := b.recs[:n], b.fetched
 	slab := make([]pipeline.Record, len(krs))
-	nh := 0
-	for _, kr := range krs {
-		nh += len(kr.Headers)
-	}
 	var hslab []pipeline.Header
-	if nh > 0 {
+	if b.headers > 0 {
+		nh := 0
+		for _, kr := range krs {
+			nh += len(kr.Headers)
+		}
 		hslab = make([]pipeline.Header, nh)
 	}
 	var budgetDeadline time.Time
@@ -383,14 +413,12 @@ func (p *partition) buffered() (records, bytes int64) {
 }
 
 // unbuffer forgets fetched records that will not be handed over.
-func (p *partition) unbuffer(recs []*kgo.Record) {
+func (p *partition) unbuffer(b pendingBatch) {
+	recs := b.recs
 	if len(recs) == 0 {
 		return
 	}
-	var bytes int64
-	for _, r := range recs {
-		bytes += recordSize(r)
-	}
+	bytes := sumSizes(b.sizes)
 	p.mu.Lock()
 	p.pendRecords -= int64(len(recs))
 	p.pendBytes -= bytes
