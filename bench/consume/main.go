@@ -150,19 +150,28 @@ func run() error {
 	}
 	results := map[string][]float64{}
 	ratios := map[string][]float64{}
-	cpu := map[string][]float64{} // consumer-process CPU ns per record
+	cpu := map[string][]float64{}    // consumer-process CPU ns per record
+	faults := map[string][]float64{} // consumer-process minor page faults per 1000 records
 	for r := range *rounds {
 		var base float64
 		for _, m := range selected {
 			group := fmt.Sprintf("%s-%d-%d", m.name, r, time.Now().UnixNano())
 			runtime.GC() // the previous run's garbage is not this run's cost
-			cpu0 := cpuTime()
-			d, err := m.run(ctx, addr, group)
+			cpu0, faults0 := cpuTime(), minorFaults()
+			var (
+				d   time.Duration
+				err error
+			)
+			// Labelled, so that one profile splits by mode:
+			// go tool pprof -tagfocus mode=consumer ...
+			pprof.Do(ctx, pprof.Labels("mode", m.name), func(ctx context.Context) { d, err = m.run(ctx, addr, group) })
 			if err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
 			cpuPer := float64((cpuTime() - cpu0).Nanoseconds()) / float64(*records)
 			cpu[m.name] = append(cpu[m.name], cpuPer)
+			faultsPer := float64(minorFaults()-faults0) * 1000 / float64(*records)
+			faults[m.name] = append(faults[m.name], faultsPer)
 			rate := float64(*records) / d.Seconds()
 			results[m.name] = append(results[m.name], rate)
 			if m.name == "raw" {
@@ -171,18 +180,18 @@ func run() error {
 			if base > 0 {
 				ratios[m.name] = append(ratios[m.name], rate/base)
 			}
-			fmt.Printf("round %d %-10s %9.0f records/s (%v), %4.0f ns CPU per record\n", r+1, m.name, rate, d.Round(time.Millisecond), cpuPer)
+			fmt.Printf("round %d %-10s %9.0f records/s (%v), %4.0f ns CPU per record, %3.0f page faults per 1000 records\n", r+1, m.name, rate, d.Round(time.Millisecond), cpuPer, faultsPer)
 		}
 	}
 	fmt.Println()
-	fmt.Println("| mode | median records/s | median ratio to raw (same round) | consumer-process CPU per record |")
-	fmt.Println("|---|---:|---:|---:|")
+	fmt.Println("| mode | median records/s | median ratio to raw (same round) | consumer-process CPU per record | page faults per 1000 records |")
+	fmt.Println("|---|---:|---:|---:|---:|")
 	for _, m := range selected {
 		ratio := "-"
 		if rs := ratios[m.name]; len(rs) > 0 {
 			ratio = fmt.Sprintf("%.2f", median(rs))
 		}
-		fmt.Printf("| %s | %.0f | %s | %.0f ns |\n", m.name, median(results[m.name]), ratio, median(cpu[m.name]))
+		fmt.Printf("| %s | %.0f | %s | %.0f ns | %.0f |\n", m.name, median(results[m.name]), ratio, median(cpu[m.name]), median(faults[m.name]))
 	}
 	return nil
 }
@@ -435,6 +444,14 @@ func writeHeapProfile() {
 	if err := pprof.WriteHeapProfile(f); err != nil {
 		fmt.Fprintln(os.Stderr, "memprofile:", err)
 	}
+}
+
+// minorFaults is how many minor page faults this process has taken: memory
+// the kernel had to map on first touch.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Minflt
 }
 
 // cpuTime is the user+system CPU time this process has used.
