@@ -460,8 +460,11 @@ func (c *Consumer) fetchError(topic string, partition int32, err error) {
 }
 
 // onAssigned starts a partition for each assigned partition.
+// The consumer counts as joined once they are started and the hooks told,
+// so that whoever sees Status().Joined (a readiness probe) also sees the
+// partitions: franz-go calls this after every join, even with nothing new.
 func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
-	c.joined.Store(true) // called after every join, even with nothing new
+	defer c.joined.Store(true)
 	tps := flatten(assigned)
 	if len(tps) == 0 {
 		return

@@ -744,3 +744,44 @@ func TestUnreachableBrokerIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// assignGate holds OnAssigned until released, reporting when it was called.
+type assignGate struct {
+	called  chan []pipeline.TopicPartition
+	release chan struct{}
+}
+
+func (g *assignGate) OnAssigned(tps []pipeline.TopicPartition) {
+	g.called <- tps
+	<-g.release
+}
+
+// TestJoinedOnlyOnceAssignedPartitionsStarted checks that Status reports the
+// consumer joined only after its assigned partitions are started and the
+// assignment hooks have run: a readiness probe that sees "joined" also sees
+// the partitions, and the metrics that count them.
+func TestJoinedOnlyOnceAssignedPartitionsStarted(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("joined", 2))
+	g := &assignGate{called: make(chan []pipeline.TopicPartition, 1), release: make(chan struct{})}
+	h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
+	c, stop := runConsumer(t, append(baseOpts(kc, "joined", h, "joined"), consumer.Hooks(g))...)
+	select {
+	case tps := <-g.called:
+		if len(tps) != 2 {
+			t.Fatalf("assigned %v, want 2 partitions", tps)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("never assigned")
+	}
+	if st := c.Status(); st.Joined {
+		t.Errorf("joined while the assignment hooks still run: %+v", st)
+	}
+	close(g.release)
+	kafkatest.Eventually(t, 20*time.Second, func() bool {
+		st := c.Status()
+		return st.Joined && len(st.Assigned) == 2
+	}, "never joined with 2 partitions: %+v", kafkatest.Lazy(func() any { return c.Status() }))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
