@@ -71,3 +71,52 @@ func TestSettledRecordsAreNotKeptAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIdleConsumerFreesFetchBuffers checks that once every fetched record
+// has settled and nothing more arrives, nothing the consumer holds keeps the
+// fetched bytes alive: an idle consumer's memory is not its last fetches'.
+func TestIdleConsumerFreesFetchBuffers(t *testing.T) {
+	const topic = "idle"
+	kc := kafkatest.New(t, kafkatest.Topic(topic, 1))
+	first := make([]*kgo.Record, 200)
+	for i := range first {
+		first[i] = &kgo.Record{Topic: topic, Value: make([]byte, 1000)}
+	}
+	kc.Produce(t, first...)
+	var (
+		mu   sync.Mutex
+		refs []weak.Pointer[byte]
+	)
+	l := newLedger()
+	h := &workHandler{fn: func(_ context.Context, r *pipeline.Record) error {
+		mu.Lock()
+		refs = append(refs, weak.Make(&r.Value[0]))
+		mu.Unlock()
+		l.add(r)
+		return nil
+	}}
+	_, stop := runConsumer(t, baseOpts(kc, "idle", h, topic)...)
+	l.waitTotal(t, len(first), 30*time.Second)
+	alive := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, p := range refs {
+			if p.Value() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive() > 0 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := alive(); n > 0 {
+		t.Fatalf("%d of %d fetched values still reachable after all settled, with nothing more to fetch", n, len(first))
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
