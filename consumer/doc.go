@@ -46,11 +46,18 @@
 // partition's buffered work (waiting plus unsettled) reaches its mark, or the
 // consumer's total reaches its mark, fetching pauses, and it resumes once the
 // work falls to the low-water mark (LowWater). Fetch sizes are capped at the
-// marks, so the memory held is the marks plus at most one fetch per
-// partition. A fetch always returns at least one whole record batch, and
-// fetch sizes count compressed bytes, so for compressed topics one fetch can
-// decompress to more than its size: keep producer batches moderate if this
-// matters. A single record larger than the byte mark is handed over alone.
+// marks, so the records held are the marks plus at most one fetch per
+// partition. Keys, values and header values are not copied: they point into
+// the fetch response they arrived in (for a compressed batch, into the
+// batch's decompressed bytes), which holds the records of every partition
+// fetched with them, up to the fetch size (the consumer-wide byte mark or
+// 50 MiB, whichever is less). A record not yet settled, or a key or value
+// slice kept after it settled, keeps that whole response in memory: copy
+// what you keep. A fetch always returns at least one whole record batch,
+// and fetch sizes count compressed bytes, so for compressed topics one
+// fetch can decompress to more than its size: keep producer batches
+// moderate if this matters. A single record larger than the byte mark is
+// handed over alone.
 //
 // Shutdown. Cancelling Run's context or calling Close stops fetching, drains
 // (as for a revoke, within DrainTimeout), commits, leaves the group and closes

@@ -32,6 +32,10 @@ type Header struct {
 // so its offset is never committed.
 //
 // Fields are read-only once the record has been handed to a Partition.
+// Key, Value and header values may share memory with other records (the
+// consumer does not copy them out of the fetch response they arrived in),
+// so a slice of them kept after Settle keeps that memory alive: copy what
+// you keep.
 type Record struct {
 	Topic     string
 	Partition int32
