@@ -1,5 +1,8 @@
 // Command consume measures consume throughput of Sluice against a raw
-// franz-go PollFetches loop, on the same broker, in the same run.
+// franz-go PollFetches loop, on the same broker, in the same run. The -work
+// modes compare the two again with some work per record (-work rounds of
+// SHA-256 over the value), done in the poll loop for raw-work and in the
+// handler for consumer-work.
 //
 // It starts `sluice dev broker` (franz-go's kfake) as a separate process (this
 // binary re-executed in broker mode), produces the records once, then runs
@@ -15,6 +18,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"io"
@@ -58,6 +62,7 @@ var (
 	partMark   = flag.Int("partition-records", 0, "consumer high-water mark in records per partition (0: the consumer's default)")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the consuming runs (not the produce) to this file")
 	memProfile = flag.String("memprofile", "", "write a heap profile to this file when the first consumer run is half done")
+	work       = flag.Int("work", 2, "the -work modes hash each record's value this many times (SHA-256), standing for a handler's own work")
 )
 
 const topic = "bench"
@@ -153,7 +158,7 @@ func run() error {
 	cpu := map[string][]float64{}    // consumer-process CPU ns per record
 	faults := map[string][]float64{} // consumer-process minor page faults per 1000 records
 	for r := range *rounds {
-		var base float64
+		base := map[bool]float64{} // the raw loop's rate this round, without and with -work
 		for _, m := range selected {
 			group := fmt.Sprintf("%s-%d-%d", m.name, r, time.Now().UnixNano())
 			runtime.GC() // the previous run's garbage is not this run's cost
@@ -174,17 +179,18 @@ func run() error {
 			faults[m.name] = append(faults[m.name], faultsPer)
 			rate := float64(*records) / d.Seconds()
 			results[m.name] = append(results[m.name], rate)
-			if m.name == "raw" {
-				base = rate
+			withWork := strings.HasSuffix(m.name, "-work")
+			if strings.HasPrefix(m.name, "raw") {
+				base[withWork] = rate
 			}
-			if base > 0 {
-				ratios[m.name] = append(ratios[m.name], rate/base)
+			if b := base[withWork]; b > 0 {
+				ratios[m.name] = append(ratios[m.name], rate/b)
 			}
 			fmt.Printf("round %d %-10s %9.0f records/s (%v), %4.0f ns CPU per record, %3.0f page faults per 1000 records\n", r+1, m.name, rate, d.Round(time.Millisecond), cpuPer, faultsPer)
 		}
 	}
 	fmt.Println()
-	fmt.Println("| mode | median records/s | median ratio to raw (same round) | consumer-process CPU per record | page faults per 1000 records |")
+	fmt.Println("| mode | median records/s | median ratio to raw (raw-work for -work modes; same round) | consumer-process CPU per record | page faults per 1000 records |")
 	fmt.Println("|---|---:|---:|---:|---:|")
 	for _, m := range selected {
 		ratio := "-"
@@ -230,6 +236,8 @@ var allModes = []mode{
 	{"consumer", runConsumer},
 	{"guarded", runGuarded},
 	{"guarded-batch", runGuardedBatch},
+	{"raw-work", runRawWork},
+	{"consumer-work", runConsumerWork},
 }
 
 func modeNames() []string {
@@ -244,6 +252,29 @@ func modeNames() []string {
 // default autocommit, doing the least work any consumer does: it looks at
 // every record (its value's length).
 func runRaw(ctx context.Context, addr, group string) (time.Duration, error) {
+	return pollLoop(ctx, addr, group, func([]byte) {})
+}
+
+// runRawWork is runRaw with each record's work (-work) done in the poll
+// loop, one record after the other: the simplest program a franz-go user
+// would write.
+func runRawWork(ctx context.Context, addr, group string) (time.Duration, error) {
+	return pollLoop(ctx, addr, group, doWork)
+}
+
+// doWork is a handler's own work on a record: -work rounds of SHA-256 over
+// its value.
+func doWork(v []byte) {
+	for range *work {
+		sum := sha256.Sum256(v)
+		workSink.Add(uint64(sum[0]))
+	}
+}
+
+// workSink keeps doWork's results, so the work is not optimized away.
+var workSink atomic.Uint64
+
+func pollLoop(ctx context.Context, addr, group string, each func([]byte)) (time.Duration, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic))
 	if err != nil {
 		return 0, err
@@ -264,6 +295,7 @@ func runRaw(ctx context.Context, addr, group string) (time.Duration, error) {
 			}
 			for _, r := range p.Records {
 				bytes += len(r.Value)
+				each(r.Value)
 			}
 			n += len(p.Records)
 		})
@@ -278,6 +310,13 @@ func runRaw(ctx context.Context, addr, group string) (time.Duration, error) {
 // record as soon as it gets it.
 func runConsumer(ctx context.Context, addr, group string) (time.Duration, error) {
 	h := &noopHandler{want: int64(*records), done: make(chan struct{})}
+	return runSluice(ctx, addr, group, h, h.done, &h.start)
+}
+
+// runConsumerWork is runConsumer with each record's work (-work) done in the
+// handler before it settles: the consumer runs partitions side by side.
+func runConsumerWork(ctx context.Context, addr, group string) (time.Duration, error) {
+	h := &noopHandler{want: int64(*records), done: make(chan struct{}), work: true}
 	return runSluice(ctx, addr, group, h, h.done, &h.start)
 }
 
@@ -398,6 +437,7 @@ func guard[M any](sink handlers.Handler[M]) (handlers.Handler[M], error) {
 }
 
 type noopHandler struct {
+	work  bool // do each record's work (-work) before settling it
 	want  int64
 	n     atomic.Int64
 	start atomic.Int64
@@ -413,6 +453,9 @@ func (h *noopHandler) Handle(_ context.Context, recs []*pipeline.Record) error {
 		h.start.CompareAndSwap(0, time.Now().UnixNano())
 	}
 	for _, r := range recs {
+		if h.work {
+			doWork(r.Value)
+		}
 		r.Settle()
 	}
 	n := h.n.Add(int64(len(recs)))
