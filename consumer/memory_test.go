@@ -14,60 +14,78 @@ import (
 	"github.com/sluice-go/sluice/pipeline"
 )
 
+// watched consumes a one-partition topic of n records of 1 KB with a
+// consumer whose handler settles each record at once after taking a weak
+// pointer to what ref picks out of it. It returns once all n were handled.
+type watched[T any] struct {
+	kc   *kafkatest.Cluster
+	l    *ledger
+	stop func() error
+
+	mu   sync.Mutex
+	refs []weak.Pointer[T]
+}
+
+func watch[T any](t *testing.T, topic string, n int, ref func(*pipeline.Record) *T) *watched[T] {
+	t.Helper()
+	w := &watched[T]{kc: kafkatest.New(t, kafkatest.Topic(topic, 1)), l: newLedger()}
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: topic, Value: make([]byte, 1000)}
+	}
+	w.kc.Produce(t, recs...)
+	h := &workHandler{fn: func(_ context.Context, r *pipeline.Record) error {
+		w.mu.Lock()
+		w.refs = append(w.refs, weak.Make(ref(r)))
+		w.mu.Unlock()
+		w.l.add(r)
+		return nil
+	}}
+	_, w.stop = runConsumer(t, baseOpts(w.kc, topic, h, topic)...)
+	w.l.waitTotal(t, n, 30*time.Second)
+	return w
+}
+
+// alive is how many of the first n watched pointers still point somewhere.
+func (w *watched[T]) alive(n int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := 0
+	for _, p := range w.refs[:n] {
+		if p.Value() != nil {
+			k++
+		}
+	}
+	return k
+}
+
+// collect runs the GC until none of the first n watched pointers is alive,
+// for at most 5s, and returns how many still are.
+func (w *watched[T]) collect(n int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for w.alive(n) > 0 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond) // let the handler's goroutines drop their last references
+	}
+	return w.alive(n)
+}
+
 // TestSettledRecordsAreNotKeptAlive checks that the consumer lets go of
 // records once they are handed over and settled. A settled record kept
 // reachable keeps its key and value, and with them the whole fetch response
 // they were read from: a consumer that pins a few of those holds hundreds of
 // megabytes for records it finished long ago.
 func TestSettledRecordsAreNotKeptAlive(t *testing.T) {
-	const topic = "memory"
-	kc := kafkatest.New(t, kafkatest.Topic(topic, 1))
-	first := make([]*kgo.Record, 200)
-	for i := range first {
-		first[i] = &kgo.Record{Topic: topic, Value: make([]byte, 1000)}
-	}
-	kc.Produce(t, first...)
-
-	var (
-		mu   sync.Mutex
-		refs []weak.Pointer[pipeline.Record]
-	)
-	l := newLedger()
-	h := &workHandler{fn: func(_ context.Context, r *pipeline.Record) error {
-		mu.Lock()
-		refs = append(refs, weak.Make(r))
-		mu.Unlock()
-		l.add(r)
-		return nil
-	}}
-	_, stop := runConsumer(t, baseOpts(kc, "memory", h, topic)...)
-	l.waitTotal(t, len(first), 30*time.Second)
+	const n = 200
+	w := watch(t, "memory", n, func(r *pipeline.Record) *pipeline.Record { return r })
 	// A later, smaller batch: the feeder hands it over through the same
 	// buffers that held the first one.
-	kc.Produce(t, &kgo.Record{Topic: topic, Value: []byte("last")})
-	l.waitTotal(t, len(first)+1, 30*time.Second)
-
-	mu.Lock()
-	early := refs[:len(first)]
-	mu.Unlock()
-	alive := func() int {
-		n := 0
-		for _, p := range early {
-			if p.Value() != nil {
-				n++
-			}
-		}
-		return n
+	w.kc.Produce(t, &kgo.Record{Topic: "memory", Value: []byte("last")})
+	w.l.waitTotal(t, n+1, 30*time.Second)
+	if k := w.collect(n); k > 0 {
+		t.Fatalf("%d of %d settled records are still reachable after the next batch was handled", k, n)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for alive() > 0 && time.Now().Before(deadline) {
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond) // let the handler's goroutines drop their last references
-	}
-	if n := alive(); n > 0 {
-		t.Fatalf("%d of %d settled records are still reachable after the next batch was handled", n, len(first))
-	}
-	if err := stop(); err != nil {
+	if err := w.stop(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -76,47 +94,12 @@ func TestSettledRecordsAreNotKeptAlive(t *testing.T) {
 // has settled and nothing more arrives, nothing the consumer holds keeps the
 // fetched bytes alive: an idle consumer's memory is not its last fetches'.
 func TestIdleConsumerFreesFetchBuffers(t *testing.T) {
-	const topic = "idle"
-	kc := kafkatest.New(t, kafkatest.Topic(topic, 1))
-	first := make([]*kgo.Record, 200)
-	for i := range first {
-		first[i] = &kgo.Record{Topic: topic, Value: make([]byte, 1000)}
+	const n = 200
+	w := watch(t, "idle", n, func(r *pipeline.Record) *byte { return &r.Value[0] })
+	if k := w.collect(n); k > 0 {
+		t.Fatalf("%d of %d fetched values still reachable after all settled, with nothing more to fetch", k, n)
 	}
-	kc.Produce(t, first...)
-	var (
-		mu   sync.Mutex
-		refs []weak.Pointer[byte]
-	)
-	l := newLedger()
-	h := &workHandler{fn: func(_ context.Context, r *pipeline.Record) error {
-		mu.Lock()
-		refs = append(refs, weak.Make(&r.Value[0]))
-		mu.Unlock()
-		l.add(r)
-		return nil
-	}}
-	_, stop := runConsumer(t, baseOpts(kc, "idle", h, topic)...)
-	l.waitTotal(t, len(first), 30*time.Second)
-	alive := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, p := range refs {
-			if p.Value() != nil {
-				n++
-			}
-		}
-		return n
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for alive() > 0 && time.Now().Before(deadline) {
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := alive(); n > 0 {
-		t.Fatalf("%d of %d fetched values still reachable after all settled, with nothing more to fetch", n, len(first))
-	}
-	if err := stop(); err != nil {
+	if err := w.stop(); err != nil {
 		t.Fatal(err)
 	}
 }
