@@ -56,7 +56,7 @@ func (t *tracker) add(offset int64, epoch int32, size int32) {
 // added with; ok is false if it was not tracked or already settled.
 func (t *tracker) settle(offset int64) (size int32, ok bool) {
 	live := t.entries[t.head:]
-	i := sort.Search(len(live), func(i int) bool { return live[i].offset >= offset })
+	i := t.index(live, offset)
 	if i == len(live) || live[i].offset != offset || live[i].settled {
 		return 0, false
 	}
@@ -82,6 +82,19 @@ func (t *tracker) settle(offset int64) (size int32, ok bool) {
 		t.entries, t.head = t.entries[:n], 0
 	}
 	return size, true
+}
+
+// index returns where offset is, or would be, in live. Offsets of one
+// partition are mostly consecutive (gaps come from compaction and
+// transaction markers), so the distance from the first entry finds most
+// records at once; a binary search finds the rest.
+func (t *tracker) index(live []entry, offset int64) int {
+	if len(live) > 0 {
+		if d := offset - live[0].offset; d >= 0 && d < int64(len(live)) && live[d].offset == offset {
+			return int(d)
+		}
+	}
+	return sort.Search(len(live), func(i int) bool { return live[i].offset >= offset })
 }
 
 // maybeCompact drops settled entries behind the front once they outnumber

@@ -6,7 +6,8 @@ import (
 )
 
 // TestTrackerWatermarkProperty settles random subsets in random order, over
-// many seeds, with gaps in the offsets, and checks after every step that the
+// many seeds, with and without gaps in the offsets, and checks after every
+// step that settling an offset never added reports false, and that the
 // watermark equals the lowest unsettled offset (or the offset after the last
 // record once all settled), and that the tracker holds at most about twice
 // the unsettled records.
@@ -17,8 +18,9 @@ func TestTrackerWatermarkProperty(t *testing.T) {
 		var offsets []int64
 		off := int64(rng.IntN(1000))
 		n := 1 + rng.IntN(3000)
+		maxGap := int(seed % 4) // gaps: compaction, transaction markers; none for every fourth seed
 		for range n {
-			off += 1 + int64(rng.IntN(3)) // gaps: compaction, transaction markers
+			off += 1 + int64(rng.IntN(maxGap+1))
 			offsets = append(offsets, off)
 		}
 		// Add in batches, settling a random number in random order in between.
@@ -35,6 +37,11 @@ func TestTrackerWatermarkProperty(t *testing.T) {
 					epochOf[o] = epoch
 				}
 				added += k
+			}
+			for _, never := range []int64{offsets[0] - 1, offsets[added-1] + 1} {
+				if _, ok := tr.settle(never); ok {
+					t.Fatalf("seed %d: settle(%d) of an offset never added reported true", seed, never)
+				}
 			}
 			for range rng.IntN(48) {
 				if len(unsettled) == 0 {
