@@ -27,9 +27,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -49,7 +52,7 @@ const brokerEnv = "SLUICE_BENCH_BROKER"
 
 type mode struct {
 	name string
-	run  func(ctx context.Context, addr, group string) (time.Duration, error)
+	run  func(ctx context.Context, addr, group string, f *flow) error
 }
 
 var (
@@ -128,6 +131,9 @@ func run() error {
 			return fmt.Errorf("broker did not start: %w", err)
 		}
 		addr = strings.TrimSpace(line)
+		pid := cmd.Process.Pid
+		brokerCPU = func() time.Duration { return processCPU(pid) }
+		defer func() { brokerCPU = func() time.Duration { return -1 } }()
 	}
 	fmt.Printf("broker %s (separate process), %d records x %d B over %d partitions, GOMAXPROCS %d, %s\n",
 		addr, *records, *size, *partitions, runtime.GOMAXPROCS(0), runtime.Version())
@@ -150,34 +156,46 @@ func run() error {
 	// The first read of freshly produced data is slower (the broker's
 	// buffers, this process's heap growing): a warm-up pass, not reported,
 	// keeps it out of the first round's baseline.
-	if _, err := runRaw(ctx, addr, fmt.Sprintf("warmup-%d", time.Now().UnixNano())); err != nil {
+	if err := runRaw(ctx, addr, fmt.Sprintf("warmup-%d", time.Now().UnixNano()), &flow{}); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	results := map[string][]float64{}
 	ratios := map[string][]float64{}
-	cpu := map[string][]float64{}    // consumer-process CPU ns per record
-	faults := map[string][]float64{} // consumer-process minor page faults per 1000 records
+	cpu := map[string][]float64{}     // consumer-process CPU ns per record
+	faults := map[string][]float64{}  // consumer-process minor page faults per 1000 records
+	gcs := map[string][]float64{}     // consumer-process GC CPU ns per record (the runtime's estimate)
+	brokers := map[string][]float64{} // broker-process CPU ns per record
+	cores := map[string][]float64{}   // cores this process and the broker kept busy
 	for r := range *rounds {
 		base := map[bool]float64{} // the raw loop's rate this round, without and with -work
 		for _, m := range selected {
 			group := fmt.Sprintf("%s-%d-%d", m.name, r, time.Now().UnixNano())
 			runtime.GC() // the previous run's garbage is not this run's cost
-			cpu0, faults0 := cpuTime(), minorFaults()
-			var (
-				d   time.Duration
-				err error
-			)
+			f := &flow{}
+			var err error
 			// Labelled, so that one profile splits by mode:
 			// go tool pprof -tagfocus mode=consumer ...
-			pprof.Do(ctx, pprof.Labels("mode", m.name), func(ctx context.Context) { d, err = m.run(ctx, addr, group) })
+			pprof.Do(ctx, pprof.Labels("mode", m.name), func(ctx context.Context) { err = m.run(ctx, addr, group, f) })
 			if err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
-			cpuPer := float64((cpuTime() - cpu0).Nanoseconds()) / float64(*records)
-			cpu[m.name] = append(cpu[m.name], cpuPer)
-			faultsPer := float64(minorFaults()-faults0) * 1000 / float64(*records)
-			faults[m.name] = append(faults[m.name], faultsPer)
+			b, e := f.begin, f.end
+			d := e.at.Sub(b.at)
 			rate := float64(*records) / d.Seconds()
+			perRecord := func(x time.Duration) float64 { return float64(x.Nanoseconds()) / float64(*records) }
+			cpuPer := perRecord(e.cpu - b.cpu)
+			gcPer := (e.gc.cpu - b.gc.cpu) * 1e9 / float64(*records)
+			brokerPer, used := -1.0, -1.0
+			if b.broker >= 0 && e.broker >= 0 {
+				brokerPer = perRecord(e.broker - b.broker)
+				used = (cpuPer + brokerPer) * rate / 1e9 // cores both processes kept busy
+				brokers[m.name] = append(brokers[m.name], brokerPer)
+				cores[m.name] = append(cores[m.name], used)
+			}
+			faultsPer := float64(e.faults-b.faults) * 1000 / float64(*records)
+			cpu[m.name] = append(cpu[m.name], cpuPer)
+			gcs[m.name] = append(gcs[m.name], gcPer)
+			faults[m.name] = append(faults[m.name], faultsPer)
 			results[m.name] = append(results[m.name], rate)
 			withWork := strings.HasSuffix(m.name, "-work")
 			if strings.HasPrefix(m.name, "raw") {
@@ -186,18 +204,23 @@ func run() error {
 			if b := base[withWork]; b > 0 {
 				ratios[m.name] = append(ratios[m.name], rate/b)
 			}
-			fmt.Printf("round %d %-10s %9.0f records/s (%v), %4.0f ns CPU per record, %3.0f page faults per 1000 records\n", r+1, m.name, rate, d.Round(time.Millisecond), cpuPer, faultsPer)
+			fmt.Printf("round %d %-13s %9.0f records/s (%v), CPU per record: %4.0f ns (GC %3.0f ns, %d cycles), broker %s, cores used %s; %3.0f page faults per 1000 records\n",
+				r+1, m.name, rate, d.Round(time.Millisecond), cpuPer, gcPer, e.gc.cycles-b.gc.cycles, orDash("%.0f ns", brokerPer), orDash("%.2f", used), faultsPer)
 		}
 	}
 	fmt.Println()
-	fmt.Println("| mode | median records/s | median ratio to raw (raw-work for -work modes; same round) | consumer-process CPU per record | page faults per 1000 records |")
-	fmt.Println("|---|---:|---:|---:|---:|")
+	fmt.Println("| mode | median records/s | median ratio to raw (raw-work for -work modes; same round) | consumer-process CPU per record | of which GC | broker-process CPU per record | cores used | page faults per 1000 records |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, m := range selected {
 		ratio := "-"
 		if rs := ratios[m.name]; len(rs) > 0 {
 			ratio = fmt.Sprintf("%.2f", median(rs))
 		}
-		fmt.Printf("| %s | %.0f | %s | %.0f ns | %.0f |\n", m.name, median(results[m.name]), ratio, median(cpu[m.name]), median(faults[m.name]))
+		broker, used := "-", "-"
+		if bs := brokers[m.name]; len(bs) > 0 {
+			broker, used = orDash("%.0f ns", median(bs)), orDash("%.2f", median(cores[m.name]))
+		}
+		fmt.Printf("| %s | %.0f | %s | %.0f ns | %.0f ns | %s | %s | %.0f |\n", m.name, median(results[m.name]), ratio, median(cpu[m.name]), median(gcs[m.name]), broker, used, median(faults[m.name]))
 	}
 	return nil
 }
@@ -251,15 +274,15 @@ func modeNames() []string {
 // runRaw is the baseline: a group consumer polling fetches with franz-go's
 // default autocommit, doing the least work any consumer does: it looks at
 // every record (its value's length).
-func runRaw(ctx context.Context, addr, group string) (time.Duration, error) {
-	return pollLoop(ctx, addr, group, func([]byte) {})
+func runRaw(ctx context.Context, addr, group string, f *flow) error {
+	return pollLoop(ctx, addr, group, f, func([]byte) {})
 }
 
 // runRawWork is runRaw with each record's work (-work) done in the poll
 // loop, one record after the other: the simplest program a franz-go user
 // would write.
-func runRawWork(ctx context.Context, addr, group string) (time.Duration, error) {
-	return pollLoop(ctx, addr, group, doWork)
+func runRawWork(ctx context.Context, addr, group string, f *flow) error {
+	return pollLoop(ctx, addr, group, f, doWork)
 }
 
 // doWork is a handler's own work on a record: -work rounds of SHA-256 over
@@ -274,24 +297,21 @@ func doWork(v []byte) {
 // workSink keeps doWork's results, so the work is not optimized away.
 var workSink atomic.Uint64
 
-func pollLoop(ctx context.Context, addr, group string, each func([]byte)) (time.Duration, error) {
+func pollLoop(ctx context.Context, addr, group string, f *flow, each func([]byte)) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer cl.Close()
-	var (
-		n, bytes int
-		start    time.Time
-	)
+	var n, bytes int
 	for n < *records {
 		fs := cl.PollFetches(ctx)
 		if err := fs.Err0(); err != nil {
-			return 0, err
+			return err
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) > 0 && start.IsZero() {
-				start = time.Now()
+			if len(p.Records) > 0 {
+				f.first()
 			}
 			for _, r := range p.Records {
 				bytes += len(r.Value)
@@ -300,27 +320,28 @@ func pollLoop(ctx context.Context, addr, group string, each func([]byte)) (time.
 			n += len(p.Records)
 		})
 	}
+	f.last()
 	if bytes < n { // keep the loop's work
-		return 0, fmt.Errorf("read %d bytes from %d records", bytes, n)
+		return fmt.Errorf("read %d bytes from %d records", bytes, n)
 	}
-	return time.Since(start), nil
+	return nil
 }
 
 // runConsumer runs Sluice's consumer with a handler that settles every
 // record as soon as it gets it.
-func runConsumer(ctx context.Context, addr, group string) (time.Duration, error) {
-	h := &noopHandler{want: int64(*records), done: make(chan struct{})}
-	return runSluice(ctx, addr, group, h, h.done, &h.start)
+func runConsumer(ctx context.Context, addr, group string, f *flow) error {
+	h := &noopHandler{want: int64(*records), done: make(chan struct{}), flow: f}
+	return runSluice(ctx, addr, group, f, h, h.done)
 }
 
 // runConsumerWork is runConsumer with each record's work (-work) done in the
 // handler before it settles: the consumer runs partitions side by side.
-func runConsumerWork(ctx context.Context, addr, group string) (time.Duration, error) {
-	h := &noopHandler{want: int64(*records), done: make(chan struct{}), work: true}
-	return runSluice(ctx, addr, group, h, h.done, &h.start)
+func runConsumerWork(ctx context.Context, addr, group string, f *flow) error {
+	h := &noopHandler{want: int64(*records), done: make(chan struct{}), work: true, flow: f}
+	return runSluice(ctx, addr, group, f, h, h.done)
 }
 
-func runSluice(ctx context.Context, addr, group string, h pipeline.Handler, done <-chan struct{}, start *atomic.Int64, extra ...consumer.Opt) (time.Duration, error) {
+func runSluice(ctx context.Context, addr, group string, f *flow, h pipeline.Handler, done <-chan struct{}, extra ...consumer.Opt) error {
 	pc := &pauseCounter{}
 	opts := []consumer.Opt{consumer.Brokers(addr), consumer.Group(group), consumer.Topics(topic), consumer.Handle(h),
 		consumer.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))), consumer.Hooks(pc)}
@@ -335,7 +356,7 @@ func runSluice(ctx context.Context, addr, group string, h pipeline.Handler, done
 	}()
 	c, err := consumer.New(opts...)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
@@ -344,11 +365,11 @@ func runSluice(ctx context.Context, addr, group string, h pipeline.Handler, done
 	case <-done:
 	case err := <-errc:
 		cancel()
-		return 0, fmt.Errorf("consumer stopped early: %v", err)
+		return fmt.Errorf("consumer stopped early: %v", err)
 	}
-	d := time.Since(time.Unix(0, start.Load()))
+	f.last()
 	cancel()
-	return d, <-errc
+	return <-errc
 }
 
 type pauseCounter struct{ n atomic.Int64 }
@@ -364,55 +385,54 @@ func (p *pauseCounter) OnPaused(_ pipeline.TopicPartition, paused bool) {
 // adaptive concurrency limit, per-attempt timeout, panic recovery), with a
 // per-record deadline from the consumer. Each partition runs its own
 // instance, so the sink is called from as many goroutines as partitions.
-func runGuarded(ctx context.Context, addr, group string) (time.Duration, error) {
-	c := newCounter()
+func runGuarded(ctx context.Context, addr, group string, f *flow) error {
+	c := newCounter(f)
 	sink, err := guard(func(context.Context, pipeline.Message[[]byte]) error {
 		c.add(1)
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	p := pipeline.New(pipeline.Logger(slog.New(slog.DiscardHandler)))
 	pipeline.Sink(pipeline.Source(p, topic, pipeline.Bytes()), "noop", sink)
 	if err := p.Err(); err != nil {
-		return 0, err
+		return err
 	}
-	return runSluice(ctx, addr, group, p, c.done, &c.start, consumer.RecordBudget(time.Minute))
+	return runSluice(ctx, addr, group, f, p, c.done, consumer.RecordBudget(time.Minute))
 }
 
 // runGuardedBatch is runGuarded with the records grouped in batches of 100
 // (or whatever arrived in 5ms) before the guarded sink, as a bulk sink
 // would take them: the guards run once per batch.
-func runGuardedBatch(ctx context.Context, addr, group string) (time.Duration, error) {
-	c := newCounter()
+func runGuardedBatch(ctx context.Context, addr, group string, f *flow) error {
+	c := newCounter(f)
 	sink, err := guard(func(_ context.Context, m pipeline.Message[[]pipeline.Message[[]byte]]) error {
 		c.add(int64(len(m.Value())))
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	p := pipeline.New(pipeline.Logger(slog.New(slog.DiscardHandler)))
 	pipeline.Sink(stages.Batch(pipeline.Source(p, topic, pipeline.Bytes()), "batch", 100, 5*time.Millisecond), "noop", sink)
 	if err := p.Err(); err != nil {
-		return 0, err
+		return err
 	}
-	return runSluice(ctx, addr, group, p, c.done, &c.start, consumer.RecordBudget(time.Minute))
+	return runSluice(ctx, addr, group, f, p, c.done, consumer.RecordBudget(time.Minute))
 }
 
 // counter counts handled records and says when all were.
 type counter struct {
-	n, start atomic.Int64
-	done     chan struct{}
+	n    atomic.Int64
+	flow *flow
+	done chan struct{}
 }
 
-func newCounter() *counter { return &counter{done: make(chan struct{})} }
+func newCounter(f *flow) *counter { return &counter{flow: f, done: make(chan struct{})} }
 
 func (c *counter) add(n int64) {
-	if c.start.Load() == 0 { // one clock read per run, not per record
-		c.start.CompareAndSwap(0, time.Now().UnixNano())
-	}
+	c.flow.first()
 	want := int64(*records)
 	if now := c.n.Add(n); now >= want && now-n < want {
 		close(c.done)
@@ -437,11 +457,11 @@ func guard[M any](sink handlers.Handler[M]) (handlers.Handler[M], error) {
 }
 
 type noopHandler struct {
-	work  bool // do each record's work (-work) before settling it
-	want  int64
-	n     atomic.Int64
-	start atomic.Int64
-	done  chan struct{}
+	work bool // do each record's work (-work) before settling it
+	want int64
+	n    atomic.Int64
+	flow *flow
+	done chan struct{}
 }
 
 func (h *noopHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
@@ -449,9 +469,7 @@ func (h *noopHandler) OpenPartition(context.Context, pipeline.TopicPartition) (p
 }
 
 func (h *noopHandler) Handle(_ context.Context, recs []*pipeline.Record) error {
-	if h.start.Load() == 0 {
-		h.start.CompareAndSwap(0, time.Now().UnixNano())
-	}
+	h.flow.first()
 	for _, r := range recs {
 		if h.work {
 			doWork(r.Value)
@@ -502,6 +520,81 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// flow measures one run from its first record to its last: the time, and
+// the counters of this process and the broker's CPU.
+type flow struct {
+	once       sync.Once
+	begin, end sample
+}
+
+// sample is the counters at one moment.
+type sample struct {
+	at     time.Time
+	cpu    time.Duration // this process, user+system
+	broker time.Duration // the broker process; -1 when it is not ours
+	faults int64
+	gc     gcStat
+}
+
+func takeSample() sample {
+	return sample{at: time.Now(), cpu: cpuTime(), broker: brokerCPU(), faults: minorFaults(), gc: gcStats()}
+}
+
+// first marks the first record; only the first call counts, and later
+// calls cost one atomic load.
+func (f *flow) first() { f.once.Do(func() { f.begin = takeSample() }) }
+
+// last marks the last record.
+func (f *flow) last() { f.end = takeSample() }
+
+// brokerCPU is the CPU time the broker process has used, or -1 when the
+// broker is not a process this program started.
+var brokerCPU = func() time.Duration { return -1 }
+
+// gcStat is the runtime's count of GC cycles and its estimate of the CPU
+// time spent in GC (mark assists, background workers, pauses).
+type gcStat struct {
+	cycles uint64
+	cpu    float64 // seconds
+}
+
+func gcStats() gcStat {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	return gcStat{cycles: s[0].Value.Uint64(), cpu: s[1].Value.Float64()}
+}
+
+// processCPU is the user+system CPU time of another process of this user,
+// from /proc; -1 if it cannot be read.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: state is field 3, utime 14 and stime 15, in clock ticks.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticks
+}
+
+// orDash formats v, or a dash for a value that could not be measured (-1).
+func orDash(format string, v float64) string {
+	if v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 func median(xs []float64) float64 {
