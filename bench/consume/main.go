@@ -137,6 +137,11 @@ func run() error {
 	}
 	fmt.Printf("broker %s (separate process), %d records x %d B over %d partitions, GOMAXPROCS %d, %s\n",
 		addr, *records, *size, *partitions, runtime.GOMAXPROCS(0), runtime.Version())
+	if d, err := pageFaultCost(); err == nil {
+		// Every fault below costs this much; on some virtual machines it
+		// is tens of times what it is on bare metal.
+		fmt.Printf("a minor page fault costs %v here (GODEBUG=%q)\n", d, os.Getenv("GODEBUG"))
+	}
 	if err := produce(addr); err != nil {
 		return err
 	}
@@ -587,6 +592,23 @@ func processCPU(pid int) time.Duration {
 	}
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / ticks
+}
+
+// pageFaultCost measures a minor page fault: the first touch of each page
+// of fresh anonymous memory.
+func pageFaultCost() (time.Duration, error) {
+	const size = 32 << 20
+	page := os.Getpagesize()
+	b, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = syscall.Munmap(b) }()
+	start := time.Now()
+	for i := 0; i < size; i += page {
+		b[i] = 1
+	}
+	return time.Since(start) / time.Duration(size/page), nil
 }
 
 // orDash formats v, or a dash for a value that could not be measured (-1).
