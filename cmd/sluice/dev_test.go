@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +27,7 @@ type devBroker struct {
 	addr   string
 	rest   chan string // stdout after the first line
 	exited chan error
+	seen   syncBuffer // stdout after the first line, so far
 
 	once    sync.Once
 	out     string
@@ -57,6 +59,7 @@ func startDevBroker(t *testing.T, args ...string) *devBroker {
 				continue
 			}
 			rest.WriteString(lines.Text() + "\n")
+			b.seen.Write([]byte(lines.Text() + "\n"))
 		}
 		close(first)
 		b.rest <- rest.String()
@@ -78,6 +81,9 @@ func startDevBroker(t *testing.T, args ...string) *devBroker {
 	}
 	return b
 }
+
+// lines returns what the broker printed after its first line, so far.
+func (b *devBroker) lines() string { return b.seen.String() }
 
 // signal sends sig and returns what the broker printed after its first line
 // and its exit error.
@@ -170,7 +176,7 @@ func TestDevBrokerServesAndStopsOnSignal(t *testing.T) {
 			if err != nil {
 				t.Fatalf("exit after %v: %v", sig, err)
 			}
-			if !strings.Contains(out, "stopping") {
+			if !strings.Contains(out, "created topic orders with 3 partitions\n") || !strings.Contains(out, "stopping") {
 				t.Fatalf("after %v printed %q", sig, out)
 			}
 		})
@@ -200,10 +206,75 @@ func TestDevBrokerDataDirSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestDevBrokerBadTopicsFlag(t *testing.T) {
-	_, stderr, code := runMain(t, "dev", "broker", "--port", "0", "--topics", "orders:zero")
-	if code == 0 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, `"orders:zero"`) {
-		t.Fatalf("exit %d, stderr %q: want a non-zero exit and one line naming the bad topic", code, stderr)
+func TestDevBrokerBadFlags(t *testing.T) {
+	for _, tt := range []struct {
+		give []string
+		want string
+	}{
+		{[]string{"--topics", "orders:zero"}, `--topics: "orders:zero": partition count must be a positive integer`},
+		{[]string{"--topics", "orders:99999999"}, `"orders:99999999": 99999999 partitions is more than the development broker's limit of 10000 per topic`},
+		{[]string{"--topics", "orders,orders"}, `--topics: "orders" is given twice`},
+		{[]string{"--topics", "my topic:3"}, `topic name "my topic" has ' '`},
+		{[]string{"--default-partitions", "-3"}, "--default-partitions -3: must be at least 1"},
+		{[]string{"--default-partitions", "0"}, "--default-partitions 0: must be at least 1"},
+		{[]string{"--max-message-bytes", "-1"}, "--max-message-bytes -1: must not be negative"},
+		{[]string{"--sasl-user", "alice"}, "--sasl-user/--sasl-password need --sasl-mechanism"},
+		{[]string{"--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+	} {
+		t.Run(strings.Join(tt.give, " "), func(t *testing.T) {
+			start := time.Now()
+			out, stderr, code := runMain(t, append([]string{"dev", "broker", "--port", "0"}, tt.give...)...)
+			if code != 1 || out != "" || stderr != "sluice: "+tt.want+"\n" && !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
+				t.Fatalf("exit %d, stdout %q, stderr %q: want exit 1 and one line with %q", code, out, stderr, tt.want)
+			}
+			// A child process of the test binary starts in well under a
+			// second; the bound leaves room for a loaded machine.
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("took %v to refuse", d)
+			}
+		})
+	}
+}
+
+// TestDevBrokerDataDirInUse: a second broker on a data directory in use is
+// refused; two would corrupt it.
+func TestDevBrokerDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	b := startDevBroker(t, "--port", "0", "--data-dir", dir)
+	_, stderr, code := runMain(t, "dev", "broker", "--port", "0", "--data-dir", dir)
+	if code != 1 || !strings.Contains(stderr, "is in use by process") {
+		t.Fatalf("second broker on %s: exit %d, stderr %q", dir, code, stderr)
+	}
+	b.signal(t, syscall.SIGTERM)
+}
+
+// TestDevBrokerSASLAndTLS: a user tries their client settings against
+// `sluice dev broker --sasl-... --tls`: `sluice dlq list` with the same
+// user and the printed certificate works, without them it fails.
+func TestDevBrokerSASLAndTLS(t *testing.T) {
+	b := startDevBroker(t, "--port", "0", "--topics", "orders.dlq:1",
+		"--sasl-mechanism", "scram-sha-512", "--sasl-user", "alice", "--sasl-password", "s3cret", "--tls")
+	var cert string
+	waitFor(t, func() bool {
+		if m := regexp.MustCompile(`--tls-ca (\S+)`).FindStringSubmatch(b.lines()); m != nil {
+			cert = m[1]
+		}
+		return cert != ""
+	}, "the certificate's file")
+	conn := []string{"--brokers", b.addr, "--timeout", "3s", "--sasl-mechanism", "scram-sha-512", "--sasl-user", "alice"}
+	t.Setenv("SLUICE_SASL_PASSWORD", "s3cret")
+	if out := mustCLI(t, append([]string{"dlq", "list", "--tls-ca", cert}, conn...)...); !strings.Contains(out, "orders.dlq") {
+		t.Fatalf("dlq list over SASL and TLS:\n%s", out)
+	}
+	if _, _, err := runCLI(t, append([]string{"dlq", "list"}, conn...)...); err == nil {
+		t.Fatal("dlq list without TLS worked against a TLS broker")
+	}
+	out, _ := b.signal(t, syscall.SIGTERM)
+	if !strings.Contains(out, "requires SASL SCRAM-SHA-512 as user alice") {
+		t.Fatalf("broker printed %q", out)
+	}
+	if _, err := os.Stat(cert); !os.IsNotExist(err) {
+		t.Fatalf("the temporary certificate %s is left behind: %v", cert, err)
 	}
 }
 

@@ -24,7 +24,7 @@ func startWithControl(t *testing.T) (addr, url string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	srv, err := ServeControl(c, "127.0.0.1:0")
+	srv, err := ServeControl(c.Cluster, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
