@@ -61,21 +61,48 @@
 //
 // Shutdown. Cancelling Run's context or calling Close stops fetching, drains
 // (as for a revoke, within DrainTimeout), commits, leaves the group and closes
-// the client. Leaving waits at most CloseGrace: franz-go waits for a pending
-// JoinGroup before it leaves, which can take the rebalance timeout and more,
-// so if a rebalance is under way Run returns without waiting (its commits
-// are done; the group reassigns the partitions after the session timeout)
-// and the client finishes closing in the background (Done). Stop cancels in-flight work at once and commits only what has
+// the client. While it drains and commits, the member holds off rebalances
+// (kgo.BlockRebalanceOnPoll) and keeps heartbeating, so that a rebalance
+// another member starts meanwhile cannot take it into JoinGroup, where
+// franz-go holds commits until the whole group has rejoined; the broker
+// accepts commits of the current generation while a rebalance is being
+// prepared. If a JoinGroup was already under way when the shutdown began,
+// the final commit waits for it, up to RebalanceTimeout plus 10s (the
+// broker ends a rebalance within the rebalance timeout). A final commit
+// that still does not land, on shutdown or on revoke, is logged at ERROR
+// and reported to HookCommitted with its error, and Run returns a
+// *CommitError (ErrNotCommitted): the partition's next owner handles its
+// settled records again. Leaving waits at most CloseGrace: franz-go waits
+// for a pending JoinGroup before it leaves, which can take the rebalance
+// timeout and more, so if a rebalance is under way Run returns without
+// waiting (its commits are done; the group reassigns the partitions after
+// the session timeout) and the client finishes closing in the background
+// (Done). Stop cancels in-flight work at once and commits only what has
 // settled; use it for a second SIGTERM. A handler that ignores cancellation
 // for longer than CloseGrace is abandoned, logged, so that neither a
-// rebalance nor a shutdown can hang on it.
+// rebalance nor a shutdown can hang on it. Run, Close and Stop are safe in
+// any order and any number of times. In the worst case Run returns
+// DrainTimeout + CloseGrace + RebalanceTimeout + 10s + CloseGrace after the
+// shutdown began; without a rebalance under way, DrainTimeout + 2 x
+// CloseGrace.
+//
+// Flow control at the marks. Every stop path (revoke, loss, shutdown, a
+// recreated topic) works with any mark reached, the consumer-wide one
+// included; the flow-control state has one documented lock order (flow.go).
+//
+// Topics. A handler that lists the topics it reads (a *pipeline.Pipeline
+// lists those of its Sources) names the consumer's topics: Topics is then
+// optional, may only narrow them, and a topic without a Source is reported
+// by New.
 //
 // Deadlines. Every record gets Record.Deadline: the RecordBudget after it was
 // fetched, or the absolute time in its pipeline.DeadlineHeader header when
 // that is earlier. Malformed deadline headers are ignored.
 //
 // Errors. Configuration errors are reported by New as *ConfigError, naming
-// the option. Fetch errors (a deleted topic, lost data, authorization) are
+// the option. Commits report every partition's result: OffsetCommit v10
+// responses name topics by ID, which the consumer maps back to names
+// itself, and a partition the response leaves out counts as failed. Fetch errors (a deleted topic, lost data, authorization) are
 // logged at most every 10s per partition and error, reported to
 // HookFetchError, and survived. An error from OpenPartition or a panic in the
 // handler stops the consumer: Run returns it after a graceful shutdown.

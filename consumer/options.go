@@ -98,13 +98,17 @@ func Brokers(addrs ...string) Opt {
 // Group sets the consumer group. Required.
 func Group(name string) Opt { return optFunc(func(c *cfg) { c.group = name }) }
 
-// Topics sets the topics to consume. Required.
+// Topics sets the topics to consume. Optional with a handler that lists
+// the topics it reads (a *pipeline.Pipeline lists those of its Sources):
+// the consumer then reads them all, and Topics, if given, narrows them to a
+// subset and must name only topics the handler reads. Required with a
+// handler that does not list its topics.
 func Topics(names ...string) Opt {
 	return optFunc(func(c *cfg) { c.topics = append(c.topics, names...) })
 }
 
 // Handle sets what handles records: usually a pipeline built with package
-// pipeline. Required.
+// pipeline, which also tells the consumer which topics to read. Required.
 func Handle(h pipeline.Handler) Opt { return optFunc(func(c *cfg) { c.handler = h }) }
 
 // CommitInterval sets how often settled watermarks are committed while
@@ -264,8 +268,6 @@ func (c *cfg) validate() error {
 		return bad("Brokers", "at least one broker address is required")
 	case c.group == "":
 		return bad("Group", "a consumer group name is required")
-	case len(c.topics) == 0:
-		return bad("Topics", "at least one topic is required")
 	case c.handler == nil:
 		return bad("Handle", "a handler is required")
 	case c.commitInterval <= 0:

@@ -26,8 +26,9 @@ const recordOverhead = 256
 // earlier assignment of the same partition settle into their own tracker and
 // never into this one.
 type partition struct {
-	c  *Consumer
-	tp pipeline.TopicPartition
+	c    *Consumer
+	flow *flow
+	tp   pipeline.TopicPartition
 
 	// ctx is the work context given to the handler: cancelled when the
 	// partition is lost, its drain times out, or the consumer is stopped.
@@ -41,7 +42,7 @@ type partition struct {
 	fed      chan struct{} // closed when the feeder has exited
 	closed   chan struct{} // closed when part.Close has returned
 
-	paused atomic.Bool // fetches paused for this partition's own marks; set under c.pauseMu
+	paused atomic.Bool // fetches paused for this partition's own marks; set under flow.pauseMu
 
 	mu sync.Mutex
 	tr *tracker // records handed over and not settled
@@ -51,11 +52,10 @@ type partition struct {
 	pendRecords int64
 	pendBytes   int64
 	// relRecords and relBytes are settled records not yet taken off the
-	// consumer-wide count (c.out*): it is updated in batches.
+	// consumer-wide count (flow.out*): it is updated in batches.
 	relRecords int64
 	relBytes   int64
 	waiting    bool          // the feeder waits for pending records or capacity
-	blocked    bool          // in c.blocked: waits for consumer-wide room; guarded by c.flowMu
 	wake       chan struct{} // cap 1: poked when waiting and something changed
 	finished   bool          // released: late settles are ignored
 	committed  int64         // last committed watermark, -1 before any
@@ -90,6 +90,7 @@ func (b *pendingBatch) advance(n int) {
 func newPartition(c *Consumer, tp pipeline.TopicPartition) *partition {
 	p := &partition{
 		c:          c,
+		flow:       c.flow,
 		tp:         tp,
 		fed:        make(chan struct{}),
 		closed:     make(chan struct{}),
@@ -133,13 +134,17 @@ func (p *partition) enqueue(recs []*kgo.Record, fetched time.Time) {
 		bytes += int64(b.sizes[i])
 	}
 	p.enqueued = recs[len(recs)-1].Offset + 1
-	p.c.pendRecords.Add(int64(len(recs)))
-	p.c.pendBytes.Add(bytes)
 
 	p.mu.Lock()
+	if p.finished {
+		p.mu.Unlock()
+		return
+	}
 	p.pending = append(p.pending, b)
 	p.pendRecords += int64(len(recs))
 	p.pendBytes += bytes
+	p.flow.pendRecords.Add(int64(len(recs)))
+	p.flow.pendBytes.Add(bytes)
 	p.pokeLocked()
 	p.mu.Unlock()
 	each(p.c.hooks, func(h HookFetched) { h.OnFetched(p.tp, len(recs), bytes) })
@@ -217,12 +222,19 @@ func (p *partition) next() (pendingBatch, bool) {
 
 // admit waits until at least one of b's records fits under the water
 // marks, tracks the largest prefix that fits, and returns its length; 0
-// means stop.
+// means stop: the feeder was stopped, or the partition was released while
+// a Handle that outlived CloseGrace held the feeder.
 func (p *partition) admit(b pendingBatch) int {
-	c := p.c
+	f := p.flow
 	for {
-		c.flowMu.Lock()
+		f.blockMu.Lock()
 		p.mu.Lock()
+		if p.finished {
+			p.mu.Unlock()
+			f.unblockLocked(p)
+			f.blockMu.Unlock()
+			return 0
+		}
 		p.flushLocked()
 		n, bytes, totalFull := p.fit(b.sizes)
 		if n > 0 {
@@ -231,36 +243,31 @@ func (p *partition) admit(b pendingBatch) int {
 			}
 			p.pendRecords -= int64(n)
 			p.pendBytes -= bytes
-			c.pendRecords.Add(-int64(n))
-			c.pendBytes.Add(-bytes)
-			c.outRecords.Add(int64(n))
-			c.outBytes.Add(bytes)
-			c.unblockLocked(p)
+			f.pendRecords.Add(-int64(n))
+			f.pendBytes.Add(-bytes)
+			f.outRecords.Add(int64(n))
+			f.outBytes.Add(bytes)
 			p.mu.Unlock()
-			c.flowMu.Unlock()
+			f.unblockLocked(p)
+			f.blockMu.Unlock()
 			return n
 		}
-		if totalFull && !p.blocked {
+		if totalFull && f.blockLocked(p) {
 			// Register before sleeping, then look once more: a settle
 			// elsewhere that freed room before we registered flushes
 			// (it sees blockedN) or is flushed here; one after wakes us.
-			p.blocked = true
-			c.blocked[p] = struct{}{}
-			c.blockedN.Add(1)
 			p.mu.Unlock()
-			c.flushAllLocked()
-			c.flowMu.Unlock()
+			f.flushAll()
+			f.blockMu.Unlock()
 			continue
 		}
 		p.waiting = true
 		p.mu.Unlock()
-		c.flowMu.Unlock()
+		f.blockMu.Unlock()
 		select {
 		case <-p.wake:
 		case <-p.feedCtx.Done():
-			c.flowMu.Lock()
-			c.unblockLocked(p)
-			c.flowMu.Unlock()
+			f.unblock(p)
 			return 0
 		}
 	}
@@ -270,9 +277,9 @@ func (p *partition) admit(b pendingBatch) int {
 // their bytes, and whether the consumer-wide marks are what stopped the
 // first record.
 func (p *partition) fit(sizes []int32) (n int, bytes int64, totalFull bool) {
-	c := p.c
-	part, total := c.cfg.partHigh, c.cfg.totalHigh
-	outR, outB := c.outRecords.Load(), c.outBytes.Load()
+	f := p.flow
+	part, total := f.partHigh, f.totalHigh
+	outR, outB := f.outRecords.Load(), f.outBytes.Load()
 	for n < len(sizes) {
 		sz := int64(sizes[n])
 		partFits := p.tr.unsettled+n+1 <= part.Records && p.tr.unsettledBytes+bytes+sz <= part.Bytes
@@ -354,7 +361,7 @@ func parseMillis(b []byte) (int64, bool) {
 
 // Settled implements pipeline.Settler.
 func (p *partition) Settled(r *pipeline.Record) {
-	c := p.c
+	f := p.flow
 	p.mu.Lock()
 	if p.finished {
 		p.mu.Unlock()
@@ -370,13 +377,13 @@ func (p *partition) Settled(r *pipeline.Record) {
 	p.relBytes += int64(size)
 	// Give the room back to the consumer-wide count in batches, at once
 	// when someone waits for it.
-	waiting := p.paused.Load() || c.allPaused.Load() || c.blockedN.Load() > 0
+	waiting := f.waiting(p)
 	if waiting || p.relRecords >= releaseBatch {
 		p.flushLocked()
 	}
 	p.mu.Unlock()
 	if waiting {
-		p.afterRelease()
+		f.released(p)
 	}
 }
 
@@ -387,21 +394,9 @@ const releaseBatch = 32
 // flushLocked takes settled records off the consumer-wide count; p.mu is held.
 func (p *partition) flushLocked() {
 	if p.relRecords != 0 {
-		p.c.outRecords.Add(-p.relRecords)
-		p.c.outBytes.Add(-p.relBytes)
+		p.flow.outRecords.Add(-p.relRecords)
+		p.flow.outBytes.Add(-p.relBytes)
 		p.relRecords, p.relBytes = 0, 0
-	}
-}
-
-// afterRelease resumes fetching and wakes blocked feeders if freed room
-// allows it.
-func (p *partition) afterRelease() {
-	c := p.c
-	if p.paused.Load() || c.allPaused.Load() {
-		c.maybeResume(p)
-	}
-	if c.blockedN.Load() > 0 {
-		c.wakeBlocked()
 	}
 }
 
@@ -412,7 +407,8 @@ func (p *partition) buffered() (records, bytes int64) {
 	return p.pendRecords + int64(p.tr.unsettled), p.pendBytes + p.tr.unsettledBytes
 }
 
-// unbuffer forgets fetched records that will not be handed over.
+// unbuffer forgets fetched records that will not be handed over. After
+// finish it does nothing: finish forgot them already.
 func (p *partition) unbuffer(b pendingBatch) {
 	recs := b.recs
 	if len(recs) == 0 {
@@ -420,12 +416,16 @@ func (p *partition) unbuffer(b pendingBatch) {
 	}
 	bytes := sumSizes(b.sizes)
 	p.mu.Lock()
+	if p.finished {
+		p.mu.Unlock()
+		return
+	}
 	p.pendRecords -= int64(len(recs))
 	p.pendBytes -= bytes
+	p.flow.pendRecords.Add(-int64(len(recs)))
+	p.flow.pendBytes.Add(-bytes)
 	p.mu.Unlock()
-	p.c.pendRecords.Add(-int64(len(recs)))
-	p.c.pendBytes.Add(-bytes)
-	p.afterRelease()
+	p.flow.released(p)
 }
 
 // watermark returns what to commit for p, if anything moved since the last
@@ -464,27 +464,22 @@ func (p *partition) markCommitted(off int64) {
 	p.mu.Unlock()
 }
 
-// finish forgets p's remaining work once it has stopped: unsettled records
-// give their room back and late settles are ignored.
+// finish forgets p's remaining work once it has stopped: unsettled and
+// pending records give their room back to the consumer-wide counts, and
+// late settles, admits and unbuffers are ignored. flow.remove calls it,
+// and wakes whoever the freed room lets go.
 func (p *partition) finish() {
+	f := p.flow
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.finished {
-		p.mu.Unlock()
 		return
 	}
 	p.finished = true
 	p.flushLocked()
-	c := p.c
-	c.outRecords.Add(-int64(p.tr.unsettled))
-	c.outBytes.Add(-p.tr.unsettledBytes)
-	c.pendRecords.Add(-p.pendRecords)
-	c.pendBytes.Add(-p.pendBytes)
+	f.outRecords.Add(-int64(p.tr.unsettled))
+	f.outBytes.Add(-p.tr.unsettledBytes)
+	f.pendRecords.Add(-p.pendRecords)
+	f.pendBytes.Add(-p.pendBytes)
 	p.pending, p.pendRecords, p.pendBytes = nil, 0, 0
-	p.mu.Unlock()
-	if c.allPaused.Load() {
-		c.maybeResume(p)
-	}
-	if c.blockedN.Load() > 0 {
-		c.wakeBlocked()
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,6 +146,20 @@ func (p *Pipeline) errLocked() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Topics returns the topics the pipeline has a Source for, sorted. A
+// consumer given the pipeline reads these topics: a topic is named once,
+// in its Source.
+func (p *Pipeline) Topics() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	topics := make([]string, 0, len(p.sources))
+	for t := range p.sources {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	return topics
 }
 
 // claim records that stage info consumes the stream described by in, and
