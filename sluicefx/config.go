@@ -31,7 +31,8 @@ type Config struct {
 	Brokers []string
 	// Group is the consumer group. Required.
 	Group string
-	// Topics are the topics to consume. Required.
+	// Topics are the topics to consume. Default: every topic the
+	// pipeline has a Source for; if set, a subset of those.
 	Topics []string
 	// ClientID is the Kafka client ID. Default "sluice".
 	ClientID string
@@ -140,14 +141,23 @@ func (c Config) Validate() error {
 			return &ConfigError{Field: "HTTPAddr", Reason: err.Error()}
 		}
 	}
-	if err := consumer.Validate(append(opts, consumer.Handle(noHandler{}))...); err != nil {
+	if err := consumer.Validate(append(opts, consumer.Handle(noHandler{topics: c.Topics}))...); err != nil {
 		return fmt.Errorf("sluicefx: config: %w", err)
 	}
 	return nil
 }
 
-// noHandler stands in for the pipeline when only the config is checked.
-type noHandler struct{}
+// noHandler stands in for the pipeline when only the config is checked:
+// it reads the configured topics, or one it names itself when none are
+// configured (the pipeline's own are checked when the consumer is made).
+type noHandler struct{ topics []string }
+
+func (h noHandler) Topics() []string {
+	if len(h.topics) == 0 {
+		return []string{"(the pipeline's topics)"}
+	}
+	return h.topics
+}
 
 func (noHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
 	return nil, errors.New("sluicefx: validation only")
@@ -158,7 +168,10 @@ func (noHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeli
 // the fields the consumer does not see as such (Start, SASL). The handler,
 // logger and hooks are not part of it.
 func (c Config) ConsumerOpts() ([]consumer.Opt, error) {
-	opts := []consumer.Opt{consumer.Brokers(c.Brokers...), consumer.Group(c.Group), consumer.Topics(c.Topics...)}
+	opts := []consumer.Opt{consumer.Brokers(c.Brokers...), consumer.Group(c.Group)}
+	if len(c.Topics) > 0 {
+		opts = append(opts, consumer.Topics(c.Topics...))
+	}
 	switch c.Start {
 	case "", "earliest":
 	case "latest":

@@ -2,9 +2,11 @@ package sluicefx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sluice-go/sluice/consumer"
 )
@@ -20,6 +22,8 @@ type Runner struct {
 
 	startOnce sync.Once
 	started   chan struct{} // closed by Start
+	stopping  atomic.Bool   // Stop was called
+	exited    atomic.Bool   // onExit was called
 	done      chan struct{} // closed when Run has returned
 	err       error         // Run's error; read after done
 }
@@ -44,9 +48,16 @@ func (r *Runner) Start(context.Context) error {
 		close(r.started)
 		go func() {
 			defer close(r.done)
-			r.err = r.c.Run(context.Background())
-			if r.err != nil && r.onExit != nil {
-				r.onExit(r.err)
+			err := r.c.Run(context.Background())
+			if errors.Is(err, consumer.ErrClosed) && r.stopping.Load() {
+				// Stop closed the consumer before Run began: a
+				// requested stop, not a failure.
+				err = nil
+			}
+			r.err = err
+			if err != nil && !r.stopping.Load() && r.onExit != nil {
+				r.exited.Store(true)
+				r.onExit(err)
 			}
 		}()
 	})
@@ -58,9 +69,13 @@ func (r *Runner) Start(context.Context) error {
 // settled offsets are committed and the group is left. If ctx ends first,
 // Stop falls back to consumer.Stop, which cancels in-flight work and
 // commits only what has settled, and returns an error saying so. It waits
-// for the consumer's goroutines either way, and returns nil for a consumer
-// that already stopped on its own (its fatal error went to onExit).
+// for the consumer's goroutines either way. It returns nil for a consumer
+// that already stopped on its own (its fatal error went to onExit), and
+// the consumer's error when the stop itself did not end cleanly (a
+// *consumer.CommitError: the final commits did not land). Start followed
+// at once by Stop is a clean stop, whatever order the consumer sees them in.
 func (r *Runner) Stop(ctx context.Context) error {
+	r.stopping.Store(true)
 	select {
 	case <-r.started:
 	default:
@@ -75,6 +90,9 @@ func (r *Runner) Stop(ctx context.Context) error {
 	select {
 	case <-closed:
 		<-r.done
+		if r.err != nil && !r.exited.Load() {
+			return fmt.Errorf("sluicefx: stop: %w", r.err)
+		}
 		return nil
 	case <-ctx.Done():
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,7 +50,8 @@ func TestConfigValidate(t *testing.T) {
 		}), ""},
 		{"no brokers", with(func(c *sluicefx.Config) { c.Brokers = nil }), "Brokers"},
 		{"no group", with(func(c *sluicefx.Config) { c.Group = "" }), "Group"},
-		{"no topics", with(func(c *sluicefx.Config) { c.Topics = nil }), "Topics"},
+		{"no topics: the pipeline's", with(func(c *sluicefx.Config) { c.Topics = nil }), ""},
+		{"empty topic", with(func(c *sluicefx.Config) { c.Topics = []string{""} }), "Topics"},
 		{"bad start", with(func(c *sluicefx.Config) { c.Start = "beginning" }), "Start"},
 		{"negative commit interval", with(func(c *sluicefx.Config) { c.CommitInterval = -time.Second }), "CommitInterval"},
 		{"drain outlasts rebalance", with(func(c *sluicefx.Config) { c.DrainTimeout = time.Minute }), "DrainTimeout"},
@@ -344,5 +346,30 @@ func TestWithoutFx(t *testing.T) {
 	}
 	if r.Err() != nil {
 		t.Fatal(r.Err())
+	}
+}
+
+// Start followed at once by Stop (a later fx OnStart failing does this)
+// once exited the process with code 1: Close ran before Run, Run returned
+// ErrClosed, and the runner took it for a fatal error.
+func TestStartThenStopAtOnceIsACleanStop(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("orders", 1))
+	for i := range 20 {
+		cr, err := sluicefx.NewConsumer(sluicefx.ConsumerParams{Config: testConfig(kc), Handler: settleAll{}, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var exits atomic.Int32
+		r := sluicefx.NewRunner(cr.Consumer, testLogger(), func(error) { exits.Add(1) })
+		if err := r.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Stop(context.Background()); err != nil {
+			t.Fatalf("try %d: Stop: %v", i, err)
+		}
+		<-r.Done()
+		if n := exits.Load(); n != 0 || r.Err() != nil {
+			t.Fatalf("try %d: onExit called %d times, Err %v: a requested stop was taken for a failure", i, n, r.Err())
+		}
 	}
 }
