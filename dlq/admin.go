@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -18,6 +20,10 @@ import (
 // DefaultTimeout bounds dialing a broker and the first request to it, so
 // that an unreachable cluster is reported in seconds, not minutes.
 const DefaultTimeout = 10 * time.Second
+
+// readStall bounds how long Read waits for a fetch that brings nothing
+// while records are left before it gives up (StallError).
+const readStall = 30 * time.Second
 
 // Conn says how to reach the cluster.
 type Conn struct {
@@ -40,7 +46,10 @@ type Admin struct {
 }
 
 // NewAdmin connects and checks that a broker answers within conn.Timeout;
-// if none does, it returns an *UnreachableError naming the brokers.
+// if none does, it returns an *UnreachableError naming the brokers (and
+// saying so when a connection was made but nothing answered on it). The
+// Timeout also bounds the answer to every later request beyond the
+// request's own wait.
 func NewAdmin(ctx context.Context, conn Conn) (*Admin, error) {
 	if len(conn.Brokers) == 0 {
 		return nil, &ConfigError{Field: "Conn.Brokers", Reason: "no broker address"}
@@ -63,14 +72,52 @@ func NewAdmin(ctx context.Context, conn Conn) (*Admin, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &UnreachableError{Brokers: conn.Brokers, Err: err}
+		ue := &UnreachableError{Brokers: conn.Brokers, Err: err, Timeout: conn.Timeout}
+		if isTimeout(err) {
+			ue.Connected = listening(ctx, conn.Brokers)
+		}
+		return nil, ue
 	}
 	a.cl, a.adm = cl, kadm.NewClient(cl)
 	return a, nil
 }
 
+// isTimeout reports whether err is a timeout, as opposed to a refusal or
+// a TLS or SASL failure.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// listening returns the addrs that accept a TCP connection within a
+// second: brokers that were reached but did not answer.
+func listening(ctx context.Context, addrs []string) []string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	ok := make([]bool, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() {
+			var d net.Dialer
+			if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
+				c.Close()
+				ok[i] = true
+			}
+		})
+	}
+	wg.Wait()
+	var out []string
+	for i, addr := range addrs {
+		if ok[i] {
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
 func (a *Admin) opts(extra ...kgo.Opt) []kgo.Opt {
-	base := []kgo.Opt{kgo.SeedBrokers(a.conn.Brokers...), kgo.DialTimeout(a.conn.Timeout)}
+	base := []kgo.Opt{kgo.SeedBrokers(a.conn.Brokers...), kgo.DialTimeout(a.conn.Timeout),
+		kgo.RequestTimeoutOverhead(a.conn.Timeout), kgo.WithLogger(nil)}
 	return append(append(base, a.conn.ClientOpts...), extra...)
 }
 
@@ -108,6 +155,19 @@ func (a *Admin) spans(ctx context.Context, topic string) (map[int32]span, error)
 	return out, nil
 }
 
+// Partitions returns how many partitions topic has; a *TopicError if it
+// does not exist.
+func (a *Admin) Partitions(ctx context.Context, topic string) (int, error) {
+	if err := a.exists(ctx, topic); err != nil {
+		return 0, err
+	}
+	ds, err := a.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("describe %s: %w", topic, err)
+	}
+	return len(ds[topic].Partitions), nil
+}
+
 // exists returns a *TopicError if topic does not exist.
 func (a *Admin) exists(ctx context.Context, topic string) error {
 	ds, err := a.adm.ListTopics(ctx, topic)
@@ -127,11 +187,13 @@ func (a *Admin) exists(ctx context.Context, topic string) error {
 // scan polls cl, which consumes topic at the from offsets of spans, until
 // every partition has reached its end offset, calling fn for each record
 // below its partition's end and afterPoll (if not nil) after each poll.
-// It stops at the first error of fn, afterPoll or the fetch, or when ctx
-// ends. A partition whose last offsets before end are gone (a compacted
-// topic, transaction markers) would never be reached; dead-letter topics
-// written by a Publisher have neither.
-func scan(ctx context.Context, cl *kgo.Client, topic string, spans map[int32]span, fn func(*kgo.Record) error, afterPoll func() error) error {
+// It stops at the first error of fn, afterPoll or the fetch, when ctx ends,
+// or with a *StallError when a poll brings nothing for stall while records
+// are left (a broker that stopped answering). A partition whose last
+// offsets before end are gone (a compacted topic, transaction markers)
+// would never be reached; dead-letter topics written by a Publisher have
+// neither.
+func scan(ctx context.Context, cl *kgo.Client, topic string, spans map[int32]span, stall time.Duration, fn func(*kgo.Record) error, afterPoll func() error) error {
 	left := 0
 	for _, s := range spans {
 		if s.from < s.end {
@@ -139,13 +201,19 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, spans map[int32]spa
 		}
 	}
 	for left > 0 {
-		fs := cl.PollRecords(ctx, 1000)
+		pctx, cancel := context.WithTimeout(ctx, stall)
+		fs := cl.PollRecords(pctx, 1000)
+		timedOut := pctx.Err() != nil
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if timedOut && fs.NumRecords() == 0 {
+			return &StallError{What: fmt.Sprintf("no records fetched from %s though %d %s more", topic, left, plural(left, "partition holds", "partitions hold")), After: stall}
+		}
 		var ferr error
 		fs.EachError(func(t string, p int32, err error) {
-			if ferr == nil {
+			if ferr == nil && !errors.Is(err, context.DeadlineExceeded) {
 				ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
 			}
 		})
@@ -176,6 +244,13 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, spans map[int32]spa
 	return nil
 }
 
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 func consumeFrom(topic string, spans map[int32]span) kgo.Opt {
 	ps := make(map[int32]kgo.Offset)
 	for p, s := range spans {
@@ -204,7 +279,7 @@ func (a *Admin) Read(ctx context.Context, topic string, f *Filter, fn func(Lette
 		return fmt.Errorf("new client: %w", err)
 	}
 	defer cl.Close()
-	return scan(ctx, cl, topic, spans, func(r *kgo.Record) error {
+	return scan(ctx, cl, topic, spans, readStall, func(r *kgo.Record) error {
 		if l := NewLetter(r); f.Match(l) {
 			return fn(l)
 		}

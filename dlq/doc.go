@@ -84,16 +84,30 @@
 // 3) unless forced, which stops a poison record from looping forever. The
 // replayed copy's timestamp is the replay time.
 //
-// Replay commits how far it got in a consumer group of its own after each
-// acknowledged batch. Its default name, ReplayGroup, is derived from the
-// dead-letter topic, the target and the filter: running the same replay
-// again continues where it stopped and republishes nothing twice, while a
-// replay with other filters examines the topic from its start. Records
-// that were filtered out or refused are passed by the commit too; to
-// examine them again, use another group or ReplayConfig.Reset. A crash
-// between a batch's acknowledgement and its commit replays that batch
-// again (at-least-once). Two replays must not share a group at the same
-// time.
+// Replay counts a record as replayed only once Kafka acknowledged it, and
+// commits how far it got in a consumer group of its own after each batch:
+// in each partition up to the first record that was not acknowledged.
+// Its default name, ReplayGroup, is derived from the dead-letter topic,
+// the target and the filter: running the same replay again continues
+// where it stopped and republishes nothing twice, while a replay with
+// other filters examines the topic from its start. Records that were
+// filtered out are passed by the commit too; to examine them again, use
+// another group or ReplayConfig.Reset. A record that Kafka refuses, or
+// does not acknowledge within ReplayConfig.ProduceTimeout (default 30s;
+// the same bound applies to fetches and commits, so a broker that stops
+// answering stops the replay with a *StallError instead of hanging it),
+// stops the replay; ReplayStats says what was replayed, what was saved
+// (Saved, SaveErr) and what a rerun would replay again (Unsaved). A crash
+// between an acknowledgement and its commit replays that record again
+// (at-least-once). Two replays must not share a group at the same time.
+//
+// Records refused for their replay count are passed by the commit, but the
+// commit's metadata remembers where they lie (offset ranges per partition
+// with the MaxReplays that refused them, "sluice.dlq.refused=3-17@3"): a
+// later run in the same group with Force re-reads from the first of them,
+// replays exactly the records that were refused, and then continues where
+// the group left off. ReplayStats.RefusedWaiting says that refused records
+// wait for such a run; `sluice dlq replay` then exits with status 3.
 //
 // # Observability
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 var (
@@ -23,7 +24,22 @@ var (
 	ErrNoTarget = errors.New("no replay target")
 	// ErrConfig: an option or config field is invalid.
 	ErrConfig = errors.New("invalid config")
+	// ErrStalled: the brokers stopped answering (or acknowledging) in time.
+	ErrStalled = errors.New("brokers stalled")
 )
+
+// StallError says what did not happen within After.
+type StallError struct {
+	What  string
+	After time.Duration
+}
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("%s (waited %v; is the broker up?)", e.What, e.After)
+}
+
+// Is ties StallError to ErrStalled.
+func (e *StallError) Is(target error) bool { return target == ErrStalled }
 
 // BadHeaderError says which provenance header is malformed.
 type BadHeaderError struct {
@@ -58,9 +74,17 @@ func (e *TopicError) Is(target error) bool { return target == ErrUnknownTopic }
 type UnreachableError struct {
 	Brokers []string
 	Err     error
+	// Connected lists the brokers a TCP connection was made to, which then
+	// did not answer within Timeout.
+	Connected []string
+	Timeout   time.Duration
 }
 
 func (e *UnreachableError) Error() string {
+	if len(e.Connected) > 0 {
+		return fmt.Sprintf("cannot reach brokers %s: connected to %s, but no answer within %v (is it a Kafka listener? does it expect TLS or SASL?)",
+			strings.Join(e.Brokers, ","), strings.Join(e.Connected, ","), e.Timeout)
+	}
 	return fmt.Sprintf("cannot reach brokers %s: %v", strings.Join(e.Brokers, ","), e.Err)
 }
 

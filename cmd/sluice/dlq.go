@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sluice-go/sluice/dlq"
+	"github.com/sluice-go/sluice/internal/devbroker"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -51,7 +53,29 @@ func (e *dlqEnv) admin(cmd *cobra.Command) (*dlq.Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dlq.NewAdmin(cmd.Context(), conn)
+	a, err := dlq.NewAdmin(cmd.Context(), conn)
+	return a, flagError(err)
+}
+
+// configFlags names the command-line flag of each dlq config field.
+var configFlags = map[string]string{
+	"Conn.Brokers":                "--brokers",
+	"Conn.Timeout":                "--timeout",
+	"ReplayConfig.Topic":          "TOPIC",
+	"ReplayConfig.To":             "--to",
+	"ReplayConfig.MaxReplays":     "--max-replays",
+	"ReplayConfig.ProduceTimeout": "--produce-timeout",
+}
+
+// flagError rewrites a *dlq.ConfigError to name the flag, not the field.
+func flagError(err error) error {
+	var ce *dlq.ConfigError
+	if errors.As(err, &ce) {
+		if flag, ok := configFlags[ce.Field]; ok {
+			return fmt.Errorf("%s: %s", flag, ce.Reason)
+		}
+	}
+	return err
 }
 
 // open parses the filter flags and then connects, so that a bad filter
@@ -82,7 +106,7 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.sinks, "sink", nil, "stage or sink name, repeatable or comma-separated")
 	fs.StringVar(&f.since, "since", "", "failed at or after: RFC 3339 time, date (2006-01-02) or duration ago (90m)")
 	fs.StringVar(&f.until, "until", "", "failed before: RFC 3339 time, date or duration ago")
-	fs.Int32SliceVar(&f.partitions, "partition", nil, "source partition, repeatable or comma-separated")
+	fs.Int32SliceVar(&f.partitions, "partition", nil, "source `partitions`, repeatable or comma-separated")
 	fs.StringVar(&f.offsets, "offset-range", "", "source offsets A-B (inclusive), A- (A and after) or A")
 }
 
@@ -181,6 +205,12 @@ func newDLQStatsCmd(env *dlqEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if s.Total > 0 && s.NoProvenance == s.Total {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: none of the %d records of %s has provenance headers: it is not a dead-letter topic written by Sluice\n", s.Total, args[0])
+			}
+			if s.Total == 0 {
+				notePartitions(cmd, a, args[0], &ff)
+			}
 			if jsonOut {
 				return writeStatsJSON(cmd.OutOrStdout(), args[0], s)
 			}
@@ -239,15 +269,37 @@ func writeStatsJSON(w io.Writer, topic string, s dlq.Stats) error {
 	return enc.Encode(v)
 }
 
-// topicArg requires the one TOPIC argument.
+// topicArg requires the one TOPIC argument, a valid topic name.
 func topicArg(cmd *cobra.Command, args []string) error {
 	switch len(args) {
 	case 1:
+		if err := devbroker.ValidTopicName(args[0]); err != nil {
+			return fmt.Errorf("TOPIC: %w", err)
+		}
 		return nil
 	case 0:
 		return fmt.Errorf("missing TOPIC: usage: %s", cmd.UseLine())
 	}
 	return fmt.Errorf("want one TOPIC, got %d arguments: %s", len(args), strings.Join(args, " "))
+}
+
+// notePartitions says, when --partition asks for source partitions that
+// the source topic (TOPIC without its .dlq suffix) does not have, that
+// this is why nothing matched.
+func notePartitions(cmd *cobra.Command, a *dlq.Admin, topic string, ff *filterFlags) {
+	src, ok := strings.CutSuffix(topic, dlq.DefaultSuffix)
+	if len(ff.partitions) == 0 || !ok {
+		return
+	}
+	n, err := a.Partitions(cmd.Context(), src)
+	if err != nil {
+		return
+	}
+	for _, p := range ff.partitions {
+		if int(p) >= n {
+			fmt.Fprintf(cmd.ErrOrStderr(), "note: --partition %d: %s has %d %s (0-%d)\n", p, src, n, plural(n, "partition", "partitions"), n-1)
+		}
+	}
 }
 
 // errLimit stops a read at --limit.
@@ -269,6 +321,9 @@ func newDLQInspectCmd(env *dlqEnv) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 0 {
 				return fmt.Errorf("--limit %d: must not be negative", limit)
+			}
+			if maxValue < 0 {
+				return fmt.Errorf("--max-value-bytes %d: must not be negative (0: never cut)", maxValue)
 			}
 			a, f, err := env.open(cmd, &ff)
 			if err != nil {
@@ -292,8 +347,11 @@ func newDLQInspectCmd(env *dlqEnv) *cobra.Command {
 			if err != nil && !errors.Is(err, errLimit) {
 				return err
 			}
+			if n == 0 {
+				notePartitions(cmd, a, args[0], &ff)
+			}
 			if !jsonOut {
-				fmt.Fprintf(out, "%d dead letters shown\n", n)
+				fmt.Fprintf(out, "%d %s shown\n", n, plural(n, "dead letter", "dead letters"))
 			}
 			return nil
 		},
@@ -318,7 +376,12 @@ func writeLetter(w io.Writer, l dlq.Letter, maxBytes int) {
 		fmt.Fprintf(w, "  failed      first %s  last %s\n", fmtTime(p.FirstFailure), fmtTime(p.LastFailure))
 		fmt.Fprintf(w, "  error       %s\n", orDash(p.Error))
 	}
-	fmt.Fprintf(w, "  key         %s\n  value       %s\n", quote(r.Key, maxBytes), quote(r.Value, maxBytes))
+	value := quote(r.Value, maxBytes)
+	if l.ProvenanceErr == nil && l.Provenance.ValueDropped > 0 {
+		p := l.Provenance
+		value = fmt.Sprintf("(dropped: its %d bytes did not fit the dead-letter topic; the original is at %s/%d@%d)", p.ValueDropped, p.Topic, p.Partition, p.Offset)
+	}
+	fmt.Fprintf(w, "  key         %s\n  value       %s\n", quote(r.Key, maxBytes), value)
 	for _, h := range dlq.StripProvenance(r.Headers) {
 		fmt.Fprintf(w, "  header      %s=%s\n", h.Key, quote(h.Value, maxBytes))
 	}
@@ -348,6 +411,8 @@ type provenanceJSON struct {
 	FirstFailure *time.Time `json:"first_failure,omitempty"`
 	LastFailure  *time.Time `json:"last_failure,omitempty"`
 	ReplayCount  int        `json:"replay_count"`
+	// ValueDropped is the size of the value the dead letter left out.
+	ValueDropped int `json:"value_dropped,omitempty"`
 }
 
 type letterJSONOut struct {
@@ -359,6 +424,7 @@ type letterJSONOut struct {
 	KeyBase64     []byte            `json:"key_base64,omitempty"`
 	Value         *string           `json:"value,omitempty"`
 	ValueBase64   []byte            `json:"value_base64,omitempty"`
+	ValueDropped  int               `json:"value_dropped,omitempty"` // bytes left out; the value is absent
 	Headers       map[string]string `json:"headers,omitempty"`
 	Provenance    *provenanceJSON   `json:"provenance,omitempty"`
 	ProvenanceErr string            `json:"provenance_error,omitempty"`
@@ -384,10 +450,12 @@ func letterJSON(l dlq.Letter) letterJSONOut {
 		return out
 	}
 	p := l.Provenance
+	out.ValueDropped = p.ValueDropped
 	out.Provenance = &provenanceJSON{
 		Topic: p.Topic, Partition: p.Partition, Offset: p.Offset, Timestamp: timePtr(p.Timestamp),
 		Group: p.Group, Sink: p.Stage, Error: p.Error, Class: p.Class, Attempts: p.Attempts,
 		FirstFailure: timePtr(p.FirstFailure), LastFailure: timePtr(p.LastFailure), ReplayCount: p.ReplayCount,
+		ValueDropped: p.ValueDropped,
 	}
 	return out
 }
@@ -419,25 +487,48 @@ partition they came from (their provenance headers) or to --to TOPIC.
 
 The replayed copy keeps key, value and original headers; it drops the
 provenance headers except sluice.dlq.replay-count, which it increments.
-Records already replayed --max-replays times are refused unless --force.
 
-Progress is committed in a consumer group of its own (printed at the end),
-named after TOPIC, --to and the filter flags as written: running the same
-command again continues where it stopped and republishes nothing twice.
-Records passed over (filtered out or refused) are not examined again by that
-group; --reset starts over, --group picks another. Replay is at-least-once:
-if it is killed between a batch's acknowledgement and its commit, that batch
-is replayed again.`,
+Only records that Kafka acknowledged count as replayed. Progress is committed
+after each batch in a consumer group of its own (printed at the end), named
+after TOPIC, --to and the filter flags as written, up to the first record
+that was not acknowledged: running the same command again continues there
+and republishes nothing twice. Records filtered out are not examined again by
+that group; --reset starts over, --group picks another. A record Kafka does
+not acknowledge (an error, or no answer within --produce-timeout) stops the
+replay with an error. Replay is at-least-once: if it is killed between an
+acknowledgement and its commit, that record is replayed again; the summary
+says how many.
+
+Records already replayed --max-replays times are refused: they stay in TOPIC,
+the group remembers where they are, and the command exits with status 3. The
+same command with --force then replays just those (and any new dead letters),
+once.
+
+Ctrl-C stops producing, waits for the records in flight (at most
+--produce-timeout) and saves the progress; a second Ctrl-C quits at once.
+
+Exit status: 0 done; 1 an error (the summary says what was replayed and
+saved); 3 done, but records were refused and wait for --force.`,
 		Example: `  sluice dlq replay orders.dlq --dry-run
   sluice dlq replay orders.dlq --class exhausted --since 2h --rate 100
   sluice dlq replay orders.dlq --error '/timeout|refused/' --to orders-retry`,
-		Args: topicArg,
+		Args:        topicArg,
+		Annotations: map[string]string{quietInterrupt: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if rps < 0 {
-				return fmt.Errorf("--rate %v: must not be negative", rps)
-			}
-			if cfg.MaxReplays < 1 {
+			switch {
+			case math.IsNaN(rps) || math.IsInf(rps, 0) || rps < 0:
+				return fmt.Errorf("--rate %v: want records per second, 0 or more", rps)
+			case cfg.MaxReplays < 1:
 				return fmt.Errorf("--max-replays %d: must be at least 1", cfg.MaxReplays)
+			case cfg.ProduceTimeout <= 0:
+				return fmt.Errorf("--produce-timeout %v: must be positive", cfg.ProduceTimeout)
+			case cfg.To == args[0]:
+				return fmt.Errorf("--to %s: must differ from the topic being replayed", cfg.To)
+			}
+			if cfg.To != "" {
+				if err := devbroker.ValidTopicName(cfg.To); err != nil {
+					return fmt.Errorf("--to: %w", err)
+				}
 			}
 			a, f, err := env.open(cmd, &ff)
 			if err != nil {
@@ -451,17 +542,28 @@ is replayed again.`,
 			if rps > 0 {
 				cfg.Limiter = rate.NewLimiter(rate.Limit(rps), 1)
 			}
-			prog := newProgress(cmd.ErrOrStderr(), env.now)
+			prog := newProgress(cmd.ErrOrStderr(), env.now, cfg.DryRun)
 			cfg.Progress = prog.update
+			stopNotice := context.AfterFunc(cmd.Context(), func() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "\nsluice: interrupted: waiting up to %v for Kafka to acknowledge the records in flight, then saving the progress; press Ctrl-C again to quit at once\n", cfg.ProduceTimeout)
+			})
 			s, err := a.Replay(cmd.Context(), cfg)
+			stopNotice()
 			prog.done(s)
 			if err == nil || s.Examined > 0 {
-				writeSummary(cmd.OutOrStdout(), cfg, s)
+				writeSummary(cmd.OutOrStdout(), cfg, s, err)
 			}
-			if errors.Is(err, context.Canceled) {
-				return fmt.Errorf("replay interrupted; the progress above is saved, run the same command to continue")
+			switch {
+			case errors.Is(err, context.Canceled):
+				return errors.New("replay interrupted; the summary above says what was replayed and saved")
+			case err != nil:
+				return flagError(err)
+			case s.SaveErr != nil:
+				return s.SaveErr
+			case s.RefusedWaiting && !s.DryRun:
+				return refusedError{s}
 			}
-			return err
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -470,13 +572,28 @@ is replayed again.`,
 	f.Float64Var(&rps, "rate", 0, "at most this many records per second (0: unlimited)")
 	f.BoolVar(&cfg.DryRun, "dry-run", false, "count what would be replayed; produce and commit nothing")
 	f.IntVar(&cfg.MaxReplays, "max-replays", dlq.DefaultMaxReplays, "refuse records already replayed this many times")
-	f.BoolVar(&cfg.Force, "force", false, "replay records over --max-replays too")
+	f.BoolVar(&cfg.Force, "force", false, "replay records over --max-replays too, including those earlier runs of this replay refused")
 	f.StringVar(&cfg.Group, "group", "", "consumer group that keeps the replay's progress (default: derived from TOPIC, --to and the filters)")
 	f.BoolVar(&cfg.Reset, "reset", false, "ignore saved progress and start at the topic's start")
+	f.DurationVar(&cfg.ProduceTimeout, "produce-timeout", dlq.DefaultProduceTimeout, "stop when Kafka has not acknowledged a replayed record (or answered a fetch or commit) within this")
 	return cmd
 }
 
-func writeSummary(w io.Writer, cfg dlq.ReplayConfig, s dlq.ReplayStats) {
+// refusedError ends a replay that refused records: exit status 3.
+type refusedError struct{ s dlq.ReplayStats }
+
+func (e refusedError) Error() string {
+	if e.s.Refused > 0 {
+		return fmt.Sprintf("%d %s refused (replayed too often); the same command with --force replays just those", e.s.Refused, plural(int(e.s.Refused), "dead letter", "dead letters"))
+	}
+	return fmt.Sprintf("dead letters refused by an earlier run wait in group %s; the same command with --force replays just those", e.s.Group)
+}
+
+func (refusedError) ExitCode() int { return exitRefused }
+
+// writeSummary says what the replay did, and exactly what it saved; err is
+// the replay's error, printed by the caller.
+func writeSummary(w io.Writer, cfg dlq.ReplayConfig, s dlq.ReplayStats, err error) {
 	verb := "replayed"
 	if s.DryRun {
 		verb = "would replay"
@@ -486,14 +603,49 @@ func writeSummary(w io.Writer, cfg dlq.ReplayConfig, s dlq.ReplayStats) {
 	for _, t := range slices.Sorted(maps.Keys(s.ByTarget)) {
 		fmt.Fprintf(w, "  to %s: %d\n", t, s.ByTarget[t])
 	}
+	if s.Forced > 0 {
+		fmt.Fprintf(w, "forced: %d of them had been refused by an earlier run\n", s.Forced)
+	}
 	if s.Incomplete > 0 {
 		fmt.Fprintf(w, "skipped %d dead letters without their value (too large for the dead-letter topic): replay them from the source topic at the offsets `inspect` shows\n", s.Incomplete)
+	}
+	if s.NotAcknowledged > 0 {
+		fmt.Fprintf(w, "not acknowledged: %d %s (Kafka refused them or did not answer; they may still have been written): not counted as replayed, and the progress stops before them\n",
+			s.NotAcknowledged, plural(int(s.NotAcknowledged), "record", "records"))
 	}
 	if s.DryRun {
 		fmt.Fprintln(w, "dry run: nothing was produced or committed")
 		return
 	}
-	fmt.Fprintf(w, "progress saved in group %s; run the same command to continue, --reset to start over\n", s.Group)
+	switch {
+	case s.SaveErr != nil && err != nil && s.SaveErr.Error() != err.Error():
+		fmt.Fprintf(w, "progress NOT saved: %v\n", s.SaveErr)
+	case s.SaveErr != nil:
+		fmt.Fprintln(w, "progress NOT saved (the error follows)")
+	}
+	fmt.Fprintf(w, "progress in group %s: %s\n", s.Group, savedAt(cfg.Topic, s.Saved))
+	if s.Unsaved > 0 {
+		fmt.Fprintf(w, "  %d replayed %s beyond it: running the same command again replays %s again\n",
+			s.Unsaved, plural(int(s.Unsaved), "record lies", "records lie"), plural(int(s.Unsaved), "it", "them"))
+	}
+	if s.RefusedWaiting {
+		fmt.Fprintf(w, "refused records wait in %s for the same command with --force\n", cfg.Topic)
+	}
+	if err == nil && s.SaveErr == nil {
+		fmt.Fprintln(w, "run the same command to continue, --reset to start over")
+	}
+}
+
+// savedAt describes the committed progress per partition.
+func savedAt(topic string, saved map[int32]int64) string {
+	if len(saved) == 0 {
+		return "nothing saved; a new run starts at the beginning"
+	}
+	parts := make([]string, 0, len(saved))
+	for _, p := range slices.Sorted(maps.Keys(saved)) {
+		parts = append(parts, fmt.Sprintf("%s/%d@%d", topic, p, saved[p]))
+	}
+	return "continues at " + strings.Join(parts, ", ")
 }
 
 func fmtTime(t time.Time) string {

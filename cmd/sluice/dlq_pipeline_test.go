@@ -161,8 +161,8 @@ func TestDLQThroughPipelineAndConsumer(t *testing.T) {
 		t.Fatalf("replay of decode failures:\n%s", out)
 	}
 	kafkatest.Eventually(t, 20*time.Second, func() bool { return dlqCount() == 9 }, "decode failures dead-lettered again")
-	out = mustCLI(t, "dlq", "replay", "orders.dlq", b, "--class", "decode", "--max-replays", "1")
-	if !strings.Contains(out, "replayed 0, refused 3") {
-		t.Fatalf("guard:\n%s", out)
+	out, _, err = runCLI(t, "dlq", "replay", "orders.dlq", b, "--class", "decode", "--max-replays", "1")
+	if !strings.Contains(out, "replayed 0, refused 3") || exitCode(err) != exitRefused {
+		t.Fatalf("guard: %v\n%s", err, out)
 	}
 }

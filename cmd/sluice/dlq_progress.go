@@ -33,6 +33,7 @@ type progress struct {
 	now   func() time.Time
 	every time.Duration
 	last  time.Time
+	verb  string   // "replayed", or "would replay" in a dry run
 	shown bool     // something was shown
 	seen  [3]int64 // examined, replayed, refused as last shown
 }
@@ -43,8 +44,11 @@ const (
 	barWidth  = 30
 )
 
-func newProgress(w io.Writer, now func() time.Time) *progress {
-	p := &progress{w: w, tty: isTerminal(w), now: now, every: lineEvery}
+func newProgress(w io.Writer, now func() time.Time, dryRun bool) *progress {
+	p := &progress{w: w, tty: isTerminal(w), now: now, every: lineEvery, verb: "replayed"}
+	if dryRun {
+		p.verb = "would replay"
+	}
 	if p.tty {
 		p.every = barEvery
 	}
@@ -79,8 +83,8 @@ func (p *progress) show(s dlq.ReplayStats) {
 	if s.Total > 0 {
 		pct = 100 * float64(s.Examined) / float64(s.Total)
 	}
-	counts := fmt.Sprintf("%d/%d %5.1f%%  replayed %d  refused %d  skipped %d  ETA %s",
-		s.Examined, s.Total, pct, s.Replayed, s.Refused, s.Examined-s.Matched, eta(s))
+	counts := fmt.Sprintf("%d/%d %5.1f%%  %s %d  refused %d  skipped %d  ETA %s",
+		s.Examined, s.Total, pct, p.verb, s.Replayed, s.Refused, s.Examined-s.Matched, eta(s))
 	if !p.tty {
 		fmt.Fprintf(p.w, "progress: %s\n", counts)
 		return

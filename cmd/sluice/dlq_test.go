@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,18 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	root.SetErr(&errOut)
 	err = root.ExecuteContext(ctx)
 	return out.String(), errOut.String(), err
+}
+
+// exitCode is the exit status main gives err.
+func exitCode(err error) int {
+	var ec interface{ ExitCode() int }
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ec):
+		return ec.ExitCode()
+	}
+	return exitError
 }
 
 // mustCLI runs the command and fails t if it fails.
@@ -103,6 +116,13 @@ func TestDLQBadInvocationsExitNonZeroWithOneLine(t *testing.T) {
 		{"sasl without user", []string{"dlq", "list", "--sasl-mechanism", "plain", "--sasl-password", "hunter2"}, "needs --sasl-user"},
 		{"bad mechanism", []string{"dlq", "list", "--sasl-mechanism", "kerberos", "--sasl-user", "u", "--sasl-password", "hunter2"}, `--sasl-mechanism "kerberos"`},
 		{"half a client cert", []string{"dlq", "list", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+		{"empty topic", []string{"dlq", "stats", ""}, "TOPIC: empty topic name"},
+		{"bad topic name", []string{"dlq", "inspect", "a b"}, `TOPIC: topic name "a b" has ' '`},
+		{"NaN rate", []string{"dlq", "replay", "t", "--rate", "NaN"}, "--rate NaN: want records per second, 0 or more"},
+		{"infinite rate", []string{"dlq", "replay", "t", "--rate", "+Inf"}, "--rate +Inf: want records per second"},
+		{"replay onto itself", []string{"dlq", "replay", "t.dlq", "--to", "t.dlq"}, "--to t.dlq: must differ from the topic being replayed"},
+		{"zero produce timeout", []string{"dlq", "replay", "t", "--produce-timeout", "0s"}, "--produce-timeout 0s: must be positive"},
+		{"negative max value bytes", []string{"dlq", "inspect", "t", "--max-value-bytes", "-1"}, "--max-value-bytes -1: must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,21 +234,27 @@ func TestDLQStatsInspectReplay(t *testing.T) {
 	}
 
 	// --dry-run changes nothing.
-	out = mustCLI(t, "dlq", "replay", "orders.dlq", b, "--class", "decode", "--dry-run")
-	if !strings.Contains(out, "would replay 5") || !strings.Contains(out, "nothing was produced or committed") {
-		t.Fatalf("dry run:\n%s", out)
+	out, errOut, err := runCLI(t, "dlq", "replay", "orders.dlq", b, "--class", "decode", "--dry-run")
+	if err != nil || !strings.Contains(out, "would replay 5") || !strings.Contains(out, "nothing was produced or committed") ||
+		!strings.Contains(errOut, "would replay 5") {
+		t.Fatalf("dry run: %v\n%s%s", err, out, errOut)
 	}
 	if n := total(c.EndOffsets(t, "orders")); n != 0 {
 		t.Fatalf("dry run produced %d records", n)
 	}
 
 	// replay republishes exactly the filtered records, once.
-	out, errOut, err := runCLI(t, "dlq", "replay", "orders.dlq", b, "--class", "decode", "--rate", "1000")
+	out, errOut, err = runCLI(t, "dlq", "replay", "orders.dlq", b, "--class", "decode", "--rate", "1000")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "matched 5, replayed 5, refused 0") || !strings.Contains(out, "to orders: 5") || !strings.Contains(out, "progress saved in group sluice-dlq-replay.orders.dlq.") {
+	if !strings.Contains(out, "matched 5, replayed 5, refused 0") || !strings.Contains(out, "to orders: 5") ||
+		!regexp.MustCompile(`progress in group sluice-dlq-replay\.orders\.dlq\.\w+: continues at orders.dlq/0@5, orders.dlq/1@5\n`).MatchString(out) {
 		t.Fatalf("replay:\n%s", out)
+	}
+	group := regexp.MustCompile(`group (\S+):`).FindStringSubmatch(out)[1]
+	if got := c.Committed(t, group, "orders.dlq"); got[0] != 5 || got[1] != 5 {
+		t.Fatalf("the summary says orders.dlq/0@5, orders.dlq/1@5; the group committed %v", got)
 	}
 	if !strings.Contains(errOut, "progress: 10/10 100.0%  replayed 5  refused 0  skipped 5  ETA 0s") {
 		t.Fatalf("replay progress:\n%s", errOut)
@@ -286,10 +312,16 @@ func TestDLQReplayGuardStopsLoop(t *testing.T) {
 	var outs []string
 	seen := map[int32]int64{}
 	for range 5 {
-		out := mustCLI(t, "dlq", "replay", "orders.dlq", b, "--max-replays", "2")
+		out, _, err := runCLI(t, "dlq", "replay", "orders.dlq", b, "--max-replays", "2")
 		outs = append(outs, out)
 		if strings.Contains(out, "replayed 0") {
+			if exitCode(err) != exitRefused || !strings.Contains(err.Error(), "2 dead letters refused") {
+				t.Fatalf("refusal: %v (exit %d), want exit 3", err, exitCode(err))
+			}
 			break
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 		cl := c.Client(t, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"orders": {0: kgo.NewOffset().At(seen[0]), 1: kgo.NewOffset().At(seen[1])}}))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -313,11 +345,21 @@ func TestDLQReplayGuardStopsLoop(t *testing.T) {
 		cl.Close()
 	}
 	if len(outs) != 3 || !strings.Contains(outs[0], "replayed 2, refused 0") || !strings.Contains(outs[1], "replayed 2, refused 0") ||
-		!strings.Contains(outs[2], "replayed 0, refused 2 (replayed 2 times or more)") {
+		!strings.Contains(outs[2], "replayed 0, refused 2 (replayed 2 times or more)") || !strings.Contains(outs[2], "refused records wait in orders.dlq for the same command with --force") {
 		t.Fatalf("rounds:\n%s", strings.Join(outs, "\n"))
 	}
 	if n := total(c.EndOffsets(t, "orders")); n != 4 {
 		t.Fatalf("orders holds %d records, want 4", n)
+	}
+	// The refused records stay reachable: the same command with --force
+	// replays exactly them, once.
+	out := mustCLI(t, "dlq", "replay", "orders.dlq", b, "--max-replays", "2", "--force")
+	if !strings.Contains(out, "examined 2 of 2, matched 2, replayed 2") || !strings.Contains(out, "forced: 2 of them had been refused by an earlier run") {
+		t.Fatalf("forced replay:\n%s", out)
+	}
+	out = mustCLI(t, "dlq", "replay", "orders.dlq", b, "--max-replays", "2", "--force")
+	if !strings.Contains(out, "examined 0 of 0") || total(c.EndOffsets(t, "orders")) != 6 {
+		t.Fatalf("second forced replay:\n%s", out)
 	}
 }
 
@@ -381,7 +423,7 @@ func TestDLQConnectionFromEnvironmentAndSASL(t *testing.T) {
 func TestProgressPlainLines(t *testing.T) {
 	now := time.Unix(0, 0)
 	var buf bytes.Buffer
-	p := newProgress(&buf, func() time.Time { return now })
+	p := newProgress(&buf, func() time.Time { return now }, false)
 	p.update(dlq.ReplayStats{Total: 100, Examined: 10, Matched: 10, Replayed: 10, Elapsed: time.Second})
 	now = now.Add(time.Second)
 	p.update(dlq.ReplayStats{Total: 100, Examined: 20, Matched: 20, Replayed: 20, Elapsed: 2 * time.Second}) // too soon
@@ -399,7 +441,7 @@ func TestProgressPlainLines(t *testing.T) {
 func TestProgressBar(t *testing.T) {
 	now := time.Unix(0, 0)
 	var buf bytes.Buffer
-	p := newProgress(&buf, func() time.Time { return now })
+	p := newProgress(&buf, func() time.Time { return now }, false)
 	p.tty, p.every = true, barEvery // as on a terminal
 	p.update(dlq.ReplayStats{Total: 4, Examined: 1, Matched: 1, Replayed: 1, Elapsed: time.Second})
 	p.done(dlq.ReplayStats{Total: 4, Examined: 4, Matched: 4, Replayed: 4, Elapsed: 4 * time.Second})
@@ -485,7 +527,7 @@ func TestDLQTLS(t *testing.T) {
 func TestProgressFinalLineOnce(t *testing.T) {
 	now := time.Unix(0, 0)
 	var buf bytes.Buffer
-	p := newProgress(&buf, func() time.Time { return now })
+	p := newProgress(&buf, func() time.Time { return now }, false)
 	final := dlq.ReplayStats{Total: 3, Examined: 3, Matched: 3, Replayed: 3, Elapsed: time.Second}
 	p.update(final)
 	p.done(final)
