@@ -19,18 +19,25 @@ type connWatch struct {
 	mu       sync.Mutex
 	err      error
 	reported time.Time
+	// result, if set, is told of every connection attempt.
+	result func(broker string, connected bool, err error)
 }
 
 var _ kgo.HookBrokerConnect = (*connWatch)(nil)
 
 // OnBrokerConnect implements kgo.HookBrokerConnect.
-func (w *connWatch) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+func (w *connWatch) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, conn net.Conn, err error) {
+	broker := net.JoinHostPort(meta.Host, fmt.Sprint(meta.Port))
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if err != nil {
-		w.err = fmt.Errorf("connect to %s: %w", net.JoinHostPort(meta.Host, fmt.Sprint(meta.Port)), err)
+		w.err = fmt.Errorf("connect to %s: %w", broker, err)
 	} else {
 		w.err = nil
+	}
+	result := w.result
+	w.mu.Unlock()
+	if result != nil {
+		result(broker, conn != nil, err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/sluice-go/sluice/pipeline"
@@ -54,6 +55,7 @@ type Consumer struct {
 
 	joined atomic.Bool // the last group session assigned partitions (maybe none)
 	conns  *connWatch  // the last broker connection error
+	auth   *authWatch  // authentication and authorization failures in a row
 	errLog *errLog     // rate limit of fetch error logs
 
 	stateMu  sync.Mutex
@@ -164,6 +166,7 @@ func New(opts ...Opt) (*Consumer, error) {
 	c.allDone = make(chan struct{})
 	c.workCtx, c.cancelWork = context.WithCancel(context.Background())
 	c.conns = new(connWatch)
+	c.auth = newAuthWatch(c.cfg.authFailures)
 	// The client is created without topics, so the group is not joined
 	// until Run adds them.
 	cl, err := kgo.NewClient(c.cfg.clientOpts(c)...)
@@ -173,6 +176,16 @@ func New(opts ...Opt) (*Consumer, error) {
 	}
 	c.cl = cl
 	c.flow = newFlow(&c.cfg, cl, c.hooks)
+	sasls, _ := cl.OptValue(kgo.SASL).([]sasl.Mechanism)
+	c.conns.mu.Lock()
+	c.conns.result = func(broker string, connected bool, err error) {
+		if err == nil {
+			c.auth.ok("", AuthSASL, AuthTLS)
+		} else if e := classifyConnect(broker, connected, len(sasls) > 0, err); e != nil {
+			c.authFailed(e)
+		}
+	}
+	c.conns.mu.Unlock()
 	return c, nil
 }
 

@@ -100,7 +100,14 @@
 // that is earlier. Malformed deadline headers are ignored.
 //
 // Errors. Configuration errors are reported by New as *ConfigError, naming
-// the option. Commits report every partition's result: OffsetCommit v10
+// the option. Authentication and authorization failures (a rejected SASL
+// login, or a broker that closes the connection during it; a TLS handshake
+// or certificate error; a group or topic ACL that denies the consumer) are
+// *AuthError (ErrAuth): logged at ERROR as what they are, shown in
+// Status.AuthErr and /readyz, told to HookAuthError, and after AuthFailures
+// of one kind in a row (default 5) Run ends with the error. A success of
+// the same kind (a connection, a join, a fetch of the topic) resets the
+// count. Commits report every partition's result: OffsetCommit v10
 // responses name topics by ID, which the consumer maps back to names
 // itself, and a partition the response leaves out counts as failed. Fetch errors (a deleted topic, lost data, authorization) are
 // logged at most every 10s per partition and error, reported to

@@ -99,6 +99,10 @@ func (c *Consumer) fetchError(topic string, partition int32, err error) {
 	if errors.Is(err, kerr.UnknownTopicID) {
 		c.markRecreated(topic)
 	}
+	if e := classifyFetch(topic, err); e != nil {
+		c.authFailed(e)
+		return
+	}
 	if !c.errLog.due(tp.String()+err.Error(), time.Now()) {
 		return
 	}
@@ -113,8 +117,6 @@ func (c *Consumer) fetchError(topic string, partition int32, err error) {
 		msg = "topic was deleted and recreated; the consumer resets it"
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
 		msg = "topic or partition does not exist (deleted?); the consumer waits for it"
-	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.GroupAuthorizationFailed):
-		msg = "not authorized; check the credentials and ACLs"
 	}
 	c.log.Warn(msg, "topic", topic, "partition", partition, "err", err)
 }

@@ -53,6 +53,13 @@ type HookLost interface {
 	OnLost(tps []pipeline.TopicPartition)
 }
 
+// HookAuthError is told of every authentication or authorization failure:
+// wrong SASL credentials, a TLS certificate error, a group or topic ACL that
+// denies the consumer. See AuthFailures.
+type HookAuthError interface {
+	OnAuthError(err *AuthError)
+}
+
 type hooks []Hook
 
 func each[H any](hs hooks, fn func(H)) {

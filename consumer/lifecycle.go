@@ -198,6 +198,9 @@ func (c *Consumer) poll(ctx context.Context) {
 		fetches.EachError(c.fetchError)
 		touched = touched[:0]
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if fp.Err == nil {
+				c.auth.ok(fp.Topic, AuthTopic)
+			}
 			if len(fp.Records) == 0 {
 				return
 			}

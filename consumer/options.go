@@ -70,6 +70,8 @@ type cfg struct {
 	clientID  string
 	instance  string
 	fetchWait time.Duration
+
+	authFailures int
 }
 
 type saslCfg struct{ mechanism, user, pass string }
@@ -87,6 +89,7 @@ func defaults() cfg {
 		lowWater:         0.5,
 		clientID:         "sluice",
 		fetchWait:        500 * time.Millisecond,
+		authFailures:     5,
 	}
 }
 
@@ -221,6 +224,18 @@ func Logger(l *slog.Logger) Opt { return optFunc(func(c *cfg) { c.logger = l }) 
 // Hooks adds observers; each may implement any of the Hook interfaces.
 func Hooks(hs ...Hook) Opt { return optFunc(func(c *cfg) { c.hooks = append(c.hooks, hs...) }) }
 
+// AuthFailures sets how many authentication or authorization failures of
+// one kind in a row end Run with an *AuthError (ErrAuth), overriding the
+// default of 5. A failure is a rejected SASL login (or a broker that closes
+// the connection during it), a TLS handshake or certificate error, or a
+// group or topic ACL that denies the consumer; a success of the same kind
+// (a connection, a join, a fetch of the topic) starts the count again.
+// franz-go retries every few hundred milliseconds to seconds, so the
+// default ends a consumer with bad credentials within seconds. A negative
+// value keeps retrying forever; the failure is still logged at ERROR,
+// shown in Status.AuthErr and told to HookAuthError.
+func AuthFailures(n int) Opt { return optFunc(func(c *cfg) { c.authFailures = n }) }
+
 // ClientID sets the Kafka client ID, overriding "sluice".
 func ClientID(id string) Opt { return optFunc(func(c *cfg) { c.clientID = id }) }
 
@@ -282,6 +297,8 @@ func (c *cfg) validate() error {
 		return bad("RecordBudget", "must not be negative, got %v", c.recordBudget)
 	case c.sessionTimeout <= 0:
 		return bad("SessionTimeout", "must be positive, got %v", c.sessionTimeout)
+	case c.authFailures == 0:
+		return bad("AuthFailures", "must be positive, or negative to retry forever, got 0")
 	case c.rebalanceTimeout <= 0:
 		return bad("RebalanceTimeout", "must be positive, got %v", c.rebalanceTimeout)
 	case c.drainTimeout >= c.rebalanceTimeout:

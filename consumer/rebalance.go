@@ -17,6 +17,7 @@ import (
 // partitions: franz-go calls this after every join, even with nothing new.
 func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	defer c.joined.Store(true)
+	c.auth.ok("", AuthGroup)
 	tps := flatten(assigned)
 	if len(tps) == 0 {
 		return

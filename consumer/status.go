@@ -29,6 +29,9 @@ type Status struct {
 	// ConnectErr is the last failure to connect to a broker, if the last
 	// attempt failed: why a consumer that is not joined cannot join.
 	ConnectErr error
+	// AuthErr is the latest authentication or authorization failure (an
+	// *AuthError) that no success of its kind has cleared since.
+	AuthErr error
 }
 
 // Status returns a snapshot of the consumer's health.
@@ -48,6 +51,7 @@ func (c *Consumer) Status() Status {
 	sortTPs(st.Stalled)
 	st.Unsettled, st.Buffered = c.Unsettled()
 	st.ConnectErr = c.conns.last()
+	st.AuthErr = c.auth.lastErr()
 	return st
 }
 

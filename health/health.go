@@ -67,6 +67,10 @@ type Report struct {
 	// ConnectError is the last failure to connect to a broker, shown when
 	// the consumer has not joined: usually why it cannot.
 	ConnectError string `json:"connect_error,omitempty"`
+	// AuthError is the latest authentication or authorization failure
+	// that nothing has cleared since (wrong credentials, a certificate, a
+	// denying ACL).
+	AuthError string `json:"auth_error,omitempty"`
 	// StalledUnready says whether stalled partitions count against
 	// readiness (the StalledUnready option).
 	StalledUnready bool `json:"stalled_unready"`
@@ -97,9 +101,14 @@ func Check(st consumer.Status, opts ...ReadyOpt) Report {
 	if st.ConnectErr != nil && !st.Joined {
 		r.ConnectError = st.ConnectErr.Error()
 	}
+	if st.AuthErr != nil {
+		r.AuthError = st.AuthErr.Error()
+	}
 	switch {
 	case st.Err != nil:
 		r.Reason = "the consumer failed"
+	case st.AuthErr != nil:
+		r.Reason = "authentication or authorization failed"
 	case !st.Running:
 		r.Reason = "the consumer is not running"
 	case !st.Joined:
@@ -186,6 +195,9 @@ func (r Report) Text() string {
 	}
 	if r.ConnectError != "" {
 		fmt.Fprintf(&b, "broker connection: %s\n", r.ConnectError)
+	}
+	if r.AuthError != "" {
+		fmt.Fprintf(&b, "authentication: %s\n", r.AuthError)
 	}
 	return b.String()
 }

@@ -219,3 +219,14 @@ func TestReadinessShowsWhyItCannotJoin(t *testing.T) {
 		t.Fatalf("joined, still reports %q", r.ConnectError)
 	}
 }
+
+// TestReadinessNamesAuthFailures: an authentication or authorization
+// failure is the reason, named as such, even for a joined consumer (a
+// topic ACL can deny it after the join).
+func TestReadinessNamesAuthFailures(t *testing.T) {
+	authErr := &consumer.AuthError{Kind: consumer.AuthTopic, Topic: "orders", Err: errors.New("TOPIC_AUTHORIZATION_FAILED")}
+	r := health.Check(consumer.Status{Running: true, Joined: true, AuthErr: authErr})
+	if r.Ready || r.Reason != "authentication or authorization failed" || !strings.Contains(r.Text(), `not authorized to read topic "orders"`) {
+		t.Fatalf("report:\n%s", r.Text())
+	}
+}

@@ -30,10 +30,11 @@
 //	sluice_partitions_assigned                          gauge      partitions this member owns
 //	sluice_partitions_paused                            gauge      owned partitions whose fetching is paused by the water marks
 //	sluice_committed_offset{topic,partition}            gauge      last committed offset (the next to read) of an owned partition
-//	sluice_commit_errors_total{topic,partition}         counter    failed commits (the next commit retries)
+//	sluice_commit_errors_total{topic,partition}         counter    failed commits (a periodic one is retried; a final one means records are handled again)
 //	sluice_rebalances_total{kind}                       counter    rebalance events: kind is assigned, revoked or lost
 //	sluice_rebalance_drain_seconds                      histogram  time a revoke (or shutdown) took to drain in-flight records
 //	sluice_rebalance_drain_timeouts_total               counter    drains cut short by the drain timeout
+//	sluice_auth_errors_total{kind}                      counter    authentication and authorization failures: sasl, tls, group-authorization, topic-authorization
 //
 // Consumer, read from the consumer given to Watch:
 //

@@ -18,6 +18,7 @@ var (
 	_ consumer.HookAssigned   = (*Metrics)(nil)
 	_ consumer.HookRevoked    = (*Metrics)(nil)
 	_ consumer.HookLost       = (*Metrics)(nil)
+	_ consumer.HookAuthError  = (*Metrics)(nil)
 
 	_ pipeline.HookHandled         = (*Metrics)(nil)
 	_ pipeline.HookDeadLetter      = (*Metrics)(nil)
@@ -47,6 +48,12 @@ func (m *Metrics) OnFetched(tp pipeline.TopicPartition, records int, bytes int64
 // OnFetchError counts fetch errors (consumer.HookFetchError).
 func (m *Metrics) OnFetchError(tp pipeline.TopicPartition, _ error) {
 	m.fetchErrors.WithLabelValues(tp.Topic, partitionLabel(tp.Partition)).Inc()
+}
+
+// OnAuthError counts authentication and authorization failures by kind
+// (consumer.HookAuthError).
+func (m *Metrics) OnAuthError(err *consumer.AuthError) {
+	m.authErrors.WithLabelValues(err.Kind).Inc()
 }
 
 // OnPaused tracks paused partitions (consumer.HookPaused).

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-go/sluice/consumer"
 )
 
 // DefaultBuckets are the histogram buckets of the duration metrics, in
@@ -93,6 +95,7 @@ type Metrics struct {
 	consumed      *prometheus.CounterVec
 	consumedBytes *prometheus.CounterVec
 	fetchErrors   *prometheus.CounterVec
+	authErrors    *prometheus.CounterVec
 	assigned      prometheus.Gauge
 	paused        prometheus.Gauge
 	committed     *prometheus.GaugeVec
@@ -194,7 +197,11 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 	m.assigned = prometheus.NewGauge(prometheus.GaugeOpts{Name: PartitionsAssigned, Help: "Partitions assigned to this member."})
 	m.paused = prometheus.NewGauge(prometheus.GaugeOpts{Name: PartitionsPaused, Help: "Assigned partitions whose fetching is paused because their unsettled work reached the high-water mark."})
 	m.committed = gaugeVec(CommittedOffset, "Last offset this member committed for a partition it owns: the next offset to read.", tp...)
-	m.commitErrors = counterVec(CommitErrors, "Failed offset commits per partition; the next commit retries.", tp...)
+	m.commitErrors = counterVec(CommitErrors, "Failed offset commits per partition. The next periodic commit retries; a failed final commit (on revoke or shutdown) means the partition's next owner handles its settled records again.", tp...)
+	m.authErrors = counterVec(AuthErrors, "Authentication and authorization failures, by kind: sasl, tls, group-authorization, topic-authorization.", LabelKind)
+	for _, kind := range []string{consumer.AuthSASL, consumer.AuthTLS, consumer.AuthGroup, consumer.AuthTopic} {
+		m.authErrors.WithLabelValues(kind) // exported at 0, so that alerts on its rate work from the start
+	}
 	m.rebalances = counterVec(Rebalances, "Rebalance events seen by this member: partitions assigned, revoked (drained and committed) or lost.", LabelKind)
 	m.drain = prometheus.NewHistogram(prometheus.HistogramOpts{Name: RebalanceDrain, Help: "Time a revoke (or shutdown) took to drain in-flight records before committing.", Buckets: c.buckets})
 	m.drainTimeouts = prometheus.NewCounter(prometheus.CounterOpts{Name: RebalanceDrainTimeouts, Help: "Revokes whose drain was cut short by the drain timeout; unfinished records are handled again by the next owner."})
@@ -221,7 +228,7 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 
 	for _, col := range []prometheus.Collector{
 		m.consumed, m.consumedBytes, m.fetchErrors, m.assigned, m.paused, m.committed, m.commitErrors,
-		m.rebalances, m.drain, m.drainTimeouts, m.lagErrors, m.watch,
+		m.rebalances, m.drain, m.drainTimeouts, m.authErrors, m.lagErrors, m.watch,
 		m.handled, m.handleSeconds, m.deadLetters, m.deadErrors, m.dlqWrite,
 		m.attempts, m.attemptSeconds, m.outcomes, m.retries, m.breaker, m.breakerSwitches, m.rateWait,
 		m.limit, m.inFlight,

@@ -16,6 +16,7 @@ const (
 	Rebalances             = "sluice_rebalances_total"
 	RebalanceDrain         = "sluice_rebalance_drain_seconds"
 	RebalanceDrainTimeouts = "sluice_rebalance_drain_timeouts_total"
+	AuthErrors             = "sluice_auth_errors_total"
 
 	// Consumer (read at scrape time from the consumer given to Watch).
 
@@ -94,7 +95,7 @@ const OutcomeRetried = "retried"
 func Names() []string {
 	return []string{
 		RecordsConsumed, BytesConsumed, FetchErrors, PartitionsAssigned, PartitionsPaused,
-		CommittedOffset, CommitErrors, Rebalances, RebalanceDrain, RebalanceDrainTimeouts,
+		CommittedOffset, CommitErrors, Rebalances, RebalanceDrain, RebalanceDrainTimeouts, AuthErrors,
 		PartitionsStalled, ConsumerLag, LagErrors,
 		RecordsHandled, HandleDuration, DeadLetters, DeadLetterErrors,
 		DeadLetterWriteDuration,
