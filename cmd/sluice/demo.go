@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,12 +35,33 @@ reason its content does not explain.
 
 The embedded broker keeps its data in --data-dir (default: a new directory
 under the system's temporary directory), so the dead letters can be inspected
-afterwards: the summary prints the commands.`,
+afterwards: the summary prints the commands.
+
+With --brokers the demo runs on your cluster, on topics of its own:
+sluice-demo.orders and sluice-demo.orders.dlq (--topic names another). It
+creates the topic, and refuses one that exists unless its group (sluice-demo)
+has committed offsets in it, which the demo does for the topics it creates:
+it never writes fake orders into, or consumes, a topic of yours unless
+--use-existing-topic says so (and then only the records it writes).
+
+Ctrl-C stops producing and stops the consumer gracefully: the orders in
+flight get up to --stop-timeout to settle, and the display says what it waits
+for; a second Ctrl-C quits at once (the group has committed only what
+settled).`,
 		Example: `  sluice demo --duration 30s
   sluice demo --rate 2000 --metrics-addr 127.0.0.1:9464
   sluice demo --brokers localhost:19092 --duration 10m --cycle 2m`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{quietInterrupt: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Zero means "the default" in demo.Config; on the command
+			// line it is a mistake.
+			f := cmd.Flags()
+			for _, name := range []string{"duration", "rate", "cycle", "drain-timeout", "stop-timeout"} {
+				if fl := f.Lookup(name); fl.Changed && (fl.Value.String() == "0" || fl.Value.String() == "0s") {
+					return fmt.Errorf("--%s %s: must be positive", name, fl.Value)
+				}
+			}
 			if brokers != "" {
 				cfg.Brokers = strings.Split(brokers, ",")
 			}
@@ -59,6 +81,9 @@ afterwards: the summary prints the commands.`,
 	f.DurationVar(&cfg.Cycle, "cycle", 0, "length of the downstream's schedule (normal, slow, down, recovered), repeated (default: --duration)")
 	f.StringVar(&cfg.LogFile, "log-file", "", `where logs go ("-": standard error; default: demo.log beside the broker's data)`)
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", demo.DefaultDrainTimeout, "how long to wait, after producing stops, for every order to be handled")
+	f.DurationVar(&cfg.StopTimeout, "stop-timeout", demo.DefaultStopTimeout, "how long, when stopping, the orders in flight may take to settle")
+	f.StringVar(&cfg.Topic, "topic", "", fmt.Sprintf("the orders topic (default %q, with --brokers %q); dead letters go to TOPIC.dlq", demo.DefaultTopic, demo.ForeignTopic))
+	f.BoolVar(&cfg.UseExistingTopic, "use-existing-topic", false, "with --brokers, use --topic even if it exists and the demo did not create it")
 	return cmd
 }
 

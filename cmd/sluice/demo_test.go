@@ -47,8 +47,14 @@ func TestDemoCommandRejectsBadFlags(t *testing.T) {
 		give []string
 		want string
 	}{
-		{[]string{"demo", "--duration", "-1s"}, "duration: -1s must be positive"},
-		{[]string{"demo", "--rate", "-5"}, "rate: -5 must be positive"},
+		{[]string{"demo", "--duration", "-1s"}, "--duration -1s: must be positive"},
+		{[]string{"demo", "--rate", "-5"}, "--rate -5: must be positive"},
+		{[]string{"demo", "--rate", "0"}, "--rate 0: must be positive"},
+		{[]string{"demo", "--duration", "0"}, "--duration 0s: must be positive"},
+		{[]string{"demo", "--stop-timeout", "0s"}, "--stop-timeout 0s: must be positive"},
+		{[]string{"demo", "--stop-timeout", "1m"}, "--stop-timeout 1m0s: must be below 1m0s, the consumer's rebalance timeout"},
+		{[]string{"demo", "--topic", "my orders"}, `--topic: topic name "my orders" has ' '`},
+		{[]string{"demo", "--data-dir", "/dev/null/broker", "--metrics-addr", "off"}, "--data-dir: mkdir /dev/null"},
 		{[]string{"demo", "extra"}, `unknown command "extra"`},
 	} {
 		_, _, err := runCLI(t, tt.give...)
@@ -56,4 +62,24 @@ func TestDemoCommandRejectsBadFlags(t *testing.T) {
 			t.Errorf("sluice %s: error %v, want %q", strings.Join(tt.give, " "), err, tt.want)
 		}
 	}
+}
+
+// TestDemoSecondInterruptQuits: Ctrl-C during the outage says what the demo
+// waits for; a second Ctrl-C quits at once with status 130.
+func TestDemoSecondInterruptQuits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a demo of a few seconds")
+	}
+	dir := t.TempDir()
+	p := startMain(t, "demo", "--duration", "20s", "--cycle", "4s", "--rate", "100", "--metrics-addr", "off",
+		"--data-dir", filepath.Join(dir, "broker"), "--log-file", filepath.Join(dir, "demo.log"), "--stop-timeout", "30s")
+	defer func() {
+		if t.Failed() {
+			t.Logf("stdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
+		}
+	}()
+	p.waitOutput(t, "downstream=DOWN")
+	p.signal(t, syscall.SIGINT)
+	p.waitOutput(t, "get up to 30s to settle")
+	p.quitsOnSecondInterrupt(t)
 }

@@ -169,16 +169,7 @@ func TestDLQReplaySecondInterruptQuits(t *testing.T) {
 	}
 	p.signal(t, syscall.SIGINT)
 	waitFor(t, func() bool { return strings.Contains(p.stderr.String(), "interrupted: waiting up to 1m0s for Kafka") }, "the notice of the interrupt")
-	p.signal(t, syscall.SIGINT)
-	select {
-	case <-p.done:
-		var ee *exec.ExitError
-		if !errors.As(p.err, &ee) || ee.ExitCode() != exitSignal || !strings.Contains(p.stderr.String(), "sluice: interrupt again: quitting now") {
-			t.Fatalf("exit %v, stderr %q", p.err, p.stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a second Ctrl-C did not quit at once")
-	}
+	p.quitsOnSecondInterrupt(t)
 }
 
 // mainProc is the real main running in a child process of the test binary.
@@ -207,6 +198,36 @@ func startMain(t *testing.T, args ...string) *mainProc {
 		<-p.done
 	})
 	return p
+}
+
+// waitOutput waits until the process has written s to its standard output,
+// failing t if it exits first or takes over 30s.
+func (p *mainProc) waitOutput(t *testing.T, s string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("exited (%v) before writing %q\nstdout:\n%s\nstderr:\n%s", p.err, s, p.stdout.String(), p.stderr.String())
+		default:
+		}
+		return strings.Contains(p.stdout.String(), s)
+	}, fmt.Sprintf("%q on standard output", s))
+}
+
+// quitsOnSecondInterrupt sends the second SIGINT and checks that the
+// process quits at once with status 130, saying so.
+func (p *mainProc) quitsOnSecondInterrupt(t *testing.T) {
+	t.Helper()
+	p.signal(t, syscall.SIGINT)
+	select {
+	case <-p.done:
+		var ee *exec.ExitError
+		if !errors.As(p.err, &ee) || ee.ExitCode() != exitSignal || !strings.Contains(p.stderr.String(), "sluice: interrupt again: quitting now") {
+			t.Fatalf("exit %v, stderr %q", p.err, p.stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second Ctrl-C did not quit at once")
+	}
 }
 
 func (p *mainProc) signal(t *testing.T, sig syscall.Signal) {

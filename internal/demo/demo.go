@@ -55,8 +55,12 @@ type Config struct {
 	// Default 127.0.0.1:9464; "off" serves nothing.
 	MetricsAddr string
 	// Topic is the orders topic; its dead letters go to Topic+".dlq".
-	// Default "orders".
+	// Default DefaultTopic ("orders") on the embedded broker, ForeignTopic
+	// ("sluice-demo.orders") on Brokers.
 	Topic string
+	// UseExistingTopic lets the demo run on Brokers with a Topic that
+	// exists although the demo did not create it (see the package doc).
+	UseExistingTopic bool
 	// Partitions of the topic when the demo creates it. Default 6.
 	Partitions int
 	// Customers is how many keys the orders spread over. Default 120.
@@ -64,6 +68,11 @@ type Config struct {
 	// DrainTimeout bounds the wait, after producing stops, for every order
 	// to be handled. Default 60s.
 	DrainTimeout time.Duration
+	// StopTimeout bounds how long, when the demo stops the consumer, the
+	// orders in flight may take to settle (the consumer's DrainTimeout):
+	// what settles is committed, the rest is left for the group's next run.
+	// Default 10s.
+	StopTimeout time.Duration
 	// Interval is how often progress is shown. Default 250ms on a
 	// terminal, 2s otherwise.
 	Interval time.Duration
@@ -86,10 +95,16 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultDuration     = 30 * time.Second
-	DefaultRate         = 500
-	DefaultMetricsAddr  = "127.0.0.1:9464"
-	DefaultTopic        = "orders"
+	DefaultDuration    = 30 * time.Second
+	DefaultRate        = 500
+	DefaultMetricsAddr = "127.0.0.1:9464"
+	DefaultTopic       = "orders"
+	ForeignTopic       = "sluice-demo.orders"
+	DefaultStopTimeout = 10 * time.Second
+
+	// rebalanceTimeout is the consumer's, which its drain timeout,
+	// StopTimeout, must stay below.
+	rebalanceTimeout    = 60 * time.Second
 	DefaultPartitions   = 6
 	DefaultCustomers    = 120
 	DefaultDrainTimeout = 60 * time.Second
@@ -110,6 +125,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Topic == "" {
 		c.Topic = DefaultTopic
+		if len(c.Brokers) > 0 {
+			c.Topic = ForeignTopic
+		}
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = DefaultStopTimeout
 	}
 	if c.Partitions == 0 {
 		c.Partitions = DefaultPartitions
@@ -137,17 +158,24 @@ func (c *Config) defaults() error {
 	}
 	switch {
 	case c.Duration < 0:
-		return fmt.Errorf("duration: %v must be positive", c.Duration)
+		return fmt.Errorf("--duration %v: must be positive", c.Duration)
 	case c.Rate < 0:
-		return fmt.Errorf("rate: %d must be positive", c.Rate)
+		return fmt.Errorf("--rate %d: must be positive", c.Rate)
 	case c.Cycle < 0:
-		return fmt.Errorf("cycle: %v must be positive", c.Cycle)
+		return fmt.Errorf("--cycle %v: must be positive", c.Cycle)
 	case c.Partitions < 1:
-		return fmt.Errorf("partitions: %d must be at least 1", c.Partitions)
+		return fmt.Errorf("Config.Partitions %d: must be at least 1", c.Partitions)
 	case c.Customers < 1:
-		return fmt.Errorf("customers: %d must be at least 1", c.Customers)
+		return fmt.Errorf("Config.Customers %d: must be at least 1", c.Customers)
 	case c.DrainTimeout < 0:
-		return fmt.Errorf("drain timeout: %v must not be negative", c.DrainTimeout)
+		return fmt.Errorf("--drain-timeout %v: must not be negative", c.DrainTimeout)
+	case c.StopTimeout < 0:
+		return fmt.Errorf("--stop-timeout %v: must not be negative", c.StopTimeout)
+	case c.StopTimeout >= rebalanceTimeout:
+		return fmt.Errorf("--stop-timeout %v: must be below %v, the consumer's rebalance timeout", c.StopTimeout, rebalanceTimeout)
+	}
+	if err := devbroker.ValidTopicName(c.Topic); err != nil {
+		return fmt.Errorf("--topic: %w", err)
 	}
 	return nil
 }
@@ -213,8 +241,10 @@ type run struct {
 	produceStart time.Time
 	produceEnd   time.Time
 	drainEnd     time.Time
+	stopEnd      time.Time
 	finalGauges  gauges
 	interrupted  bool
+	drawn        int // lines of the progress block on a terminal
 }
 
 func (r *run) defer_(f func()) { r.closers = append(r.closers, f) }
@@ -242,6 +272,9 @@ func (r *run) start() error {
 			return err
 		}
 		r.defer_(b.Close)
+		for _, rec := range b.Recovered {
+			r.log.Warn("data dir repaired", "what", rec)
+		}
 		r.brokers = b.ListenAddrs()
 		rf = 1
 	} else {
@@ -300,6 +333,8 @@ func (r *run) start() error {
 		consumer.Hooks(m, r.commits),
 		consumer.ClientOpts(m.KafkaClient("consumer")),
 		consumer.CommitInterval(500*time.Millisecond),
+		consumer.DrainTimeout(cfg.StopTimeout),
+		consumer.RebalanceTimeout(rebalanceTimeout),
 		consumer.MaxUnsettled(consumer.Water{Records: perPart}, consumer.Water{Records: perPart * len(r.starts)}),
 	)
 	if err != nil {
@@ -361,6 +396,9 @@ func (r *run) openLog() error {
 		} else {
 			work = filepath.Dir(filepath.Clean(r.dataDir))
 		}
+		if err := os.MkdirAll(r.dataDir, 0o755); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
 	}
 	switch {
 	case cfg.LogFile == "-":
@@ -373,14 +411,14 @@ func (r *run) openLog() error {
 	default:
 		f, err := os.CreateTemp("", "sluice-demo-*.log")
 		if err != nil {
-			return fmt.Errorf("log file: %w", err)
+			return fmt.Errorf("--log-file: %w", err)
 		}
 		f.Close()
 		r.logPath = f.Name()
 	}
 	f, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("log file: %w", err)
+		return fmt.Errorf("--log-file: %w", err)
 	}
 	r.defer_(func() { f.Close() })
 	r.log = slog.New(slog.NewTextHandler(f, nil))
@@ -388,7 +426,12 @@ func (r *run) openLog() error {
 }
 
 // prepareTopic creates the orders topic if it is missing and notes where
-// each partition ends before the run: what is below is not this run's.
+// each partition ends before the run: what is below is not this run's. On
+// a cluster of the user's (Brokers) it refuses a topic that exists and is
+// not the demo's, unless told to use it, and commits the run's start
+// offsets for the demo's group where it has none: that marks the topic as
+// the demo's, and keeps the group away from records that were there
+// before.
 func (r *run) prepareTopic() error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.WithLogger(nil))
 	if err != nil {
@@ -398,16 +441,18 @@ func (r *run) prepareTopic() error {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, int32(r.cfg.Partitions), -1, nil, r.cfg.Topic)
+	topic := r.cfg.Topic
+	resp, err := adm.CreateTopic(ctx, int32(r.cfg.Partitions), -1, nil, topic)
 	if err == nil {
 		err = resp.Err
 	}
+	created := err == nil
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("create topic %s on %s: %w", r.cfg.Topic, strings.Join(r.brokers, ","), err)
+		return fmt.Errorf("create topic %s on %s: %w", topic, strings.Join(r.brokers, ","), err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, r.cfg.Topic)
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("end offsets of %s: %w", r.cfg.Topic, err)
+		return fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
 	r.starts = map[int32]int64{}
 	var errs []error
@@ -418,9 +463,52 @@ func (r *run) prepareTopic() error {
 		r.starts[o.Partition] = o.Offset
 	})
 	if len(errs) > 0 || len(r.starts) == 0 {
-		return fmt.Errorf("end offsets of %s: %w", r.cfg.Topic, errors.Join(append(errs, errors.New("no partitions"))...))
+		return fmt.Errorf("end offsets of %s: %w", topic, errors.Join(append(errs, errors.New("no partitions"))...))
+	}
+	if len(r.cfg.Brokers) == 0 {
+		return nil // the demo's own broker
+	}
+	committed, err := groupOffsets(ctx, adm, topic)
+	if err != nil {
+		return err
+	}
+	if !created && len(committed) == 0 && !r.cfg.UseExistingTopic {
+		return fmt.Errorf("--topic %s: the topic exists on %s and the demo did not create it (its group %s never committed to it): "+
+			"the demo would write fake orders into it and consume it; pick another --topic, or pass --use-existing-topic", topic, strings.Join(r.brokers, ","), Group)
+	}
+	os := make(kadm.Offsets)
+	for p, start := range r.starts {
+		if _, ok := committed[p]; !ok {
+			os.Add(kadm.Offset{Topic: topic, Partition: p, At: start, LeaderEpoch: -1})
+		}
+	}
+	if len(os) > 0 {
+		if err := adm.CommitAllOffsets(ctx, Group, os); err != nil {
+			return fmt.Errorf("commit the start offsets of group %s: %w", Group, err)
+		}
 	}
 	return nil
+}
+
+// groupOffsets returns the demo group's committed offsets in topic.
+func groupOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int64, error) {
+	resp, err := adm.FetchOffsets(ctx, Group)
+	if err == nil {
+		err = resp.Error()
+	}
+	out := map[int32]int64{}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("committed offsets of %s: %w", Group, err)
+	}
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil && o.At >= 0 {
+			out[o.Partition] = o.At
+		}
+	})
+	return out, nil
 }
 
 // guards tunes the ship sink's guards to the schedule: the deadline budget
@@ -490,6 +578,7 @@ func (r *run) loop(ctx context.Context) {
 	}()
 
 	d := &display{w: cfg.Out, tty: cfg.Terminal}
+	defer func() { r.drawn = d.drawn }()
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var prev gauges
@@ -526,6 +615,46 @@ func (r *run) loop(ctx context.Context) {
 		r.produceEnd = time.Now()
 	}
 	r.drainEnd = time.Now()
+}
+
+// waitStopped waits for the consumer to stop, showing what it waits for:
+// the orders in flight get up to StopTimeout to settle.
+func (r *run) waitStopped() error {
+	cfg := r.cfg
+	d := &display{w: cfg.Out, tty: cfg.Terminal, drawn: r.drawn}
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case err := <-r.consDone:
+				return err
+			case <-tick.C:
+			}
+		} else {
+			select {
+			case err := <-r.consDone:
+				return err
+			default:
+			}
+		}
+		now := time.Now()
+		g := read(r.reg, now)
+		handed, _ := r.cons.Unsettled()
+		note := fmt.Sprintf("stopping: %d unsettled %s (in flight, or held by a window) get up to %s to settle (downstream %s, breaker %s); what settles is committed, the rest stays in Kafka for the group's next run; Ctrl-C again quits at once",
+			handed, plural(int(handed), "order", "orders"), cfg.StopTimeout, r.phaseAt(now), breakerName(g.breaker))
+		d.show(frame{
+			elapsed: now.Sub(r.produceStart), total: cfg.Duration, stopping: true,
+			phase: r.phaseAt(now), produced: r.led.total(), unsettled: handed, g: g, prev: r.finalGauges, note: note,
+		})
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // phaseAt is the downstream's phase at t; normal until producing starts.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/devbroker"
+	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/metrics"
 )
 
@@ -189,5 +191,129 @@ func TestDisplayRedrawsInPlace(t *testing.T) {
 	(&display{w: &b}).show(f)
 	if got := strings.Count(b.String(), "\n"); got != 1 || strings.Contains(b.String(), "\x1b") {
 		t.Errorf("plain frame %q: want one line without escapes", b.String())
+	}
+}
+
+// TestDemoOnForeignClusterUsesItsOwnTopics: on a cluster of the user's the
+// demo writes and consumes topics of its own, and refuses a topic that
+// exists and is not its own, leaving it alone.
+func TestDemoOnForeignClusterUsesItsOwnTopics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two demos of a second")
+	}
+	c := kafkatest.New(t, kafkatest.Topic("orders", 2), kafkatest.Topic("orders.dlq", 2))
+	c.ProduceN(t, "orders", 5, kafkatest.KeyedValue(5)) // a real consumer's records
+	run := func(cfg Config) (*Summary, string, error) {
+		var out bytes.Buffer
+		cfg.Brokers, cfg.Duration, cfg.Rate, cfg.MetricsAddr = c.Addrs, time.Second, 100, "off"
+		cfg.LogFile, cfg.Interval, cfg.Seed, cfg.Out = filepath.Join(t.TempDir(), "demo.log"), 200*time.Millisecond, 1, &out
+		s, err := Run(context.Background(), cfg)
+		return s, out.String(), err
+	}
+	untouched := func() {
+		t.Helper()
+		if n := c.EndOffsets(t, "orders"); n[0]+n[1] != 5 {
+			t.Errorf("orders holds %v records, want the 5 it had", n)
+		}
+		if n := c.EndOffsets(t, "orders.dlq"); n[0]+n[1] != 0 {
+			t.Errorf("orders.dlq holds %v records, want none", n)
+		}
+		if got := c.Committed(t, Group, "orders"); len(got) != 0 {
+			t.Errorf("the demo's group committed %v in orders", got)
+		}
+	}
+
+	s, out, err := run(Config{})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if s.DLQTopic != "sluice-demo.orders.dlq" || s.Lost != 0 || s.Produced == 0 || !strings.Contains(out, "dlq stats sluice-demo.orders.dlq --brokers "+c.Addrs[0]) {
+		t.Errorf("summary %+v\n%s", s, out)
+	}
+	untouched()
+
+	start := time.Now()
+	_, out, err = run(Config{Topic: "orders"})
+	if err == nil || !strings.Contains(err.Error(), "--topic orders: the topic exists on "+c.Addrs[0]+" and the demo did not create it") ||
+		!strings.Contains(err.Error(), "--use-existing-topic") || time.Since(start) > 10*time.Second {
+		t.Fatalf("demo on an existing topic of the user's: %v after %v\n%s", err, time.Since(start), out)
+	}
+	untouched()
+
+	// Its own topic, from the first run, is fine.
+	if _, out, err := run(Config{}); err != nil {
+		t.Fatalf("second run on its own topic: %v\n%s", err, out)
+	}
+	untouched()
+}
+
+// watchWriter is an io.Writer that calls on, once, when the output
+// contains trigger, and remembers when it first contained mark.
+type watchWriter struct {
+	mu       sync.Mutex
+	b        bytes.Buffer
+	trigger  string
+	on       func()
+	fired    time.Time
+	mark     string
+	marked   time.Time
+	markLine string
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, _ := w.b.Write(p)
+	s := w.b.String()
+	if w.fired.IsZero() && strings.Contains(s, w.trigger) {
+		w.fired = time.Now()
+		w.on()
+	}
+	if !w.fired.IsZero() && w.marked.IsZero() && strings.Contains(string(p), w.mark) {
+		w.marked, w.markLine = time.Now(), string(p)
+	}
+	return n, nil
+}
+
+// TestDemoInterruptedDuringOutage: Ctrl-C while the downstream is down
+// says at once what the demo waits for (the orders in flight, up to the
+// stop timeout), and the summary tells how long stopping took and
+// accounts for every record.
+func TestDemoInterruptedDuringOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a demo of a few seconds")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &watchWriter{trigger: "downstream=DOWN", on: cancel, mark: "stopping: "}
+	start := time.Now()
+	s, err := Run(ctx, Config{
+		DataDir: filepath.Join(t.TempDir(), "broker"), LogFile: filepath.Join(t.TempDir(), "demo.log"),
+		Duration: 6 * time.Second, Rate: 200, MetricsAddr: "off", Interval: 100 * time.Millisecond, Seed: 1,
+		StopTimeout: 2 * time.Second, Out: out,
+	})
+	out.mu.Lock()
+	text, fired, marked, line := out.b.String(), out.fired, out.marked, out.markLine
+	out.mu.Unlock()
+	t.Logf("output:\n%s", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fired.IsZero() {
+		t.Fatal("the downstream was never down")
+	}
+	if marked.IsZero() || marked.Sub(fired) > time.Second || !strings.Contains(line, "get up to 2s to settle (downstream DOWN") ||
+		!strings.Contains(line, "Ctrl-C again quits at once") {
+		t.Errorf("after the interrupt at %v the demo said %q at %v", fired.Sub(start), line, marked.Sub(start))
+	}
+	if took := time.Since(marked); !s.Interrupted || s.Stopping <= 0 || s.Stopping > took {
+		t.Errorf("interrupted %v, stopping took %v by the summary, %v since it said so", s.Interrupted, s.Stopping, took)
+	}
+	if !strings.Contains(text, "to stop (interrupted)") {
+		t.Errorf("the summary does not say how long stopping took")
+	}
+	if s.Lost != 0 || s.Handled+s.DeadLettered+s.Pending != s.Produced || s.PendingHandled > s.Pending {
+		t.Errorf("summary does not add up: produced %d, handled %d, dead-lettered %d, lost %d, pending %d (%d handled)",
+			s.Produced, s.Handled, s.DeadLettered, s.Lost, s.Pending, s.PendingHandled)
 	}
 }

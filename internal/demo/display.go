@@ -129,6 +129,8 @@ func sum[N int | float64](m map[string]N) N {
 type frame struct {
 	elapsed, total time.Duration
 	producing      bool
+	stopping       bool
+	note           string // what the demo is waiting for, if anything
 	phase          Phase
 	produced       int
 	unsettled      int64
@@ -151,6 +153,9 @@ func (f frame) lag() string {
 }
 
 func (f frame) state() string {
+	if f.stopping {
+		return fmt.Sprintf("%5.1fs stopping", f.elapsed.Seconds())
+	}
 	if f.producing {
 		return fmt.Sprintf("%5.1fs/%s", f.elapsed.Seconds(), f.total)
 	}
@@ -159,7 +164,7 @@ func (f frame) state() string {
 
 // lines renders the frame for a terminal, one fact per line.
 func (f frame) lines() []string {
-	return []string{
+	ls := []string{
 		fmt.Sprintf("sluice demo %s   downstream: %s", f.state(), f.phase),
 		fmt.Sprintf("  produced    %d orders", f.produced),
 		fmt.Sprintf("  shipped     %.0f/s, %.0f in all   lag %s   unsettled %d   paused %.0f/%.0f partitions",
@@ -168,6 +173,10 @@ func (f frame) lines() []string {
 			f.g.inFlight, f.g.limit, breakerName(f.g.breaker), f.g.breakerOpen, f.g.retries),
 		fmt.Sprintf("  dead letters %.0f: %s", sum(f.g.deadBy), byReason(f.g.deadBy)),
 	}
+	if f.note != "" {
+		ls = append(ls, "  "+f.note)
+	}
+	return ls
 }
 
 // line renders the frame as one plain line, for logs and pipes.
@@ -178,15 +187,20 @@ func (f frame) line() string {
 }
 
 // display writes frames: on a terminal it redraws a block of lines in place,
-// otherwise it appends plain lines.
+// otherwise it appends plain lines (and a frame's note when it changes).
 type display struct {
 	w     io.Writer
 	tty   bool
-	drawn int // lines of the block on screen
+	drawn int    // lines of the block on screen
+	note  string // the last note printed as a plain line
 }
 
 func (d *display) show(f frame) {
 	if !d.tty {
+		if f.note != "" && f.note != d.note {
+			fmt.Fprintln(d.w, f.note)
+			d.note = f.note
+		}
 		fmt.Fprintln(d.w, f.line())
 		return
 	}

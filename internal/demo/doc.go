@@ -55,11 +55,29 @@
 //     demo: the summary prints `sluice dev broker --data-dir DIR` and `sluice
 //     dlq stats orders.dlq`, which serve and read the same data. A fresh
 //     directory per run keeps runs apart; an explicit one may be reused.
-//   - On a cluster that already has an orders topic (a second run, the
-//     docker-compose demo restarted) only this run's part of the topic is
-//     accounted: records below the end offsets taken at the start are
-//     handled by the group if it had not committed them, but not counted.
-//     The demo must be the topic's only producer.
+//   - On a cluster of the user's (Config.Brokers) the demo uses topics of
+//     its own, ForeignTopic ("sluice-demo.orders") and its ".dlq", unless
+//     Config.Topic names another. It regards a topic as its own when its
+//     group (Group) has committed offsets in it, and commits the start
+//     offsets of every topic it creates at once to make it so; a topic that
+//     exists and is not its own is refused before anything is written
+//     (Config.UseExistingTopic overrides). On such a cluster the group also
+//     starts every partition it has no commit for at the run's start, so it
+//     never consumes records that were there before.
+//   - On a topic the demo already used (a second run, the docker-compose
+//     demo restarted) only this run's part of the topic is accounted:
+//     records below the end offsets taken at the start are handled by the
+//     group if it had not committed them, but not counted. The demo must be
+//     the topic's only producer.
+//   - Stopping (after the drain, or at Ctrl-C) stops the consumer
+//     gracefully: unsettled orders get Config.StopTimeout (default 10s, the
+//     consumer's DrainTimeout) to settle, and the display says so, with the
+//     downstream's phase and the breaker's state, while it waits. The
+//     summary tells how long stopping took, and splits the records the
+//     commit had not passed (pending) into those already shipped or
+//     dead-lettered (the group's next run handles them again) and the
+//     rest. A second Ctrl-C quits at once (`sluice` exits 130): the group
+//     has committed only settled records.
 //   - The downstream's outage answers carry a Retry-After, as a service in
 //     maintenance does. Without it, a record whose first failure was one of
 //     the random 503s just before the outage can spend its attempts on the

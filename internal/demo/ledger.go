@@ -190,6 +190,20 @@ func (l *ledger) settle(p int32, off int64, k Kind, pl *partLedger) {
 	}
 }
 
+// pendingHandledLocked counts the records the commit has not passed that
+// were shipped or dead-lettered.
+func (l *ledger) pendingHandledLocked() int {
+	n := 0
+	for _, pl := range l.parts {
+		for off := range pl.kinds {
+			if _, dead := pl.dead[off]; dead || pl.shipped[off] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // total is how many records were acknowledged so far.
 func (l *ledger) total() int {
 	l.mu.Lock()

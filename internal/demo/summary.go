@@ -20,8 +20,10 @@ import (
 // Handled + DeadLettered + Lost + Pending.
 type Summary struct {
 	// Producing is how long orders were produced, Draining how long the
-	// demo then waited for them to be handled.
-	Producing, Draining time.Duration
+	// demo then waited for them to be handled, Stopping how long the
+	// consumer then took to stop (letting the orders in flight settle for
+	// at most StopTimeout).
+	Producing, Draining, Stopping time.Duration
 	// Interrupted says the run was cut short (ctx cancelled).
 	Interrupted bool
 	// Produced counts the orders the broker acknowledged; ByKind splits
@@ -53,8 +55,10 @@ type Summary struct {
 	// passed that were neither handled nor dead-lettered; it must be 0.
 	// Pending counts records the commit had not passed when the demo
 	// stopped: they stay in Kafka for the next run of the group.
-	Duplicates, OutOfOrder, Lost, Pending int
-	LostExamples                          []string
+	// PendingHandled of them had been shipped or dead-lettered (the next
+	// run handles them again).
+	Duplicates, OutOfOrder, Lost, Pending, PendingHandled int
+	LostExamples                                          []string
 	// CommittedToEnd says the group's final commit reached the end of
 	// every partition.
 	CommittedToEnd bool
@@ -98,12 +102,13 @@ func (c *commits) snapshot() map[int32]int64 {
 	return out
 }
 
-// finish stops the consumer gracefully (drain, commit), settles the
-// accounts against the group's committed offsets as the broker has them,
-// reads the dead letters back, and sums up.
+// finish stops the consumer gracefully (drain, commit), showing what it
+// waits for, settles the accounts against the group's committed offsets as
+// the broker has them, reads the dead letters back, and sums up.
 func (r *run) finish() (*Summary, error) {
 	r.stopCons()
-	err := <-r.consDone
+	err := r.waitStopped()
+	r.stopEnd = time.Now()
 	r.consDone = nil
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
@@ -118,7 +123,11 @@ func (r *run) finish() (*Summary, error) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	committed, ends, err := offsets(ctx, adm, r.cfg.Topic)
+	committed, err := groupOffsets(ctx, adm, r.cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := endOffsets(ctx, adm, r.cfg.Topic)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +144,7 @@ func (r *run) finish() (*Summary, error) {
 	s := &Summary{
 		Producing:   r.produceEnd.Sub(r.produceStart),
 		Draining:    r.drainEnd.Sub(r.produceEnd),
+		Stopping:    r.stopEnd.Sub(r.drainEnd),
 		Interrupted: r.interrupted,
 		ByKind:      map[string]int{},
 		NotAcked:    l.notAcked,
@@ -156,6 +166,7 @@ func (r *run) finish() (*Summary, error) {
 	}
 	s.Handled = s.Shipped + s.Filtered
 	s.Pending = s.Produced - l.checked
+	s.PendingHandled = l.pendingHandledLocked()
 	s.ReadBack = sum(readBack)
 	s.CommittedToEnd = true
 	for p, e := range ends {
@@ -167,26 +178,15 @@ func (r *run) finish() (*Summary, error) {
 	return s, nil
 }
 
-// offsets returns the group's committed offsets and the end offsets of
-// topic.
-func offsets(ctx context.Context, adm *kadm.Client, topic string) (committed, ends map[int32]int64, err error) {
-	resp, err := adm.FetchOffsets(ctx, Group)
-	if err != nil {
-		return nil, nil, fmt.Errorf("committed offsets of %s: %w", Group, err)
-	}
-	committed = map[int32]int64{}
-	resp.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == topic && o.Err == nil && o.At >= 0 {
-			committed[o.Partition] = o.At
-		}
-	})
+// endOffsets returns the end offsets of topic.
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int64, error) {
 	listed, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return nil, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
-	ends = map[int32]int64{}
+	ends := map[int32]int64{}
 	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
-	return committed, ends, nil
+	return ends, nil
 }
 
 // readBack counts, by class, this run's dead letters on the dead-letter
@@ -232,7 +232,8 @@ func (r *run) next(dlqTopic string) []string {
 // Print writes the summary for a person.
 func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintln(w)
-	how := fmt.Sprintf("%s of producing, then %s to drain", s.Producing.Round(100*time.Millisecond), s.Draining.Round(100*time.Millisecond))
+	how := fmt.Sprintf("%s of producing, then %s to drain and %s to stop", s.Producing.Round(100*time.Millisecond),
+		s.Draining.Round(100*time.Millisecond), s.Stopping.Round(100*time.Millisecond))
 	if s.Interrupted {
 		how += " (interrupted)"
 	}
@@ -255,13 +256,13 @@ func (s *Summary) Print(w io.Writer) {
 	row("lost", s.Lost, lost)
 	pending := "the group committed every partition to its end"
 	if !s.CommittedToEnd {
-		pending = "not yet handled; they stay in Kafka for the group's next run"
+		pending = fmt.Sprintf("not committed when the demo stopped, %d of them shipped or dead-lettered: the group's next run handles them (again)", s.PendingHandled)
 	}
 	row("pending", s.Pending, pending)
 	row("windows", s.Windows, fmt.Sprintf("totalled %d orders; %d flushed early at shutdown", s.WindowOrders, s.EarlyWindows))
 	row("breaker opened", s.BreakerOpened, fmt.Sprintf("times; %d retries", s.Retries))
 	if s.NotAcked > 0 {
-		row("not acknowledged", s.NotAcked, "writes the broker refused (not part of the run)")
+		row("not acknowledged", s.NotAcked, "writes refused, or cut short by the interrupt (not part of the run)")
 	}
 	if len(s.Unexpected) > 0 {
 		fmt.Fprintf(w, "  UNEXPECTED: %s\n", byReason(s.Unexpected))
