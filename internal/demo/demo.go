@@ -624,18 +624,20 @@ func (r *run) waitStopped() error {
 	d := &display{w: cfg.Out, tty: cfg.Terminal, drawn: r.drawn}
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
-	for first := true; ; first = false {
-		if !first {
+	// After an interrupt say at once what the demo waits for; after a
+	// drain, only if stopping takes a while.
+	for atOnce := r.interrupted; ; atOnce = false {
+		if atOnce {
 			select {
 			case err := <-r.consDone:
 				return err
-			case <-tick.C:
+			default:
 			}
 		} else {
 			select {
 			case err := <-r.consDone:
 				return err
-			default:
+			case <-tick.C:
 			}
 		}
 		now := time.Now()
