@@ -163,7 +163,21 @@ func TestProcessingTimeWindowClosesOnTimerAndFlushesOnClose(t *testing.T) {
 	clock := pipelinetest.NewClock(start)
 	p := pipeline.New(pipeline.WithClock(clock))
 	panes := make(chan stages.Pane[int], 10)
-	pipeline.Sink(stages.Window(pipeline.Source(p, "orders", intCodec), "w", stages.Tumbling(10*time.Second)), "panes",
+	// The window runs in the goroutine that pushes into it, after the
+	// filter: once the filter sees the sentinel, the records before it are
+	// in the window. Moving the clock before that (as this test once did,
+	// as soon as the window's timer existed) put the later records in the
+	// next window on a busy machine.
+	const sentinel = -1
+	arrived := make(chan struct{})
+	seen := stages.Filter(pipeline.Source(p, "orders", intCodec), "seen", func(v int) bool {
+		if v == sentinel {
+			close(arrived)
+			return false
+		}
+		return true
+	})
+	pipeline.Sink(stages.Window(seen, "w", stages.Tumbling(10*time.Second)), "panes",
 		func(_ context.Context, m pipeline.Message[stages.Pane[int]]) error {
 			panes <- m.Value()
 			return nil
@@ -173,10 +187,21 @@ func TestProcessingTimeWindowClosesOnTimerAndFlushesOnClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := part.Handle(context.Background(), numbers(s, 3)); err != nil {
+	recs := s.Records(tp0, 0, 4, func(i int, r *pipeline.Record) {
+		r.Value = []byte(strconv.Itoa(i))
+		if i == 3 {
+			r.Value = []byte(strconv.Itoa(sentinel))
+		}
+	})
+	if err := part.Handle(context.Background(), recs); err != nil {
 		t.Fatal(err)
 	}
-	if !clock.WaitTimers(1, timeout) {
+	select {
+	case <-arrived:
+	case <-time.After(timeout):
+		t.Fatal("the records never reached the window")
+	}
+	if !clock.WaitTimers(1, timeout) { // the window's alarm armed its timer
 		t.Fatal("no timer for the open window")
 	}
 	clock.Advance(10 * time.Second) // past the window's end: no record needed to close it
@@ -188,15 +213,15 @@ func TestProcessingTimeWindowClosesOnTimerAndFlushesOnClose(t *testing.T) {
 	case <-time.After(timeout):
 		t.Fatal("window did not close when the clock passed its end")
 	}
-	if !s.WaitCount(3, timeout) {
+	if !s.WaitCount(4, timeout) { // the members and the filtered sentinel
 		t.Fatal("members not settled")
 	}
-	if err := part.Handle(context.Background(), s.Records(tp0, 3, 2, func(i int, r *pipeline.Record) { r.Value = []byte("7") })); err != nil {
+	if err := part.Handle(context.Background(), s.Records(tp0, 4, 2, func(i int, r *pipeline.Record) { r.Value = []byte("7") })); err != nil {
 		t.Fatal(err)
 	}
 	part.Close() // flushes the open window early
 	pane := <-panes
-	if !pane.Early || len(pane.Items) != 2 || s.Watermark(tp0) != 5 {
+	if !pane.Early || len(pane.Items) != 2 || s.Watermark(tp0) != 6 {
 		t.Errorf("flushed pane early %v with %d items, watermark %d", pane.Early, len(pane.Items), s.Watermark(tp0))
 	}
 }
