@@ -65,10 +65,7 @@ func NewAdmin(ctx context.Context, conn Conn) (*Admin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new client: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, conn.Timeout)
-	defer cancel()
-	if err := cl.Ping(pctx); err != nil {
-		cl.Close()
+	if err := ping(ctx, cl, conn.Timeout); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -80,6 +77,31 @@ func NewAdmin(ctx context.Context, conn Conn) (*Admin, error) {
 	}
 	a.cl, a.adm = cl, kadm.NewClient(cl)
 	return a, nil
+}
+
+// ping pings through cl within timeout, and closes cl if that fails. It
+// returns when ctx ends or timeout passes, even while a connection is
+// being set up (which kgo does not cut short for a context).
+func ping(ctx context.Context, cl *kgo.Client, timeout time.Duration) error {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cl.Ping(pctx) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-pctx.Done():
+		cl.Close() // cuts the connection attempt short
+		<-done
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("no answer: %w", context.DeadlineExceeded)
+	}
+	if err != nil {
+		cl.Close()
+	}
+	return err
 }
 
 // isTimeout reports whether err is a timeout, as opposed to a refusal or

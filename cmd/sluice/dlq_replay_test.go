@@ -259,11 +259,54 @@ func TestDLQInspectShowsDroppedValue(t *testing.T) {
 // and never answers fails after --timeout (not the 10s dial timeout), and
 // the error says the connection was made.
 func TestDLQSilentBrokerHonoursTimeout(t *testing.T) {
+	addr, _ := silentListener(t)
+	start := time.Now()
+	_, errOut, code := runMain(t, "dlq", "list", "--brokers", addr, "--timeout", "1s")
+	want := fmt.Sprintf("sluice: cannot reach brokers %[1]s: connected to %[1]s, but no answer within 1s", addr)
+	if code != exitError || !strings.HasPrefix(errOut, want) {
+		t.Fatalf("exit %d, stderr %q, want %q...", code, errOut, want)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("took %v with --timeout 1s", d)
+	}
+}
+
+// TestInterruptedCommandSaysSo: Ctrl-C while a command waits on a broker
+// stops it at once with "interrupted", not a raw context error.
+func TestInterruptedCommandSaysSo(t *testing.T) {
+	addr, connected := silentListener(t)
+	p := startMain(t, "dlq", "list", "--brokers", addr, "--timeout", "1m")
+	// Its signal handler is registered once main runs: wait until it has
+	// connected.
+	select {
+	case <-connected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the command never connected")
+	}
+	p.signal(t, syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Ctrl-C did not stop the command")
+	}
+	if got := p.stderr.String(); !strings.HasSuffix(got, "sluice: interrupted\n") {
+		t.Fatalf("exit %v, stderr %q", p.err, got)
+	}
+}
+
+// silentListener accepts TCP connections and never writes to them;
+// connected is closed at the first connection.
+func silentListener(t *testing.T) (addr string, connected <-chan struct{}) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var conns []net.Conn
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		first = make(chan struct{})
+	)
 	accepted := make(chan struct{})
 	go func() {
 		defer close(accepted)
@@ -272,25 +315,21 @@ func TestDLQSilentBrokerHonoursTimeout(t *testing.T) {
 			if err != nil {
 				return
 			}
-			conns = append(conns, c) // held open, never written
+			mu.Lock()
+			if conns = append(conns, c); len(conns) == 1 { // held open, never written
+				close(first)
+			}
+			mu.Unlock()
 		}
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		ln.Close()
 		<-accepted
 		for _, c := range conns {
 			c.Close()
 		}
-	}()
-	start := time.Now()
-	_, errOut, code := runMain(t, "dlq", "list", "--brokers", ln.Addr().String(), "--timeout", "1s")
-	want := fmt.Sprintf("sluice: cannot reach brokers %[1]s: connected to %[1]s, but no answer within 1s", ln.Addr())
-	if code != exitError || !strings.HasPrefix(errOut, want) {
-		t.Fatalf("exit %d, stderr %q, want %q...", code, errOut, want)
-	}
-	if d := time.Since(start); d > 8*time.Second {
-		t.Fatalf("took %v with --timeout 1s", d)
-	}
+	})
+	return ln.Addr().String(), first
 }
 
 // TestDLQStatsWarnsOfNonDeadLetterTopic: stats of a topic without

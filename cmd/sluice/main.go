@@ -57,6 +57,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = errors.New("interrupted")
+	}
 	fmt.Fprintln(stderr, "sluice:", err)
 	var ec interface{ ExitCode() int }
 	if errors.As(err, &ec) {
