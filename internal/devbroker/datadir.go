@@ -24,12 +24,16 @@ func prepareDataDir(dir string, dropSASL bool) (*dirLock, []string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	if err := checkWritable(dir); err != nil {
+	if err := probeWrite(dir); err != nil {
 		return nil, nil, fmt.Errorf("--data-dir %s is not writable: %w", dir, err)
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, nil, err
+	}
+	if err := checkWritable(dir); err != nil {
+		lock.release()
+		return nil, nil, fmt.Errorf("--data-dir %s is not writable: %w", dir, err)
 	}
 	recovered, err := checkSegments(dir)
 	if err == nil && dropSASL {
@@ -44,23 +48,31 @@ func prepareDataDir(dir string, dropSASL bool) (*dirLock, []string, error) {
 	return lock, recovered, nil
 }
 
-// checkWritable creates and removes a file in dir, and checks that every
-// directory and file under it may be written.
-func checkWritable(dir string) error {
+// probeWrite creates and removes a file in dir.
+func probeWrite(dir string) error {
 	f, err := os.CreateTemp(dir, ".sluice-write-check-*")
 	if err != nil {
 		return err
 	}
 	name := f.Name()
 	f.Close()
-	if err := os.Remove(name); err != nil {
+	return os.Remove(name)
+}
+
+// checkWritable checks that dir and every directory and file under it may
+// be written.
+func checkWritable(dir string) error {
+	if err := probeWrite(dir); err != nil {
 		return err
 	}
 	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		if err := canWrite(path); err != nil {
+		if err := canWrite(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		return nil

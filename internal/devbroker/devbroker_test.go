@@ -346,3 +346,37 @@ func TestSASLAndTLS(t *testing.T) {
 		t.Fatal("a wrong password was accepted")
 	}
 }
+
+// TestStartInterruptible: a start that creates many partitions in a new
+// data directory (seconds of work for kfake) returns as soon as its context
+// ends; the broker it was starting is closed in the background and the
+// directory released.
+func TestStartInterruptible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates thousands of partitions on disk")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	b, err := StartContext(ctx, Config{DataDir: dir, Topics: []Topic{{"wide", 800}}})
+	if err == nil {
+		b.Close()
+		t.Skipf("the broker started within 50ms (%v): nothing to interrupt", time.Since(start))
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
+		t.Fatalf("StartContext = %v after %v, want the context's error at once", err, time.Since(start))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := Start(Config{DataDir: dir})
+		if err == nil {
+			b.Close()
+			return
+		}
+		if !strings.Contains(err.Error(), "is in use by") || time.Now().After(deadline) {
+			t.Fatalf("after the interrupted start: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // the background close owns the lock
+	}
+}
