@@ -322,9 +322,17 @@ func (r *replayer) run(ctx context.Context) error {
 		}
 	}
 	r.abandon(wctx)
-	_ = r.save(wctx)
+	if serr := r.save(wctx); serr == nil && errors.As(err, new(*saveError)) {
+		return nil // a failed save, retried: everything is saved after all
+	}
 	return err
 }
+
+// saveError is a failed commit of the progress.
+type saveError struct{ err error }
+
+func (e *saveError) Error() string { return e.err.Error() }
+func (e *saveError) Unwrap() error { return e.err }
 
 // resume moves each span's start to the group's committed offset (with
 // Force, to the first record an earlier run refused).
@@ -614,7 +622,7 @@ func (r *replayer) save(ctx context.Context) error {
 		if cctx.Err() != nil && ctx.Err() == nil {
 			err = &StallError{What: "progress not committed", After: r.cfg.ProduceTimeout}
 		}
-		err = fmt.Errorf("commit progress in group %s: %w", r.cfg.Group, err)
+		err = &saveError{fmt.Errorf("commit progress in group %s: %w", r.cfg.Group, err)}
 		r.mu.Lock()
 		r.stats.SaveErr = err
 		r.mu.Unlock()

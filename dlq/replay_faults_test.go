@@ -152,3 +152,18 @@ func TestReplayBrokerDiesMidReplay(t *testing.T) {
 	}
 	checkReported(t, s, kafkatest.New(t, kafkatest.Kfake(kfake.DataDir(dir))))
 }
+
+// TestReplayCommitFailsOnce: a commit of the progress that fails once is
+// retried on the way out; when the retry lands, the replay reports success
+// and the saved progress.
+func TestReplayCommitFailsOnce(t *testing.T) {
+	c, a := replayFixture(t)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: "replay", Err: kerr.GroupAuthorizationFailed, Count: 1})
+	s, err := a.Replay(ctxT(t), dlq.ReplayConfig{Topic: "orders.dlq", Group: "replay", ProduceTimeout: time.Second})
+	if err != nil || s.SaveErr != nil || s.Replayed != 20 || s.Saved[0] != 20 || s.Unsaved != 0 {
+		t.Fatalf("%+v, %v: want all 20 replayed and saved", s, err)
+	}
+	if got := c.Committed(t, "replay", "orders.dlq"); got[0] != 20 {
+		t.Fatalf("committed %v", got)
+	}
+}
