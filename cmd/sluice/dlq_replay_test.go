@@ -348,3 +348,64 @@ func TestDLQStatsWarnsOfNonDeadLetterTopic(t *testing.T) {
 		t.Fatalf("inspect --partition 99: %v\n%s%s", err, out, errOut)
 	}
 }
+
+// TestDLQReplayBrokerDies: the broker dies (its data kept) while the replay
+// produces. The command stops after --produce-timeout, and what it prints
+// is what the restarted broker holds: the records Kafka acknowledged, no
+// saved progress, and the warning that a rerun replays them again.
+func TestDLQReplayBrokerDies(t *testing.T) {
+	dir := t.TempDir()
+	c := kafkatest.New(t, kafkatest.Topic("orders", 1), kafkatest.Topic("orders.dlq", 1), kafkatest.Kfake(kfake.DataDir(dir)))
+	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		rec := &pipeline.Record{Topic: "orders", Offset: int64(i), Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}
+		if err := pub.DeadLetter(context.Background(), pipeline.DeadLetter{Record: rec, Stage: "pg", Err: errors.New("bad"), Class: pipeline.ClassPermanent}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Close()
+	var (
+		mu   sync.Mutex
+		seen int
+		once sync.Once
+	)
+	died := make(chan struct{})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		if seen++; seen <= 3 {
+			return nil, nil, false
+		}
+		once.Do(func() { close(died) })
+		return nil, errors.New("broker dying"), true // the connection closes unanswered
+	})
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		<-died
+		c.Close()
+	}()
+	out, _, err := runCLI(t, "dlq", "replay", "orders.dlq", "--brokers", c.Addrs[0], "--rate", "100", "--produce-timeout", "1s", "--timeout", "1s")
+	<-closed
+	if !errors.Is(err, dlq.ErrStalled) {
+		t.Fatalf("err = %v, want a stall\n%s", err, out)
+	}
+	m := regexp.MustCompile(`replayed (\d+), refused`).FindStringSubmatch(out)
+	u := regexp.MustCompile(`(\d+) replayed records? lies? beyond it: running the same command again replays`).FindStringSubmatch(out)
+	if m == nil || u == nil || m[1] != u[1] || !strings.Contains(out, "progress NOT saved: commit progress in group") ||
+		!strings.Contains(out, "nothing saved; a new run starts at the beginning") {
+		t.Fatalf("summary:\n%s", out)
+	}
+	again := kafkatest.New(t, kafkatest.Kfake(kfake.DataDir(dir)))
+	if held := again.EndOffsets(t, "orders")[0]; fmt.Sprint(held) != m[1] {
+		t.Errorf("the summary says %s replayed; the restarted broker holds %d\n%s", m[1], held, out)
+	}
+	group := regexp.MustCompile(`progress in group (\S+):`).FindStringSubmatch(out)[1]
+	if got := again.Committed(t, group, "orders.dlq"); len(got) != 0 {
+		t.Errorf("the summary says nothing was saved; the group committed %v", got)
+	}
+}
