@@ -63,8 +63,9 @@ type Config struct {
 
 	// SASL authenticates to the brokers; a zero value means none.
 	SASL SASL
-	// TLS dials the brokers with TLS when set.
-	TLS *tls.Config
+	// TLS dials the brokers with TLS when set. It is not marshalled: a
+	// *tls.Config holds functions and keys; build it in code.
+	TLS *tls.Config `json:"-" yaml:"-"`
 
 	// HTTPAddr is where HealthModule serves /healthz, /readyz and /metrics.
 	// Default DefaultHTTPAddr (":8080").

@@ -101,7 +101,7 @@ func TestSecretNeverPrinted(t *testing.T) {
 	}
 	for name, out := range map[string]string{
 		"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg),
-		"%s": fmt.Sprintf("%s", cfg.SASL.Password), "slog": logged.String(), "json": string(js),
+		"%s": cfg.SASL.Password.String(), "slog": logged.String(), "json": string(js),
 	} {
 		if strings.Contains(out, password) || !strings.Contains(out, "[redacted]") {
 			t.Errorf("%s: %s", name, out)

@@ -59,10 +59,7 @@ type dag struct {
 	bad       []string
 }
 
-type item struct {
-	off int64
-	key string
-}
+type item struct{ off int64 }
 
 var hashSeed = maphash.MakeSeed()
 
