@@ -97,7 +97,8 @@
 //
 // Deadlines. Every record gets Record.Deadline: the RecordBudget after it was
 // fetched, or the absolute time in its pipeline.DeadlineHeader header when
-// that is earlier. Malformed deadline headers are ignored.
+// that is earlier. A malformed deadline header is ignored, logged (at most
+// every 10s per partition) and told to HookMalformedDeadline.
 //
 // Errors. Configuration errors are reported by New as *ConfigError, naming
 // the option. Authentication and authorization failures (a rejected SASL

@@ -60,6 +60,13 @@ type HookAuthError interface {
 	OnAuthError(err *AuthError)
 }
 
+// HookMalformedDeadline is told of each record whose
+// pipeline.DeadlineHeader is not a Unix time in milliseconds; the header is
+// ignored.
+type HookMalformedDeadline interface {
+	OnMalformedDeadline(tp pipeline.TopicPartition, offset int64)
+}
+
 type hooks []Hook
 
 func each[H any](hs hooks, fn func(H)) {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -108,5 +110,46 @@ func TestConcurrentCloseAndStopWhileRunning(t *testing.T) {
 	}
 	if err := c.Run(context.Background()); !errors.Is(err, consumer.ErrClosed) {
 		t.Fatalf("Run after it returned: %v, want ErrClosed", err)
+	}
+}
+
+// deadlineWatch collects malformed deadline reports.
+type deadlineWatch struct {
+	mu      sync.Mutex
+	offsets []int64
+}
+
+func (w *deadlineWatch) OnMalformedDeadline(_ pipeline.TopicPartition, offset int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.offsets = append(w.offsets, offset)
+}
+
+// A malformed sluice-deadline header was ignored without a word; it is
+// still ignored (the record is handled, with no deadline), and now told to
+// the hooks (and logged).
+func TestMalformedDeadlineHeaderIsReported(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("dl", 1))
+	kc.Produce(t,
+		&kgo.Record{Topic: "dl", Value: []byte("ok"), Headers: []kgo.RecordHeader{{Key: pipeline.DeadlineHeader, Value: []byte("4102444800000")}}},
+		&kgo.Record{Topic: "dl", Value: []byte("bad"), Headers: []kgo.RecordHeader{{Key: pipeline.DeadlineHeader, Value: []byte("tomorrow")}}})
+	deadlines := make(chan time.Time, 2)
+	h := &workHandler{fn: func(ctx context.Context, r *pipeline.Record) error { deadlines <- r.Deadline; return nil }}
+	w := &deadlineWatch{}
+	_, stop := runConsumer(t, append(baseOpts(kc, "dl", h, "dl"), consumer.Hooks(w))...)
+	kc.WaitCommittedEnd(t, "dl", "dl", 20*time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-deadlines; !d.Equal(time.UnixMilli(4102444800000)) {
+		t.Errorf("well-formed header: deadline %v", d)
+	}
+	if d := <-deadlines; !d.IsZero() {
+		t.Errorf("malformed header: deadline %v, want none", d)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.offsets) != 1 || w.offsets[0] != 1 {
+		t.Fatalf("malformed deadlines reported at %v, want [1]", w.offsets)
 	}
 }

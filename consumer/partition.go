@@ -335,6 +335,8 @@ func (p *partition) convert(b pendingBatch, n int) []*pipeline.Record {
 				if d := time.UnixMilli(ms); r.Deadline.IsZero() || d.Before(r.Deadline) {
 					r.Deadline = d
 				}
+			} else {
+				p.malformedDeadline(r.Offset, v)
 			}
 		}
 		r.Bind(p)
@@ -342,6 +344,18 @@ func (p *partition) convert(b pendingBatch, n int) []*pipeline.Record {
 	}
 	p.scratch = out
 	return out
+}
+
+// malformedDeadline reports a record whose pipeline.DeadlineHeader is not a
+// Unix time in milliseconds: the header is ignored (the record keeps the
+// RecordBudget deadline, if any), the hooks are told, and it is logged at
+// most every fetchErrorEvery per partition.
+func (p *partition) malformedDeadline(offset int64, v []byte) {
+	each(p.c.hooks, func(h HookMalformedDeadline) { h.OnMalformedDeadline(p.tp, offset) })
+	if p.c.errLog.due("deadline/"+p.tp.String(), time.Now()) {
+		p.c.log.Warn("malformed deadline header ignored (want Unix milliseconds)", "header", pipeline.DeadlineHeader,
+			"partition", p.tp.String(), "offset", offset, "value", string(v[:min(len(v), 32)]))
+	}
 }
 
 // parseMillis parses a non-negative decimal integer without allocating.

@@ -34,6 +34,7 @@
 //	sluice_rebalances_total{kind}                       counter    rebalance events: kind is assigned, revoked or lost
 //	sluice_rebalance_drain_seconds                      histogram  time a revoke (or shutdown) took to drain in-flight records
 //	sluice_rebalance_drain_timeouts_total               counter    drains cut short by the drain timeout
+//	sluice_malformed_deadlines_total                    counter    records whose sluice-deadline header was not Unix milliseconds (ignored)
 //	sluice_auth_errors_total{kind}                      counter    authentication and authorization failures: sasl, tls, group-authorization, topic-authorization
 //
 // Consumer, read from the consumer given to Watch:

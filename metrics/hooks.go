@@ -20,6 +20,8 @@ var (
 	_ consumer.HookLost       = (*Metrics)(nil)
 	_ consumer.HookAuthError  = (*Metrics)(nil)
 
+	_ consumer.HookMalformedDeadline = (*Metrics)(nil)
+
 	_ pipeline.HookHandled         = (*Metrics)(nil)
 	_ pipeline.HookDeadLetter      = (*Metrics)(nil)
 	_ pipeline.HookDeadLetterError = (*Metrics)(nil)
@@ -55,6 +57,10 @@ func (m *Metrics) OnFetchError(tp pipeline.TopicPartition, _ error) {
 func (m *Metrics) OnAuthError(err *consumer.AuthError) {
 	m.authErrors.WithLabelValues(err.Kind).Inc()
 }
+
+// OnMalformedDeadline counts records whose deadline header was ignored
+// (consumer.HookMalformedDeadline).
+func (m *Metrics) OnMalformedDeadline(pipeline.TopicPartition, int64) { m.badDeadlines.Inc() }
 
 // OnPaused tracks paused partitions (consumer.HookPaused).
 func (m *Metrics) OnPaused(tp pipeline.TopicPartition, paused bool) {

@@ -96,6 +96,7 @@ type Metrics struct {
 	consumedBytes *prometheus.CounterVec
 	fetchErrors   *prometheus.CounterVec
 	authErrors    *prometheus.CounterVec
+	badDeadlines  prometheus.Counter
 	assigned      prometheus.Gauge
 	paused        prometheus.Gauge
 	committed     *prometheus.GaugeVec
@@ -199,6 +200,7 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 	m.committed = gaugeVec(CommittedOffset, "Last offset this member committed for a partition it owns: the next offset to read.", tp...)
 	m.commitErrors = counterVec(CommitErrors, "Failed offset commits per partition. The next periodic commit retries; a failed final commit (on revoke or shutdown) means the partition's next owner handles its settled records again.", tp...)
 	m.authErrors = counterVec(AuthErrors, "Authentication and authorization failures, by kind: sasl, tls, group-authorization, topic-authorization.", LabelKind)
+	m.badDeadlines = prometheus.NewCounter(prometheus.CounterOpts{Name: MalformedDeadlines, Help: "Records whose sluice-deadline header is not a Unix time in milliseconds; the header is ignored."})
 	for _, kind := range []string{consumer.AuthSASL, consumer.AuthTLS, consumer.AuthGroup, consumer.AuthTopic} {
 		m.authErrors.WithLabelValues(kind) // exported at 0, so that alerts on its rate work from the start
 	}
@@ -228,7 +230,7 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 
 	for _, col := range []prometheus.Collector{
 		m.consumed, m.consumedBytes, m.fetchErrors, m.assigned, m.paused, m.committed, m.commitErrors,
-		m.rebalances, m.drain, m.drainTimeouts, m.authErrors, m.lagErrors, m.watch,
+		m.rebalances, m.drain, m.drainTimeouts, m.authErrors, m.badDeadlines, m.lagErrors, m.watch,
 		m.handled, m.handleSeconds, m.deadLetters, m.deadErrors, m.dlqWrite,
 		m.attempts, m.attemptSeconds, m.outcomes, m.retries, m.breaker, m.breakerSwitches, m.rateWait,
 		m.limit, m.inFlight,

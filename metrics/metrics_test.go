@@ -59,6 +59,7 @@ func exercise(m *metrics.Metrics) {
 	m.OnPaused(orders0, true)
 	m.OnCommitted(orders0, 42, nil)
 	m.OnCommitted(orders0, 43, errors.New("coordinator moved"))
+	m.OnMalformedDeadline(orders0, 7)
 	m.OnAuthError(&consumer.AuthError{Kind: consumer.AuthSASL, Err: errors.New("SASL_AUTHENTICATION_FAILED")})
 	m.OnHandled("store", pipeline.OutcomeOK, 3, 20*time.Millisecond)
 	m.OnHandled("valid", pipeline.OutcomeFiltered, 2, 0)

@@ -17,6 +17,7 @@ const (
 	RebalanceDrain         = "sluice_rebalance_drain_seconds"
 	RebalanceDrainTimeouts = "sluice_rebalance_drain_timeouts_total"
 	AuthErrors             = "sluice_auth_errors_total"
+	MalformedDeadlines     = "sluice_malformed_deadlines_total"
 
 	// Consumer (read at scrape time from the consumer given to Watch).
 
@@ -95,7 +96,7 @@ const OutcomeRetried = "retried"
 func Names() []string {
 	return []string{
 		RecordsConsumed, BytesConsumed, FetchErrors, PartitionsAssigned, PartitionsPaused,
-		CommittedOffset, CommitErrors, Rebalances, RebalanceDrain, RebalanceDrainTimeouts, AuthErrors,
+		CommittedOffset, CommitErrors, Rebalances, RebalanceDrain, RebalanceDrainTimeouts, AuthErrors, MalformedDeadlines,
 		PartitionsStalled, ConsumerLag, LagErrors,
 		RecordsHandled, HandleDuration, DeadLetters, DeadLetterErrors,
 		DeadLetterWriteDuration,
