@@ -3,12 +3,14 @@ package backpressure
 import (
 	"math"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Adaptive is a concurrency limiter that finds the downstream's capacity
-// from the latency and outcomes of the calls it admits, and follows it. The
-// package doc describes the rules.
+// from the latency, throughput and outcomes of the calls it admits, and
+// follows it. The package doc describes the rules.
 type Adaptive struct {
 	core
 }
@@ -33,6 +35,7 @@ func NewAdaptive(opts ...AdaptiveOpt) (*Adaptive, error) {
 // the targets were measured with them.
 const (
 	growFactor = 1.25 // multiplicative growth per window, at least +1
+	fastFactor = 2.0  // growth in slow start, and after a step that paid in full
 	maxCut     = 0.5  // no window cuts the limit by more than half
 	evalStep   = 0.2  // concurrency must differ by this fraction to test elasticity
 	// kneeMargin: a knee estimate within 20% of a window's concurrency
@@ -41,16 +44,37 @@ const (
 	// limiter adopted queueing latency as its no-load latency and held the
 	// limit at 4x the capacity (bench/limitersim's end-to-end test).
 	kneeMargin = 0.2
-	baseMult   = 4 // windows that set the baseline (start, probe) take this many times the samples
-	probeDepth = 4 // at most this many halvings in one probe
+	// paid: a step up in concurrency paid if throughput rose at least half
+	// as fast as concurrency; paidInFull, at least 0.8 as fast.
+	paid       = 0.5
+	paidInFull = 0.8
+	zStep      = 2.5 // see resolvable
+	baseMult   = 4   // windows that set the baseline (start, probe) take this many times the samples
+	probeDepth = 4   // at most this many halvings in one probe
 	// survivorBias is how far Little's-law mean latency must exceed the
 	// window quantile before the quantile is taken to be biased.
 	survivorBias = 2.0
+	// noisePrior is the relative throughput noise between windows assumed
+	// until windows at one limit were compared; noiseWeight is the weight
+	// of each new comparison in the running estimate.
+	noisePrior  = 0.05
+	noiseWeight = 0.2
+	// exploreFirst and exploreMax bound how many windows the limit is held
+	// at saturation before a step up tests whether more concurrency pays;
+	// the gap doubles after every step that did not.
+	rebaseProbe  = 0.125 // see rebaseline
+	exploreFirst = 8
+	exploreMax   = 64
 )
 
-// point is the summary of one window: mean in-flight, latency quantile and
-// throughput (completions per nanosecond).
-type point struct{ n, q, x float64 }
+// point is the summary of one window: mean in-flight, latency quantile,
+// throughput (completions per nanosecond), the completions it was measured
+// on, the limit in force and whether the window used all of it.
+type point struct {
+	n, q, x, m float64
+	lim        int
+	sat        bool
+}
 
 // knee estimates, from a window hi and a window lo at lower concurrency,
 // the concurrency at which queueing starts, assuming hi queued: in a
@@ -74,11 +98,81 @@ func knee(hi, lo point) float64 {
 	return k
 }
 
-// queued reports whether window lo, compared with hi, was queueing.
-func queued(hi, lo point) bool { return knee(hi, lo) <= lo.n*(1+kneeMargin) }
+// gained is the concurrency at which lo's throughput per call would give
+// hi's throughput: hi.n if throughput rose in proportion to concurrency,
+// lo.n if it did not rise at all. It judges a step up by throughput alone,
+// because latency also rises below the knee when the caller's own CPU is
+// busy.
+func gained(hi, lo point) float64 {
+	if lo.x <= 0 {
+		return hi.n
+	}
+	return lo.n * hi.x / lo.x
+}
 
-// controller holds the adaptive rules. All methods are called with the
-// core's lock held.
+// elasticity is how much of a step up in concurrency from lo to hi showed
+// up in throughput: 1 if throughput rose in proportion, 0 if not at all.
+func elasticity(hi, lo point) float64 {
+	if hi.n <= lo.n {
+		return 0
+	}
+	return (gained(hi, lo) - lo.n) / (hi.n - lo.n)
+}
+
+// resolvable reports whether the throughput of windows hi and lo, lo at
+// lower concurrency, can tell whether the step from lo to hi paid: the noise
+// of their throughput ratio must sit zStep times inside the gap between the
+// threshold and either answer (a ratio of 1: no gain; hi.n/lo.n: full
+// gain). The noise is the larger of the counting noise, about
+// sqrt(1/hi.m + 1/lo.m), and sigma, what consecutive windows at one limit
+// were seen to differ by. A 25% step needs about 800 completions a window
+// and windows that agree within 4%; a doubling, a few dozen completions and
+// 16%. Steps the windows cannot resolve are judged by latency alone.
+func resolvable(hi, lo point, sigma float64) bool {
+	if hi.m <= 0 || lo.m <= 0 || lo.n <= 0 {
+		return false
+	}
+	gap := math.Min(paid, 1-paid) * (hi.n/lo.n - 1)
+	return gap > 0 && zStep*math.Max(sigma, math.Sqrt(1/hi.m+1/lo.m)) <= gap
+}
+
+// resolvableStep is the smallest step up, as a factor of at least
+// growFactor and at most fastFactor, whose outcome windows with noise sigma
+// can resolve.
+func resolvableStep(sigma float64) float64 {
+	return clamp(1+zStep*sigma/math.Min(paid, 1-paid), growFactor, fastFactor)
+}
+
+// queued reports whether window lo, compared with hi, was queueing. Where
+// the windows' throughput resolves the step (see resolvable), throughput
+// alone decides: a latency quantile is thrown by a single slow window, a
+// throughput measured on many completions is not.
+func queued(hi, lo point, sigma float64) bool {
+	k := knee(hi, lo)
+	if resolvable(hi, lo, sigma) {
+		k = gained(hi, lo)
+	}
+	return k <= lo.n*(1+kneeMargin)
+}
+
+// shard accumulates part of a window's samples. Releases pick a shard at
+// random, so they rarely wait for each other; a decision merges them all.
+type shard struct {
+	mu            sync.Mutex
+	start         time.Time // the window's start: older calls are stale
+	regime        int64     // the window's limit: in-flight above it is a drain
+	samples, over int
+	done          int   // Success and Overload releases, stale ones too
+	sumIn, nIn    int64 // in-flight at releases, within the regime
+	maxIn         int64
+	sumAll, nAll  int64 // in-flight at every release (Little's law)
+	h             hist
+	_             [64]byte
+}
+
+// controller holds the adaptive rules. Samples go to shards; the decision
+// state is guarded by mu, which a release takes (with TryLock) only when the
+// window is due.
 type controller struct {
 	minL, maxL    float64
 	tol, low, mid float64
@@ -92,9 +186,32 @@ type controller struct {
 	rng           *rand.Rand
 	dobs          DecisionObserver // nil unless the observer implements it
 
+	shards []shard
+	opened atomic.Bool  // the first sample opened the first window
+	count  atomic.Int64 // fresh samples in the current window
+	start  atomic.Int64 // the current window's start, Unix ns
+	need   atomic.Int64 // samples that close the current window
+
+	mu       sync.Mutex
+	merged   hist
 	lim      float64 // learned limit
 	eff      int     // limit in force (probe limit while probing)
 	baseline float64 // no-load latency quantile, ns; 0 until the first window
+	// suspect: the last window's latency was above tolerance, but not
+	// far enough to act on one window.
+	suspect bool
+
+	// The previous window, for judging a step up in concurrency.
+	last   point
+	lastOK bool
+	// slow: growing by fastFactor until a step does not pay (slow start).
+	slow bool
+	// held counts saturated windows held since the last step up; at
+	// explore, a step up tests whether more concurrency pays.
+	held, explore int
+	// noise is a running estimate of the standard deviation of the log
+	// ratio of the throughputs of consecutive windows at one limit.
+	noise float64
 
 	// A run of consecutive cuts: its windows (stale ones dropped), the
 	// concurrency it started from, and the floor that unconfirmed cuts
@@ -114,23 +231,6 @@ type controller struct {
 	prev      point   // window before the current probe window
 	depth     int
 	nextProbe time.Time // zero: probe after the first window
-
-	w window
-}
-
-// window accumulates the samples of the current decision window.
-type window struct {
-	started       bool
-	start         time.Time
-	h             hist
-	samples, over int
-	last          time.Time
-	lastIn        int
-	area, span    float64 // integral of in-flight over time, and the time, while in-flight <= limit
-	areaAll       float64 // integral of all in-flight over the window
-	done          int     // Success and Overload releases in the window, stale ones too
-	maxIn         int
-	regime        int // the limit in force: in-flight above it is a drain of the previous window
 }
 
 func newController(cf *cfg) *controller {
@@ -147,86 +247,132 @@ func newController(cf *cfg) *controller {
 		demand: cf.demandFactor, overload: cf.overloadThreshold,
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		lim: float64(cf.initial), eff: cf.initial,
+		shards: make([]shard, 8),
+		slow:   true, explore: exploreFirst, noise: noisePrior,
 	}
+	for i := range c.shards {
+		c.shards[i].regime = int64(cf.initial)
+	}
+	c.need.Store(int64(c.winSamples * baseMult))
 	if d, ok := cf.obs.(DecisionObserver); ok {
 		c.dobs = d
 	}
 	return c
 }
 
-// track accounts for the in-flight count changing to inFlight at now.
-func (c *controller) track(now time.Time, inFlight int) {
-	w := &c.w
-	if !w.started {
-		w.started, w.start, w.last, w.regime = true, now, now, c.eff
-	}
-	dt := float64(now.Sub(w.last))
-	w.areaAll += float64(w.lastIn) * dt
-	if w.lastIn <= w.regime {
-		w.area += float64(w.lastIn) * dt
-		w.span += dt
-	}
-	w.last, w.lastIn = now, inFlight
-	if inFlight <= w.regime && inFlight > w.maxIn {
-		w.maxIn = inFlight
-	}
-}
-
 // unsettled reports whether a decision is under test: a run of cuts or a
 // rebaseline. Its windows need twice the samples, and no probe starts.
 func (c *controller) unsettled() bool { return len(c.run) > 0 || c.verifying }
 
-// sample takes one outcome and returns the limit in force afterwards.
-func (c *controller) sample(now time.Time, latency time.Duration, o Outcome, inFlight int) int {
+// sample takes one released call: in is the number of slots held when it
+// was released (itself included).
+func (c *controller) sample(l *core, now time.Time, latency time.Duration, o Outcome, in int64) {
 	if o == Ignore {
-		return c.eff
+		return
 	}
-	w := &c.w
-	w.done++
-	if now.Add(-latency).Before(w.start) {
-		// Started under the previous window's limit: says nothing about
-		// the current one.
-		return c.eff
+	if !c.opened.Load() {
+		// The first sample opens the first window.
+		c.mu.Lock()
+		if !c.opened.Load() {
+			for i := range c.shards {
+				s := &c.shards[i]
+				s.mu.Lock()
+				s.start = now
+				s.mu.Unlock()
+			}
+			c.start.Store(now.UnixNano())
+			c.opened.Store(true)
+		}
+		c.mu.Unlock()
 	}
-	if o == Overload {
-		w.over++
-	} else {
-		w.samples++
-		w.h.add(latency)
+	start := c.start.Load()
+	s := &c.shards[rand.Uint32()%uint32(len(c.shards))]
+	s.mu.Lock()
+	s.done++
+	s.sumAll += in
+	s.nAll++
+	if in <= s.regime {
+		s.sumIn += in
+		s.nIn++
+		s.maxIn = max(s.maxIn, in)
 	}
-	need := c.winSamples
-	switch {
-	case c.probing || c.baseline == 0:
-		need *= baseMult
-	case c.unsettled():
-		need *= 2
+	// A call that started before the window ran under the previous
+	// window's limit: it says nothing about the current one.
+	fresh := !now.Add(-latency).Before(s.start)
+	if fresh {
+		if o == Overload {
+			s.over++
+		} else {
+			s.samples++
+			s.h.add(latency)
+		}
 	}
-	if w.samples+w.over < need || now.Sub(w.start) < c.winMin {
-		return c.eff
+	s.mu.Unlock()
+	if !fresh {
+		return
 	}
-	c.decide(now, inFlight)
-	return c.eff
+	if c.count.Add(1) < c.need.Load() || now.UnixNano()-start < int64(c.winMin) {
+		return
+	}
+	if !c.mu.TryLock() {
+		return // someone else is deciding
+	}
+	if c.start.Load() == start && c.count.Load() >= c.need.Load() {
+		c.decide(l, now)
+	}
+	c.mu.Unlock()
 }
 
 // decide closes the window, applies the rules and opens the next window.
-func (c *controller) decide(now time.Time, inFlight int) {
-	w := &c.w
-	pt := point{n: float64(c.eff), q: w.h.quantile(c.quantile)}
-	if d := now.Sub(w.start); d > 0 {
-		pt.x = float64(w.done) / float64(d)
+// Called with mu held; it holds every shard while it decides.
+func (c *controller) decide(l *core, now time.Time) {
+	for i := range c.shards {
+		c.shards[i].mu.Lock()
 	}
-	if w.span > 0 {
-		pt.n = w.area / w.span
+	var (
+		samples, over, done      int
+		sumIn, nIn, sumAll, nAll int64
+		maxIn                    int64
+	)
+	c.merged.reset()
+	for i := range c.shards {
+		s := &c.shards[i]
+		samples += s.samples
+		over += s.over
+		done += s.done
+		sumIn += s.sumIn
+		nIn += s.nIn
+		sumAll += s.sumAll
+		nAll += s.nAll
+		maxIn = max(maxIn, s.maxIn)
+		c.merged.merge(&s.h)
 	}
-	if little := w.areaAll / float64(w.done); little > survivorBias*pt.q {
+	start := time.Unix(0, c.start.Load())
+	pt := point{n: float64(c.eff), q: c.merged.quantile(c.quantile), lim: c.eff, sat: int(maxIn) >= c.eff}
+	if d := now.Sub(start); d > 0 {
+		pt.x, pt.m = float64(done)/float64(d), float64(done)
+	}
+	if nIn > 0 {
+		pt.n = float64(sumIn) / float64(nIn)
+	}
+	if nAll > 0 && pt.x > 0 {
 		// Little's law: mean latency = mean in-flight / throughput,
 		// whatever the order calls are served in. Far above the sample
 		// quantile, it means the window saw only the calls that overtook
 		// others (an unfair or LIFO queue downstream): use it instead.
-		pt.q = little
+		if little := float64(sumAll) / float64(nAll) / pt.x; little > survivorBias*pt.q {
+			pt.q = little
+		}
 	}
-	d := Decision{At: now, Samples: w.samples, Overloads: w.over, Latency: time.Duration(pt.q), InFlight: pt.n, MaxInFlight: w.maxIn}
-	frac := float64(w.over) / float64(w.samples+w.over)
+	if c.lastOK && c.last.lim == pt.lim && c.last.sat && pt.sat && c.last.x > 0 && pt.x > 0 && !c.probing {
+		// Two windows at one limit, both using all of it: what their
+		// throughputs differ by is noise. sqrt(pi/2) turns a mean absolute
+		// deviation into a standard deviation.
+		dev := math.Abs(math.Log(pt.x/c.last.x)) * math.Sqrt(math.Pi/2)
+		c.noise += noiseWeight * (dev - c.noise)
+	}
+	d := Decision{At: now, Samples: samples, Overloads: over, Latency: time.Duration(pt.q), InFlight: pt.n, MaxInFlight: int(maxIn), Throughput: pt.x * 1e9}
+	frac := float64(over) / float64(samples+over)
 
 	switch {
 	case frac > c.overload:
@@ -234,15 +380,16 @@ func (c *controller) decide(now time.Time, inFlight int) {
 	case c.probing:
 		d.Reason = c.onProbe(now, pt)
 	case c.baseline == 0:
-		c.baseline = pt.q
+		c.setBase(pt)
 		d.Reason = ReasonStart
 	default:
-		d.Reason = c.onWindow(pt, w.maxIn)
+		d.Reason = c.onWindow(now, pt)
 	}
+	c.last, c.lastOK = pt, d.Reason != ReasonOverload
 
 	if !c.probing {
-		if w.maxIn > 0 {
-			c.lim = math.Min(c.lim, c.demand*float64(w.maxIn))
+		if maxIn > 0 {
+			c.lim = math.Min(c.lim, c.demand*float64(maxIn))
 		}
 		c.lim = math.Max(c.minL, math.Min(c.maxL, c.lim))
 		c.eff = int(c.lim)
@@ -254,14 +401,29 @@ func (c *controller) decide(now time.Time, inFlight int) {
 	}
 
 	d.Limit, d.Probing, d.Baseline = c.eff, c.probing, time.Duration(c.baseline)
+	need := c.winSamples
+	switch {
+	case c.probing || c.baseline == 0:
+		need *= baseMult
+	case c.unsettled():
+		need *= 2
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.start, s.regime = now, int64(c.eff)
+		s.samples, s.over, s.done = 0, 0, 0
+		s.sumIn, s.nIn, s.maxIn, s.sumAll, s.nAll = 0, 0, 0, 0, 0
+		s.h.reset()
+	}
+	c.count.Store(0)
+	c.need.Store(int64(need))
+	c.start.Store(now.UnixNano())
+	l.setLimit(c.eff)
 	if c.dobs != nil {
 		c.dobs.Decided(d)
 	}
-
-	w.h.reset()
-	*w = window{started: true, start: now, last: now, lastIn: inFlight, regime: c.eff, h: w.h}
-	if inFlight <= c.eff {
-		w.maxIn = inFlight
+	for i := range c.shards {
+		c.shards[i].mu.Unlock()
 	}
 }
 
@@ -275,18 +437,30 @@ func (c *controller) onOverload(now time.Time, pt point, frac float64) Reason {
 	c.lim = math.Min(c.lim, math.Max(pt.n, 1)) * math.Max(maxCut, 1-frac)
 	c.endRun()
 	c.verifying = false
+	c.slow = false
 	return ReasonOverload
 }
 
 func (c *controller) endRun() { c.run = c.run[:0] }
 
+// setBase takes window pt's latency as the no-load latency.
+func (c *controller) setBase(pt point) { c.baseline = pt.q }
+
 // rebaseline adopts pt's latency as the no-load latency, on trial: the next
 // window, at the higher limit set here, tests it.
-func (c *controller) rebaseline(pt point, limit float64) Reason {
+//
+// A rebaseline decided during a passing disturbance (a stall, a burst of
+// load on the caller's CPU) would keep its inflated latency as the no-load
+// latency until the next probe, so the next probe comes sooner: after
+// rebaseProbe of the probe interval.
+func (c *controller) rebaseline(now time.Time, pt point, limit float64) Reason {
 	c.verify, c.verifyOld, c.verifying = pt, c.baseline, true
-	c.baseline = pt.q
+	c.setBase(pt)
 	c.lim = limit
 	c.endRun()
+	if soon := now.Add(time.Duration(rebaseProbe * float64(c.probeEvery))); soon.Before(c.nextProbe) {
+		c.nextProbe = soon
+	}
 	return ReasonRebaseline
 }
 
@@ -294,21 +468,29 @@ func (c *controller) rebaseline(pt point, limit float64) Reason {
 // and never below floor.
 func (c *controller) cut(pt point, r, floor float64) {
 	c.lim = math.Max(floor, pt.n*math.Max(maxCut, c.mid/r))
+	c.slow = false
 }
 
-// onWindow applies the latency rules to a window at the learned limit.
-func (c *controller) onWindow(pt point, maxIn int) Reason {
+// grow raises the limit by factor, at least by one.
+func (c *controller) grow(factor float64) {
+	c.lim = math.Max(c.lim+1, c.lim*factor)
+	c.held = 0
+}
+
+// onWindow applies the rules to a window at the learned limit.
+func (c *controller) onWindow(now time.Time, pt point) Reason {
+	sat := pt.sat
 	if pt.q < c.baseline/c.tol {
 		// A whole window well below the no-load latency: the downstream got
 		// faster. One sample never does this; a window quantile may.
-		c.baseline = pt.q
+		c.setBase(pt)
 		c.endRun()
 		c.verifying = false
 		return ReasonFaster
 	}
 	if c.verifying {
 		c.verifying = false
-		if pt.n >= c.verify.n*(1+evalStep) && queued(pt, c.verify) {
+		if pt.n >= c.verify.n*(1+evalStep) && queued(pt, c.verify, c.noise) {
 			// Latency rose in proportion to concurrency: the window the
 			// rebaseline was decided on was queueing after all (or the
 			// downstream changed in between). Restore the old baseline and
@@ -323,21 +505,86 @@ func (c *controller) onWindow(pt point, maxIn int) Reason {
 	}
 	r := pt.q / c.baseline
 	if len(c.run) > 0 {
-		if reason, ok := c.onRun(pt, r); ok {
+		if reason, ok := c.onRun(now, pt, r); ok {
 			return reason
 		}
 	}
+	if c.lastOK && pt.n >= c.last.n*(1+evalStep) && resolvable(pt, c.last, c.noise) {
+		// A step up in concurrency is judged by the throughput it bought,
+		// whatever latency did: below the knee, latency may rise because
+		// the caller's own CPU is busier, while throughput still rises in
+		// proportion.
+		k, e := gained(pt, c.last), elasticity(pt, c.last)
+		switch {
+		case e >= paidInFull:
+			// Paid in full: below the knee, and the latency this
+			// concurrency costs is not queueing.
+			if r > c.low {
+				c.setBase(pt)
+			}
+			c.explore = exploreFirst
+			if !sat {
+				return ReasonHold
+			}
+			f := growFactor
+			if c.slow || r <= c.low {
+				f = fastFactor
+			}
+			c.grow(f)
+			return ReasonGrow
+		case e >= paid && r <= c.tol:
+			// Paid, if not in full, and latency is within tolerance.
+			c.explore = exploreFirst
+			c.slow = false
+			if !sat {
+				return ReasonHold
+			}
+			c.grow(growFactor)
+			return ReasonGrow
+		}
+		// It did not pay, or only in part while latency rose beyond
+		// tolerance: the knee is about k. Back to it, with the
+		// tolerance's headroom.
+		c.lim = math.Min(c.lim, math.Max(c.last.n, k*c.mid))
+		c.slow = false
+		c.held = 0
+		c.explore = min(2*c.explore, exploreMax)
+		return ReasonKnee
+	}
+	suspect := c.suspect
+	c.suspect = false
 	switch {
+	case r > c.tol && !suspect && r <= 2*c.tol:
+		// Above tolerance, but not so far that one window is enough: a
+		// caller's windows have hiccups (a collection, a stalled fetch).
+		// The next window decides.
+		c.suspect = true
+		return ReasonHold
 	case r > c.tol:
 		c.startRun(pt)
 		c.cut(pt, r, 0)
 		return ReasonCut
-	case r <= c.low && maxIn >= c.eff:
-		c.lim = math.Max(c.lim+1, c.lim*growFactor)
+	case sat && (r <= c.low || c.slow):
+		f := growFactor
+		if c.slow {
+			f = fastFactor
+		}
+		c.grow(f)
 		return ReasonGrow
-	default:
-		return ReasonHold
+	case sat && c.held >= c.explore:
+		// A step large enough for the windows' throughput to tell whether
+		// it paid.
+		f := resolvableStep(c.noise)
+		if !resolvable(point{n: pt.n * f, m: pt.m}, pt, c.noise) {
+			break
+		}
+		c.grow(f)
+		return ReasonExplore
 	}
+	if sat {
+		c.held++
+	}
+	return ReasonHold
 }
 
 func (c *controller) startRun(pt point) {
@@ -347,7 +594,7 @@ func (c *controller) startRun(pt point) {
 
 // onRun continues a run of cuts with window pt. It reports false when the
 // run ended and the ordinary rules apply.
-func (c *controller) onRun(pt point, r float64) (Reason, bool) {
+func (c *controller) onRun(now time.Time, pt point, r float64) (Reason, bool) {
 	// Drop windows of another regime: higher concurrency yet lower latency
 	// than now means the downstream changed since.
 	keep := c.run[:0]
@@ -365,7 +612,7 @@ func (c *controller) onRun(pt point, r float64) (Reason, bool) {
 		}
 	}
 	if ref != nil {
-		if queued(*ref, pt) {
+		if queued(*ref, pt, c.noise) {
 			if r > c.tol {
 				// Latency fell in proportion to concurrency: both windows
 				// queued, so this one still does and the full gradient
@@ -382,7 +629,7 @@ func (c *controller) onRun(pt point, r float64) (Reason, bool) {
 		// not, or not only, queueing). Go back up to the knee, which also
 		// tests the new baseline.
 		k := knee(*ref, pt)
-		return c.rebaseline(pt, clamp(k*c.mid, pt.n*(1+1.5*evalStep), ref.n)), true
+		return c.rebaseline(now, pt, clamp(k*c.mid, pt.n*(1+1.5*evalStep), ref.n)), true
 	}
 	if r <= c.tol {
 		c.endRun()
@@ -397,7 +644,7 @@ func (c *controller) onRun(pt point, r float64) (Reason, bool) {
 	// test the other hypothesis, upwards. Take this latency as the no-load
 	// latency and go back to where the run started; if latency then rises
 	// with concurrency, the verification restores the old baseline.
-	return c.rebaseline(pt, math.Max(c.runStart, pt.n*(1+2*evalStep))), true
+	return c.rebaseline(now, pt, math.Max(c.runStart, pt.n*(1+2*evalStep))), true
 }
 
 func (c *controller) startProbe(pt point) {
@@ -410,13 +657,13 @@ func (c *controller) startProbe(pt point) {
 // otherwise its latency is the no-load latency and the learned limit is
 // restored.
 func (c *controller) onProbe(now time.Time, pt point) Reason {
-	if pt.n <= c.prev.n*(1-evalStep) && queued(c.prev, pt) && float64(c.eff) > c.minL && c.depth < probeDepth {
+	if pt.n <= c.prev.n*(1-evalStep) && queued(c.prev, pt, c.noise) && float64(c.eff) > c.minL && c.depth < probeDepth {
 		c.prev = pt
 		c.depth++
 		c.eff = int(math.Max(c.minL, float64(c.eff/2)))
 		return ReasonProbe
 	}
-	c.baseline = pt.q
+	c.setBase(pt)
 	c.probing = false
 	c.lim = c.saved
 	c.schedule(now)

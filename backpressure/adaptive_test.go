@@ -52,7 +52,8 @@ func TestAdaptiveStartsWithAProbe(t *testing.T) {
 	if got, want := reasons(ds), []Reason{ReasonProbe, ReasonProbed, ReasonGrow}; !slices.Equal(got, want) {
 		t.Fatalf("reasons %v, want %v", got, want)
 	}
-	if got, want := limits(ds), []int{10, 20, 25}; !slices.Equal(got, want) {
+	// After the probe, slow start doubles the limit while steps pay.
+	if got, want := limits(ds), []int{10, 20, 40}; !slices.Equal(got, want) {
 		t.Fatalf("limits %v, want %v", got, want)
 	}
 	// The first window and the probe take 4x the minimum samples.
@@ -126,7 +127,7 @@ func TestAdaptiveRefutedRebaselineRestoresTheOldBaseline(t *testing.T) {
 	// Drive the controller directly into a rebaseline decided on a window
 	// that was really queueing, then show it the truth.
 	c := h.l.ctl
-	c.rebaseline(point{n: 20, q: float64(25 * ms)}, 40)
+	c.rebaseline(h.clk.Now(), point{n: 20, q: float64(25 * ms)}, 40)
 	h.l.setLimit(40)
 	ds := h.drive(1000, servers(8, 10*ms), Success, 1)
 	if ds[0].Reason != ReasonCut || !near(ds[0].Baseline, 10*ms) {

@@ -1,11 +1,11 @@
 package backpressure
 
 import (
-	"container/list"
 	"context"
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,34 +22,89 @@ type Partition struct {
 type flow struct {
 	name     string
 	share    float64
-	reserve  int // floor(share * limit)
-	inFlight int
-	waiters  list.List // of *waiter, FIFO
+	reserve  atomic.Int64 // floor(share * limit); written under core.mu
+	inFlight atomic.Int64
+	// Waiters in arrival order; under core.mu.
+	head, tail *waiter
+	waiters    int
 }
 
+// waiter is a caller queued for a slot. Waiters are recycled: ready has a
+// buffer of one, so a grant never blocks and the channel is reused.
 type waiter struct {
-	ready   chan struct{} // closed when granted
-	granted bool
-	elem    *list.Element
+	ready      chan struct{}
+	granted    bool // under core.mu
+	prev, next *waiter
 }
+
+var waiters = sync.Pool{New: func() any { return &waiter{ready: make(chan struct{}, 1)} }}
+
+func (f *flow) push(w *waiter) {
+	w.prev, w.next = f.tail, nil
+	if f.tail != nil {
+		f.tail.next = w
+	} else {
+		f.head = w
+	}
+	f.tail = w
+	f.waiters++
+}
+
+func (f *flow) remove(w *waiter) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		f.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		f.tail = w.prev
+	}
+	w.prev, w.next = nil, nil
+	f.waiters--
+}
+
+// The state word packs the slots held (low 32 bits) and the callers waiting
+// (high 32 bits), so that admitting and releasing without waiters is one
+// compare-and-swap, and a caller never overtakes a waiter: the fast path
+// admits only while nobody waits.
+const (
+	inMask  = 1<<32 - 1
+	waitOne = 1 << 32
+	// minusWait added to the state word takes one waiter off.
+	minusWait = ^uint64(waitOne - 1)
+)
+
+func unpack(s uint64) (in, wait int64) { return int64(s & inMask), int64(s >> 32) }
 
 // core is the admission gate shared by Fixed and Adaptive: a counting
-// semaphore whose size can change, whose waiters are served by flow
-// (reserved share first, then priority) and, within a flow, in arrival order.
+// semaphore whose size can change. Without waiters, Acquire and Release are
+// a compare-and-swap each on one atomic word; the mutex is taken only to
+// queue, to hand a slot to a waiter and to change the limit. Waiters are
+// served by flow (reserved share first, then priority) and, within a flow,
+// in arrival order.
 type core struct {
-	mu       sync.Mutex
-	clock    Clock
-	obs      Observer
-	limit    int
-	inFlight int
-	waiting  int
-	flows    []*flow // highest priority first; the default flow is last
-	def      *flow
-	ctl      *controller // nil for Fixed
+	st    atomic.Uint64 // see unpack
+	limit atomic.Int64
+	clock Clock
+	obs   Observer
+	quiet bool // obs is the no-op observer
+
+	mu    sync.Mutex // waiter queues, grants, limit changes
+	flows []*flow    // highest priority first; the default flow is last
+	def   *flow
+
+	// obsMu serialises InFlightChanged reports; see reportInFlight.
+	obsMu sync.Mutex
+
+	ctl *controller // nil for Fixed
 }
 
 func (c *core) init(cf *cfg, limit int) {
-	c.clock, c.obs, c.limit = cf.clock, cf.obs, limit
+	c.clock, c.obs = cf.clock, cf.obs
+	_, c.quiet = c.obs.(nopObserver)
+	c.limit.Store(int64(limit))
 	left := 1.0
 	for _, p := range cf.parts {
 		c.flows = append(c.flows, &flow{name: p.Name, share: p.Share})
@@ -57,13 +112,13 @@ func (c *core) init(cf *cfg, limit int) {
 	}
 	c.def = &flow{share: math.Max(0, left)}
 	c.flows = append(c.flows, c.def)
-	c.reserve()
+	c.reserve(limit)
 	c.obs.LimitChanged(limit)
 }
 
-func (c *core) reserve() {
+func (c *core) reserve(limit int) {
 	for _, f := range c.flows {
-		f.reserve = int(f.share*float64(c.limit) + 1e-9)
+		f.reserve.Store(int64(f.share*float64(limit) + 1e-9))
 	}
 }
 
@@ -76,123 +131,212 @@ func (c *core) lookup(name string) (*Flow, error) {
 	return nil, &FlowError{Name: name}
 }
 
+// fast admits a caller of f if a slot is free and nobody waits.
+func (c *core) fast(f *flow) bool {
+	for {
+		s := c.st.Load()
+		in, wait := unpack(s)
+		if wait != 0 || in >= c.limit.Load() {
+			return false
+		}
+		if c.st.CompareAndSwap(s, s+1) {
+			f.inFlight.Add(1)
+			c.reportInFlight()
+			return true
+		}
+	}
+}
+
 func (c *core) acquire(ctx context.Context, f *flow) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	if c.waiting == 0 && c.inFlight < c.limit {
-		c.admit(f)
-		c.mu.Unlock()
+	if c.fast(f) {
 		return nil
 	}
-	w := &waiter{ready: make(chan struct{})}
-	w.elem = f.waiters.PushBack(w)
-	c.waiting++
+	c.mu.Lock()
+	for {
+		s := c.st.Load()
+		in, wait := unpack(s)
+		if wait == 0 && in < c.limit.Load() {
+			if c.st.CompareAndSwap(s, s+1) {
+				f.inFlight.Add(1)
+				c.mu.Unlock()
+				c.reportInFlight()
+				return nil
+			}
+			continue
+		}
+		if c.st.CompareAndSwap(s, s+waitOne) {
+			break
+		}
+	}
+	w := waiters.Get().(*waiter)
+	w.granted = false
+	f.push(w)
 	c.mu.Unlock()
 
 	select {
 	case <-w.ready:
+		waiters.Put(w)
 		return nil
 	case <-ctx.Done():
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		if w.granted {
-			// Granted while the context was being cancelled: give the
-			// slot to the next waiter, as promised by Acquire's contract.
-			c.free(f)
-			c.grant()
-		} else {
-			f.waiters.Remove(w.elem)
-			c.waiting--
+		granted := w.granted
+		if !granted {
+			f.remove(w)
+			c.st.Add(minusWait)
 		}
+		c.mu.Unlock()
+		if granted {
+			// Granted while the context was being cancelled: give the
+			// slot to the next waiter, as Acquire's contract promises.
+			<-w.ready
+			f.inFlight.Add(-1)
+			c.free()
+		}
+		waiters.Put(w)
 		return ctx.Err()
 	}
 }
 
-func (c *core) tryAcquire(f *flow) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.waiting == 0 && c.inFlight < c.limit {
-		c.admit(f)
-		return true
-	}
-	return false
-}
+func (c *core) tryAcquire(f *flow) bool { return c.fast(f) }
 
-func (c *core) release(f *flow, latency time.Duration, o Outcome) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if f.inFlight <= 0 {
+// release frees a slot of f and returns the slots held just before.
+func (c *core) release(f *flow) int64 {
+	if f.inFlight.Add(-1) < 0 {
+		f.inFlight.Add(1)
 		panic("backpressure: Release without a matching Acquire")
 	}
-	now := c.free(f)
-	if c.ctl != nil {
-		c.setLimit(c.ctl.sample(now, latency, o, c.inFlight))
-	}
-	c.grant()
+	return c.free()
 }
 
-// admit takes a slot for f. Called with mu held.
-func (c *core) admit(f *flow) {
-	c.inFlight++
-	f.inFlight++
-	if c.ctl != nil {
-		c.ctl.track(c.clock.Now(), c.inFlight)
+// free gives a slot back: to the next waiter if there is one and the limit
+// allows, otherwise to the pool. It returns the slots held before.
+func (c *core) free() int64 {
+	for {
+		s := c.st.Load()
+		in, wait := unpack(s)
+		if wait != 0 {
+			break
+		}
+		if c.st.CompareAndSwap(s, s-1) {
+			c.reportInFlight()
+			return in
+		}
 	}
-	c.obs.InFlightChanged(c.inFlight)
+	c.mu.Lock()
+	var in int64
+	for {
+		s := c.st.Load()
+		var wait int64
+		in, wait = unpack(s)
+		if wait > 0 && in <= c.limit.Load() {
+			// The slot passes to a waiter: held count unchanged.
+			if c.st.CompareAndSwap(s, s-waitOne) {
+				c.wake()
+				break
+			}
+			continue
+		}
+		if c.st.CompareAndSwap(s, s-1) {
+			c.grant()
+			break
+		}
+	}
+	c.mu.Unlock()
+	c.reportInFlight()
+	return in
 }
 
-// free returns a slot of f and the time it did so. Called with mu held.
-func (c *core) free(f *flow) time.Time {
-	c.inFlight--
-	f.inFlight--
-	var now time.Time
-	if c.ctl != nil {
-		now = c.clock.Now()
-		c.ctl.track(now, c.inFlight)
-	}
-	c.obs.InFlightChanged(c.inFlight)
-	return now
+// wake gives a slot already counted as held to the next waiter and takes
+// it off its queue. Called with mu held, after the state word counted one
+// waiter less.
+func (c *core) wake() {
+	f := c.next()
+	w := f.head
+	f.remove(w)
+	f.inFlight.Add(1)
+	w.granted = true
+	w.ready <- struct{}{}
 }
 
-// grant hands free slots to waiters. Called with mu held.
+// grant admits waiters while slots are free. Called with mu held.
 func (c *core) grant() {
-	for c.waiting > 0 && c.inFlight < c.limit {
-		f := c.next()
-		e := f.waiters.Front()
-		w := e.Value.(*waiter)
-		f.waiters.Remove(e)
-		c.waiting--
-		w.granted = true
-		c.admit(f)
-		close(w.ready)
+	for {
+		s := c.st.Load()
+		in, wait := unpack(s)
+		if wait == 0 || in >= c.limit.Load() {
+			return
+		}
+		if c.st.CompareAndSwap(s, s+1-waitOne) {
+			c.wake()
+		}
 	}
 }
 
 // next picks the flow whose waiter gets the next slot: a flow below its
-// reserved share first, then by priority. Called with mu held and waiting > 0.
+// reserved share first, then by priority. Called with mu held and a waiter
+// queued.
 func (c *core) next() *flow {
 	for _, f := range c.flows {
-		if f.waiters.Len() > 0 && f.inFlight < f.reserve {
+		if f.waiters > 0 && f.inFlight.Load() < f.reserve.Load() {
 			return f
 		}
 	}
 	for _, f := range c.flows {
-		if f.waiters.Len() > 0 {
+		if f.waiters > 0 {
 			return f
 		}
 	}
 	panic("backpressure: waiting count out of sync")
 }
 
+// setLimit changes the limit and admits waiters it makes room for. The
+// adaptive controller calls it with its decision lock held, so changes are
+// reported in order.
 func (c *core) setLimit(l int) {
-	if l == c.limit {
+	if int64(l) == c.limit.Load() {
 		return
 	}
-	c.limit = l
-	c.reserve()
+	c.mu.Lock()
+	c.limit.Store(int64(l))
+	c.reserve(l)
+	c.grant()
 	c.obs.LimitChanged(l)
+	c.mu.Unlock()
+	c.reportInFlight()
+}
+
+// reportInFlight tells the observer the number of slots held. Reports are
+// serialised without making anyone wait: a caller that finds another one
+// reporting leaves it to that one, which reads the count again after its
+// report and reports once more if it moved. So the observer may miss
+// intermediate values under contention, but its last report is always the
+// current count.
+func (c *core) reportInFlight() {
+	if c.quiet {
+		return
+	}
+	for c.obsMu.TryLock() {
+		in, _ := unpack(c.st.Load())
+		c.obs.InFlightChanged(int(in))
+		c.obsMu.Unlock()
+		if now, _ := unpack(c.st.Load()); now == in {
+			return
+		}
+	}
+}
+
+// sample passes a released call to the adaptive controller, if any.
+func (c *core) sample(now time.Time, latency time.Duration, o Outcome, in int64) {
+	if c.ctl == nil {
+		return
+	}
+	if now.IsZero() {
+		now = c.clock.Now()
+	}
+	c.ctl.sample(c, now, latency, o, in)
 }
 
 // Acquire waits for a slot of the default flow. It returns ctx.Err() if ctx
@@ -207,20 +351,24 @@ func (c *core) TryAcquire() bool { return c.tryAcquire(c.def) }
 
 // Release frees a slot of the default flow and reports the call's outcome.
 // It panics if no slot of the default flow is held.
-func (c *core) Release(latency time.Duration, o Outcome) { c.release(c.def, latency, o) }
+func (c *core) Release(latency time.Duration, o Outcome) {
+	c.sample(time.Time{}, latency, o, c.release(c.def))
+}
+
+// ReleaseAt is Release for a caller that has just read the clock: end is
+// when the call ended (latency before it). It saves the limiter a clock
+// read; the guards of package handlers use it.
+func (c *core) ReleaseAt(end time.Time, latency time.Duration, o Outcome) {
+	c.sample(end, latency, o, c.release(c.def))
+}
 
 // Limit is the current limit, shared by all flows.
-func (c *core) Limit() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.limit
-}
+func (c *core) Limit() int { return int(c.limit.Load()) }
 
 // InFlight is the number of slots held now, by all flows together.
 func (c *core) InFlight() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.inFlight
+	in, _ := unpack(c.st.Load())
+	return int(in)
 }
 
 // Flow returns the limiter of the partition named name (see
@@ -263,23 +411,22 @@ func (f *Flow) TryAcquire() bool { return f.c.tryAcquire(f.f) }
 
 // Release frees a slot of this flow; see Limiter. Samples of every flow
 // feed the one shared adaptive limit.
-func (f *Flow) Release(latency time.Duration, o Outcome) { f.c.release(f.f, latency, o) }
+func (f *Flow) Release(latency time.Duration, o Outcome) {
+	f.c.sample(time.Time{}, latency, o, f.c.release(f.f))
+}
+
+// ReleaseAt is Release with the time the call ended; see Fixed.ReleaseAt.
+func (f *Flow) ReleaseAt(end time.Time, latency time.Duration, o Outcome) {
+	f.c.sample(end, latency, o, f.c.release(f.f))
+}
 
 // Limit is the shared limit, all of which the flow may use when the others
 // leave it idle.
 func (f *Flow) Limit() int { return f.c.Limit() }
 
 // InFlight is the number of slots this flow holds.
-func (f *Flow) InFlight() int {
-	f.c.mu.Lock()
-	defer f.c.mu.Unlock()
-	return f.f.inFlight
-}
+func (f *Flow) InFlight() int { return int(f.f.inFlight.Load()) }
 
 // Reserved is the number of slots guaranteed to this flow at the current
 // limit: floor(Share * Limit).
-func (f *Flow) Reserved() int {
-	f.c.mu.Lock()
-	defer f.c.mu.Unlock()
-	return f.f.reserve
-}
+func (f *Flow) Reserved() int { return int(f.f.reserve.Load()) }

@@ -100,10 +100,12 @@ func TestGrantRacingCancelHandsTheSlotOn(t *testing.T) {
 	go func() { second <- l.Acquire(context.Background()) }()
 	waitFor(t, func() bool { return waiting(&l.core) == 2 })
 
-	l.mu.Lock() // grant to the first waiter and cancel before it sees it
-	l.inFlight--
-	l.def.inFlight--
-	l.grant()
+	// Hand the held slot to the first waiter, as Release does, and cancel
+	// before the waiter sees it.
+	l.mu.Lock()
+	l.def.inFlight.Add(-1)
+	l.st.Add(minusWait)
+	l.wake()
 	cancel()
 	l.mu.Unlock()
 
@@ -266,9 +268,8 @@ func TestHistQuantileWithinResolution(t *testing.T) {
 }
 
 func waiting(c *core) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.waiting
+	_, w := unpack(c.st.Load())
+	return int(w)
 }
 
 // waitFor polls cond until it holds, failing the test after 5s. It waits

@@ -16,17 +16,34 @@
 // attempt, retries included.
 //
 // Nothing here starts a goroutine or a timer: time is read from a [Clock]
-// (default: the system clock) when calls are admitted and released, so a
-// virtual clock drives every rule deterministically in tests and in the
-// simulator (bench/limitersim).
+// (default: the system clock) when calls are released, so a virtual clock
+// drives every rule deterministically in tests and in the simulator
+// (bench/limitersim). Callers that have just read the clock pass the time
+// with ReleaseAt and save the limiter its read.
+//
+// # Cost
+//
+// Admitting and releasing take no lock while nobody waits: the slots held
+// and the callers waiting share one atomic word, so Acquire and Release are
+// one compare-and-swap each, and a caller never overtakes a waiter (the
+// fast path admits only while nobody waits). The mutex is taken to queue,
+// to hand a freed slot to a waiter (directly, so the slot stays counted)
+// and to change the limit. Waiters are recycled, so waiting allocates
+// nothing. Adaptive adds, on Release, one of eight randomly chosen sample
+// shards, each with its own lock, and one atomic counter; a decision, once
+// a window, holds them all.
 //
 // # How Adaptive decides
 //
 // The ideal limit of a downstream is the largest concurrency it serves
 // without queueing: by Little's law its throughput times its no-load
-// latency (c for c servers). Below it latency is flat; above it latency
-// grows in proportion to concurrency while throughput stays flat. Adaptive
-// looks for that knee.
+// latency (c for c servers). Below it throughput grows with concurrency;
+// above it throughput stays flat and latency grows in proportion to
+// concurrency. Adaptive looks for that knee, and it judges a step up in
+// concurrency by the throughput it bought, not by latency: below the knee
+// latency also rises when it is the caller that is busy (a consumer running
+// hundreds of goroutines on two cores), and a limiter that read that as
+// queueing would throttle a downstream that keeps up.
 //
 // Decision window. Samples are collected into a window that closes at the
 // first Release at which at least the minimum duration has passed and at
@@ -35,44 +52,81 @@
 // and 100. Calls that started before the window ran under the previous limit
 // and are not counted; windows that set the no-load latency (the first one
 // and probes) take four times the samples, and windows that test a cut or a
-// rebaseline twice. A window is summarised by a latency quantile q ([Quantile],
-// default the median) and by the mean in-flight count n while its limit was
-// in force. Only calls that started inside the window count, so a window is
-// not polluted by the previous limit; with an unfair downstream queue that
-// serves newcomers first, that would show only the fast calls, so when
-// Little's law (mean in-flight / completions, which holds whatever the
-// serving order) gives a mean latency above twice the quantile, the window
-// uses it instead. Each window ends in exactly one decision, reported to a
-// [DecisionObserver]. No rule ever acts on a single sample.
+// rebaseline twice. A window is summarised by a latency quantile q
+// ([Quantile], default the median), the mean in-flight count n seen by its
+// releases while its limit was in force, and its throughput x (releases per
+// second). Only calls that started inside the window count towards q, so a
+// window is not polluted by the previous limit; with an unfair downstream
+// queue that serves newcomers first, that would show only the fast calls,
+// so when Little's law (mean in-flight / throughput, which holds whatever
+// the serving order) gives a mean latency above twice the quantile, the
+// window uses it instead. Each window ends in exactly one decision, reported
+// to a [DecisionObserver]. No rule ever acts on a single sample.
+//
+// Throughput noise. Windows differ for reasons of their own (a garbage
+// collection, a fetch that arrives late). Whenever two consecutive windows
+// ran at one limit and used all of it, the difference of their throughputs
+// updates a running estimate of that noise. A step from window lo to window
+// hi is judged by throughput only if it is resolvable: the noise (or the
+// counting noise of the windows' completions, if larger) sits 2.5 times
+// inside the gap between the decision threshold and either answer. A 25%
+// step needs windows that agree within about 4%; a doubling, within 16%.
+// Steps the windows cannot resolve are judged by latency alone, as are all
+// steps of a caller too slow to fill its windows with completions.
 //
 // The baseline B is the no-load latency quantile. With r = q/B and the
-// [Tolerance] t (default 1.2):
+// [Tolerance] t (default 1.2), each window is judged by the first rule that
+// applies:
 //
 //   - Overload: if more than [OverloadThreshold] of the window's outcomes
 //     were Overload (default 5%), the limit is cut by that fraction, at most
 //     by half.
+//   - Step up: if n is at least 20% above the previous window's and the two
+//     windows resolve the step, its elasticity e (how much of the step in
+//     concurrency showed up in throughput: 1 in proportion, 0 not at all)
+//     decides. With e >= 0.8 the step paid in full: the window is below the
+//     knee, its latency is taken as the baseline if r > 1+(t-1)/2 (it is not
+//     queueing, whatever caused it), and the limit grows again if the
+//     window used all of it, doubling if r is low. With e >= 0.5 and r <= t
+//     it grows by 25%. Otherwise (Knee) the knee is where throughput stopped:
+//     k = lo.n*hi.x/lo.x, and the limit goes back to k*m, with m the middle
+//     of the tolerance band, never below lo.n.
+//   - Slow start: from the start until the first step that did not pay in
+//     full, or the first cut, the limit doubles every window that used all
+//     of it: from the initial limit of 20, 640 five windows after the
+//     start-up probe.
 //   - Grow: if r <= 1+(t-1)/2 and the window used the whole limit, the limit
 //     grows by 25% (at least 1).
+//   - Explore: after 8 windows held at a limit they use in full, one step up
+//     (of 25%, or more if the noise needs a larger step to resolve)
+//     tests whether more concurrency pays; if it does not (Knee), the next
+//     test waits twice as long, up to 64 windows.
 //   - Hold: if r is within the tolerance band, or demand was below the limit.
-//   - Cut: if r > t, the limit becomes n*m/r with m the middle of the band,
-//     but never less than half of n: a latency rise may not be queueing, so
-//     one window never more than halves the limit, and a run of such cuts
-//     never goes below half of where it started until queueing is confirmed.
+//   - Cut: if r > t, the limit becomes n*m/r, but never less than half of n:
+//     a latency rise may not be queueing, so one window never more than
+//     halves the limit, and a run of such cuts never goes below half of
+//     where it started until queueing is confirmed. A window with r between
+//     t and 2t is only suspect: the limit is cut if the next window is above
+//     tolerance too, so one slow window (a stall of the caller's own) costs
+//     nothing.
 //   - Confirm or rebaseline. The window after a cut tests it. From the window
 //     hi before and lo after, knee = hi.n*lo.q/hi.q estimates where queueing
 //     starts; so does lo.n*hi.x/lo.x with x the windows' throughputs
 //     (Little's law), which a ramping window or an unfair queue does not
-//     bias, and the lower estimate counts. If knee is within 20% of lo.n,
-//     latency fell in proportion to concurrency (throughput did not rise
-//     with it): both windows queued, the downstream lost capacity, and
-//     the full gradient applies. Otherwise lo was below the knee: latency
-//     rose for another reason (slower calls, a new network path), lo.q is
-//     the new no-load latency, and the limit goes back up to knee*m. That
-//     rebaseline is itself tested by the next window at the higher limit; if
-//     latency then rises in proportion to concurrency, the old baseline is
-//     restored and the limit cut. This is how a latency x3 with no capacity
-//     loss costs at most one halving, while a capacity drop 32 -> 8 is
-//     followed within about three windows.
+//     bias. Where the windows resolve the step, throughput alone counts (a
+//     single slow window throws the latency estimate); otherwise the lower
+//     estimate. If knee is within 20% of lo.n, latency fell in proportion to
+//     concurrency (throughput did not rise with it): both windows queued, the
+//     downstream lost capacity, and the full gradient applies. Otherwise lo
+//     was below the knee: latency rose for another reason (slower calls, a
+//     new network path), lo.q is the new no-load latency, and the limit goes
+//     back up to knee*m. That rebaseline is itself tested by the next window
+//     at the higher limit; if latency then rises in proportion to
+//     concurrency, the old baseline is restored and the limit cut. It also
+//     brings the next probe forward to an eighth of the probe interval, in
+//     case the rise was a passing disturbance. This is how a latency x3 with
+//     no capacity loss costs at most one halving, while a capacity drop
+//     32 -> 8 is followed within about three windows.
 //   - Faster: a whole window below B/t lowers B to it. One fast sample, or
 //     a burst of fast errors, never does (Vegas resets its minimum on a
 //     single sample; errors here are Overload or Ignore and never enter the
@@ -90,8 +144,9 @@
 //     probing together (Envoy's minRTT window); probing at half the limit
 //     rather than at a tiny concurrency bounds what a probe costs.
 //
-// Windows and their targets are measured in bench/limitersim; the results
-// and the exact command are in docs/BENCHMARKS.md.
+// Windows and their targets are measured in bench/limitersim (virtual time)
+// and on a real consumer in bench/live; the results and the exact commands
+// are in docs/BENCHMARKS.md.
 //
 // # Known failures of other designs, and what is done here instead
 //

@@ -70,6 +70,23 @@ func (h *hist) quantile(q float64) float64 {
 	return histValue(h.hi)
 }
 
+// merge adds o's counts to h.
+func (h *hist) merge(o *hist) {
+	if o.n == 0 {
+		return
+	}
+	for b := o.lo; b <= o.hi; b++ {
+		h.counts[b] += o.counts[b]
+	}
+	if h.n == 0 || o.lo < h.lo {
+		h.lo = o.lo
+	}
+	if h.n == 0 || o.hi > h.hi {
+		h.hi = o.hi
+	}
+	h.n += o.n
+}
+
 func (h *hist) reset() {
 	if h.n > 0 {
 		clear(h.counts[h.lo : h.hi+1])

@@ -4,9 +4,14 @@ import "time"
 
 // Observer is told about changes of a limiter's limit and in-flight count,
 // for gauges such as sluice_concurrency_limit and
-// sluice_concurrency_in_flight. Methods are called with the limiter's lock
-// held, in the order the changes happen: they must be fast, must not block
-// and must not call back into the limiter.
+// sluice_concurrency_in_flight. Calls are never concurrent. LimitChanged is
+// called in the order the changes happen. InFlightChanged is not called on
+// every change: admitting and releasing take no lock, so a caller that finds
+// another one reporting leaves the report to it, and that one reports again
+// if the count moved meanwhile; under contention intermediate counts are
+// skipped, but the last report is always the current count. Methods must be
+// fast, must not block and must not call back into the limiter. An observer
+// costs a little on every Acquire and Release; the default, none, nothing.
 type Observer interface {
 	// LimitChanged reports the new limit.
 	LimitChanged(limit int)
@@ -26,7 +31,9 @@ type Reason string
 
 // The rules of the adaptive limiter; the package doc explains each.
 const (
-	ReasonGrow       Reason = "grow"       // latency near no-load and demand at the limit
+	ReasonGrow       Reason = "grow"       // demand at the limit, and latency near no-load or the last step up paid
+	ReasonExplore    Reason = "explore"    // held at the limit for a while: a step up tests whether more concurrency pays
+	ReasonKnee       Reason = "knee"       // a step up did not raise throughput in proportion: back to the knee
 	ReasonHold       Reason = "hold"       // latency within tolerance, or demand below the limit
 	ReasonCut        Reason = "cut"        // latency above tolerance: cut, at most by half
 	ReasonConfirm    Reason = "confirm"    // latency fell with concurrency: queueing confirmed, full cut
@@ -59,6 +66,9 @@ type Decision struct {
 	// force; MaxInFlight the highest.
 	InFlight    float64
 	MaxInFlight int
+	// Throughput is the window's Success and Overload releases per second,
+	// those of calls started before the window included.
+	Throughput float64
 }
 
 type nopObserver struct{}
