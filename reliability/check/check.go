@@ -16,9 +16,16 @@
 //     records it handled or dead-lettered at or above the last watermark it
 //     committed (C) are uncommitted work; when the assignment ends by loss (L)
 //     or the process ends without its End event (killed), that work may be
-//     redone by the next owner. A revoke (R) or a graceful end commits it.
-//     The bound is the sum over forced endings. Every duplicate must come
-//     from one, so Duplicates <= DupBound.
+//     redone by the next owner. A revoke (R) or a graceful end commits it,
+//     unless the consumer reported that a commit failed (an F event, not
+//     covered by a later successful commit): then its uncommitted work
+//     below the offset the failed commit tried to commit counts too, as
+//     CommitFailureBound. So does
+//     the work of a revocation whose drain timed out (T: the consumer
+//     reported it cancelled what had not settled, so what completed above
+//     the first unsettled record is redone), as DrainTimeoutBound. The
+//     bound is the sum over forced endings and reported failures. Every
+//     duplicate must come from one, so Duplicates <= DupBound.
 //   - Order violations: for each key of each partition (of each incarnation
 //     of the topic), take the handled and dead-letter events of the key's
 //     records, in time order across all ledgers. The first delivery of each
@@ -137,6 +144,15 @@ type Report struct {
 	// LostAssignments counts L events; Kills counts ledgers without End.
 	LostAssignments int
 	Kills           int
+	// CommitFailures counts F events (commits the consumer reported as
+	// failed); CommitFailureBound is the part of DupBound from graceful
+	// endings whose commit failed.
+	CommitFailures     int
+	CommitFailureBound int
+	// DrainTimeouts counts T events (revocations whose drain timed out);
+	// DrainTimeoutBound is the part of DupBound from them.
+	DrainTimeouts     int
+	DrainTimeoutBound int
 	// Stray counts H/D events of a partition the ledger did not hold.
 	Stray int
 	Torn  int
@@ -299,6 +315,7 @@ func dupBound(f *ledger.File, r *Report) int {
 	type seg struct {
 		committed int64 // last committed watermark; -1 before any
 		offsets   []int64
+		failed    int64 // highest offset of a reported failed commit not since covered; -1 if none
 	}
 	open := map[tpKey]*seg{}
 	uncommitted := func(s *seg) int {
@@ -310,15 +327,34 @@ func dupBound(f *ledger.File, r *Report) int {
 		}
 		return n
 	}
+	// claimed is the uncommitted work that a reported failed commit
+	// claimed: below the offset it tried to commit.
+	claimed := func(s *seg) int {
+		n := 0
+		for _, o := range s.offsets {
+			if o >= s.committed && o < s.failed {
+				n++
+			}
+		}
+		return n
+	}
 	bound := 0
 	for _, e := range f.Events {
 		k := tpKey{e.Topic, e.Partition}
 		switch e.Kind {
 		case ledger.Assigned:
-			open[k] = &seg{committed: -1}
+			open[k] = &seg{committed: -1, failed: -1}
 		case ledger.Committed:
 			if s := open[k]; s != nil {
 				s.committed = max(s.committed, e.Offset)
+				if s.committed >= s.failed {
+					s.failed = -1
+				}
+			}
+		case ledger.CommitFailed:
+			r.CommitFailures++
+			if s := open[k]; s != nil && e.Offset > s.committed {
+				s.failed = max(s.failed, e.Offset)
 			}
 		case ledger.Handled, ledger.DeadLettered:
 			s := open[k]
@@ -329,7 +365,20 @@ func dupBound(f *ledger.File, r *Report) int {
 				continue
 			}
 			s.offsets = append(s.offsets, e.Offset)
+		case ledger.RevokedTimedOut:
+			r.DrainTimeouts++
+			if s := open[k]; s != nil {
+				n := uncommitted(s)
+				bound += n
+				r.DrainTimeoutBound += n
+			}
+			delete(open, k)
 		case ledger.Revoked:
+			if s := open[k]; s != nil && s.failed >= 0 {
+				n := claimed(s)
+				bound += n
+				r.CommitFailureBound += n
+			}
 			delete(open, k)
 		case ledger.Lost:
 			if s := open[k]; s != nil {
@@ -338,9 +387,14 @@ func dupBound(f *ledger.File, r *Report) int {
 			delete(open, k)
 		}
 	}
-	if !f.Ended {
-		for _, s := range open {
+	for _, s := range open {
+		switch {
+		case !f.Ended:
 			bound += uncommitted(s)
+		case s.failed >= 0:
+			n := claimed(s)
+			bound += n
+			r.CommitFailureBound += n
 		}
 	}
 	return bound

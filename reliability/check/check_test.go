@@ -24,7 +24,7 @@ func produced(n int) []Produced {
 }
 
 // led builds a ledger from a compact script: "A", "R", "L", "E", "C<off>",
-// "H<off>", "D<off>" (class permanent) and "X<off>" (a dead letter of class
+// "F<off>" (a failed commit), "H<off>", "D<off>" (class permanent) and "X<off>" (a dead letter of class
 // decode) on partition 0 of topic t, with rid r<off>; time advances by one
 // per event, from start.
 func led(start int64, script string) *ledger.File {
@@ -170,6 +170,54 @@ func TestCheck(t *testing.T) {
 			got := want{r.Lost, r.Handled, r.Duplicates, r.DupBound, r.OrderViolations, r.Unexpected, r.Unknown, r.LostAssignments, r.Kills, r.DeadLettered, r.Stray}
 			if got != tt.want {
 				t.Errorf("got  %+v\nwant %+v\nsamples %v", got, tt.want, r.Samples)
+			}
+		})
+	}
+}
+
+func TestCommitFailureBound(t *testing.T) {
+	tests := []struct {
+		name                    string
+		give                    []*ledger.File
+		dups, bound, fails, why int
+	}{
+		{
+			name: "a revoke whose commit failed: its uncommitted work may be redone",
+			give: []*ledger.File{led(0, "A H0 H1 C1 F2 R E"), led(100, "A H1 R E")},
+			dups: 1, bound: 1, fails: 1, why: 1,
+		},
+		{
+			name: "a later commit that landed covers the failure",
+			give: []*ledger.File{led(0, "A H0 H1 F2 C2 R E"), led(100, "A H1 R E")},
+			dups: 1, bound: 0, fails: 1, why: 0,
+		},
+		{
+			name: "a graceful end whose final commit failed",
+			give: []*ledger.File{led(0, "A H0 H1 F2 E"), led(100, "A H0 H1 R E")},
+			dups: 2, bound: 2, fails: 1, why: 2,
+		},
+		{
+			name: "a revoke whose drain timed out: what completed above its watermark may be redone",
+			give: []*ledger.File{led(0, "A H1 C0 T E"), led(100, "A H0 H1 R E")},
+			dups: 1, bound: 1, fails: 0, why: 0,
+		},
+		{
+			name: "a failed commit explains only the work below the offset it tried to commit",
+			give: []*ledger.File{led(0, "A H0 F1 H1 E"), led(100, "A H0 H1 R E")},
+			dups: 2, bound: 1, fails: 1, why: 1,
+		},
+		{
+			name: "a failed commit below the committed watermark explains nothing",
+			give: []*ledger.File{led(0, "A H0 C1 F1 H1 C2 R E")},
+			dups: 0, bound: 0, fails: 1, why: 0,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Check(Input{Produced: produced(2), Ledgers: tt.give})
+			if r.Duplicates != tt.dups || r.DupBound != tt.bound || r.CommitFailures != tt.fails || r.CommitFailureBound != tt.why {
+				t.Errorf("duplicates %d, bound %d, commit failures %d explaining %d; want %d, %d, %d, %d",
+					r.Duplicates, r.DupBound, r.CommitFailures, r.CommitFailureBound, tt.dups, tt.bound, tt.fails, tt.why)
 			}
 		})
 	}

@@ -14,8 +14,10 @@
 //	D  time topic partition offset key rid class dead-lettered (acknowledged)
 //	A  time topic partition                      assigned
 //	R  time topic partition                      revoked (drained, committed)
+//	T  time topic partition                      revoked after the drain timed out
 //	L  time topic partition                      lost (cancelled, not committed)
 //	C  time topic partition offset               committed watermark
+//	F  time topic partition offset               a commit of this watermark failed (reported)
 //	E  time                                      the process ended gracefully
 //
 // key and rid are "-" when absent (a nil key, no rid header) and otherwise
@@ -58,8 +60,16 @@ const (
 	DeadLettered Kind = 'D'
 	Assigned     Kind = 'A'
 	Revoked      Kind = 'R'
-	Lost         Kind = 'L'
-	Committed    Kind = 'C'
+	// RevokedTimedOut is a revocation whose drain timed out (HookRevoked
+	// with timedOut): what had not settled was cancelled and is not
+	// committed, so records completed above it are redone by the next
+	// owner.
+	RevokedTimedOut Kind = 'T'
+	Lost            Kind = 'L'
+	Committed       Kind = 'C'
+	// CommitFailed is a commit the consumer reported as failed (its
+	// HookCommitted with an error): the offset it tried to commit.
+	CommitFailed Kind = 'F'
 	End          Kind = 'E'
 )
 
@@ -72,7 +82,8 @@ type Event struct {
 	Time      int64
 	Topic     string
 	Partition int32
-	// Offset is the record's offset (H, D) or the committed watermark (C).
+	// Offset is the record's offset (H, D) or the committed watermark (C,
+	// or F for one that failed).
 	Offset int64
 	// Key is the record's key; nil for a nil key.
 	Key []byte
@@ -148,12 +159,12 @@ func Append(b []byte, e Event) []byte {
 	b = append(b, '\t')
 	b = strconv.AppendInt(b, int64(e.Partition), 10)
 	switch e.Kind {
-	case Assigned, Revoked, Lost:
+	case Assigned, Revoked, RevokedTimedOut, Lost:
 		return append(b, '\n')
 	}
 	b = append(b, '\t')
 	b = strconv.AppendInt(b, e.Offset, 10)
-	if e.Kind == Committed {
+	if e.Kind == Committed || e.Kind == CommitFailed {
 		return append(b, '\n')
 	}
 	b = append(b, '\t')
@@ -177,7 +188,7 @@ func Append(b []byte, e Event) []byte {
 
 // fields each kind's line has.
 var nfields = map[Kind]int{
-	Handled: 7, DeadLettered: 8, Assigned: 4, Revoked: 4, Lost: 4, Committed: 5, End: 2,
+	Handled: 7, DeadLettered: 8, Assigned: 4, Revoked: 4, RevokedTimedOut: 4, Lost: 4, Committed: 5, CommitFailed: 5, End: 2,
 }
 
 // Parse parses one line, without its newline.
@@ -210,7 +221,7 @@ func Parse(line string) (Event, error) {
 	if e.Offset, err = strconv.ParseInt(f[4], 10, 64); err != nil {
 		return Event{}, fmt.Errorf("ledger: offset in %q: %w", line, err)
 	}
-	if e.Kind == Committed {
+	if e.Kind == Committed || e.Kind == CommitFailed {
 		return e, nil
 	}
 	if f[5] != "-" {

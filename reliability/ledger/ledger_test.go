@@ -27,8 +27,10 @@ func TestAppendParseRoundTrip(t *testing.T) {
 			want: "D\t8\tt\t1\t5\t\"a\\tb\\n\\xff\\x00\"\t\"r1\"\tdecode\n"},
 		{give: Event{Kind: Assigned, Time: 1, Topic: "t", Partition: 2}, want: "A\t1\tt\t2\n"},
 		{give: Event{Kind: Revoked, Time: 1, Topic: "t", Partition: 2}, want: "R\t1\tt\t2\n"},
+		{give: Event{Kind: RevokedTimedOut, Time: 1, Topic: "t", Partition: 2}, want: "T\t1\tt\t2\n"},
 		{give: Event{Kind: Lost, Time: 1, Topic: "t", Partition: 2}, want: "L\t1\tt\t2\n"},
 		{give: Event{Kind: Committed, Time: 1, Topic: "t", Partition: 2, Offset: 99}, want: "C\t1\tt\t2\t99\n"},
+		{give: Event{Kind: CommitFailed, Time: 1, Topic: "t", Partition: 2, Offset: 99}, want: "F\t1\tt\t2\t99\n"},
 		{give: Event{Kind: End, Time: 3}, want: "E\t3\n"},
 	}
 	for _, tt := range tests {
