@@ -12,7 +12,8 @@
 //	  -> sink "ledger", guarded: retry -> breaker -> panic recovery
 //	  dead letters -> dlq.Publisher (topic+".dlq"), then a D event
 //
-// The sink waits --latency (or the control file's latency), then appends an
+// The sink waits --latency (or the control file's latency; with
+// --latency-max, a uniformly random time between the two), then appends an
 // H event to the ledger and returns nil, so a record's H event is written
 // before the record can settle and its offset be committed. Values are JSON
 // Event objects; an empty value is a tombstone and is handled; a value that
@@ -26,15 +27,32 @@
 //
 //	{"down": true}              the sink fails every call with a transient error
 //	{"latency": "20ms"}         the sink's latency, overriding --latency
+//	{"latency_max": "1s"}       its upper bound, overriding --latency-max
 //
 // A missing file means {}. The suite uses it to stage sink outages and slow
 // sinks without restarting the process.
+//
+// # Status
+//
+// With --status-interval, the process logs the consumer's Status at that
+// interval ("consumer status": unsettled and buffered records, partitions
+// assigned and paused), and logs "consumer-wide high-water mark reached"
+// each time the buffered records reach --max-unsettled-total, so that the
+// suite can tell when a consumer sits at its consumer-wide mark.
+//
+// # Commits
+//
+// Every commit the consumer reports through HookCommitted goes to the
+// ledger: a C event when it landed, an F event when it failed.
 //
 // # Signals and exit
 //
 // SIGTERM or SIGINT shuts down gracefully (drain, commit, leave); a second
 // one stops at once (consumer.Stop). After a graceful shutdown the ledger
-// ends with an E event; a killed process's ledger has none. A failed ledger
+// ends with an E event; a killed process's ledger has none. A graceful
+// shutdown whose final commits failed (consumer.ErrNotCommitted) ends the
+// ledger with E too, after the F events of the failed commits, and exits
+// with status 4; any other error from Run exits with status 1. A failed ledger
 // write exits the process with status 3 at once: a ledger that misses
 // events would make the checker report records lost that were not.
 //
@@ -54,6 +72,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
@@ -86,6 +105,10 @@ func main() {
 	}()
 	if err := run(ctx, hard, os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "refconsumer:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
@@ -96,7 +119,10 @@ type config struct {
 	ledger, control string
 	workers         int
 	latency         time.Duration
+	latencyMax      time.Duration
 	routes          map[string]string
+
+	closeGrace, overhead, statusEvery time.Duration
 
 	session, rebalance, commit, drain, budget time.Duration
 	partRecords, totalRecords                 int
@@ -152,11 +178,15 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.control, "control", "", "control file (JSON) for sink outages and latency")
 	fs.IntVar(&c.workers, "workers", 8, "key-ordered fan-out workers per partition")
 	fs.DurationVar(&c.latency, "latency", 2*time.Millisecond, "sink latency per record")
+	fs.DurationVar(&c.latencyMax, "latency-max", 0, "if above --latency, each record's latency is uniformly random between the two")
 	fs.Var(routeFlag(c.routes), "route", "dial TO instead of FROM, as FROM=TO (repeatable)")
 	fs.DurationVar(&c.session, "session-timeout", 6*time.Second, "group session timeout")
 	fs.DurationVar(&c.rebalance, "rebalance-timeout", 20*time.Second, "group rebalance timeout")
 	fs.DurationVar(&c.commit, "commit-interval", time.Second, "commit interval")
 	fs.DurationVar(&c.drain, "drain-timeout", 10*time.Second, "drain timeout on revoke and shutdown")
+	fs.DurationVar(&c.closeGrace, "close-grace", 5*time.Second, "how long leaving the group may take after the drain (consumer.CloseGrace)")
+	fs.DurationVar(&c.overhead, "request-timeout-overhead", 0, "franz-go's RequestTimeoutOverhead (0: its default, 10s)")
+	fs.DurationVar(&c.statusEvery, "status-interval", 0, "log the consumer's status this often (0: never)")
 	fs.DurationVar(&c.budget, "record-budget", 0, "per-record deadline budget (0: none)")
 	fs.IntVar(&c.partRecords, "max-unsettled-partition", 2000, "unsettled records per partition (high-water mark)")
 	fs.IntVar(&c.totalRecords, "max-unsettled-total", 10000, "unsettled records in total (high-water mark)")
@@ -212,7 +242,7 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 	}
 	defer pub.Close()
 
-	ctl := newControl(c.control, c.latency, log)
+	ctl := newControl(c.control, c.latency, c.latencyMax, log)
 	p, err := buildPipeline(c, ctl, rec, pub, log)
 	if err != nil {
 		return err
@@ -229,9 +259,10 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 		consumer.RebalanceTimeout(c.rebalance),
 		consumer.CommitInterval(c.commit),
 		consumer.DrainTimeout(c.drain),
+		consumer.CloseGrace(c.closeGrace),
 		consumer.RecordBudget(c.budget),
 		consumer.MaxUnsettled(consumer.Water{Records: c.partRecords}, consumer.Water{Records: c.totalRecords}),
-		consumer.ClientOpts(kgo.Dialer(dial)),
+		consumer.ClientOpts(clientOpts(c, dial)...),
 	)
 	if err != nil {
 		return err
@@ -247,6 +278,17 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 		stopCtl()
 		<-ctlDone
 	}()
+	if c.statusEvery > 0 {
+		statusDone := make(chan struct{})
+		go func() {
+			defer close(statusDone)
+			logStatus(ctlCtx, cons, c.statusEvery, int64(c.totalRecords), log)
+		}()
+		defer func() {
+			stopCtl()
+			<-statusDone
+		}()
+	}
 
 	var stopped atomic.Bool
 	stopDone := make(chan struct{})
@@ -265,6 +307,13 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 	err = cons.Run(ctx)
 	close(runDone)
 	<-stopDone
+	if errors.Is(err, consumer.ErrNotCommitted) && !stopped.Load() {
+		// The shutdown was complete but its final commits failed; the
+		// hook put them in the ledger (F), which explains what the next
+		// owners redo.
+		rec.write(ledger.Event{Kind: ledger.End})
+		return &exitError{code: exitNotCommitted, err: err}
+	}
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
@@ -273,6 +322,50 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 	}
 	log.Info("reference consumer stopped")
 	return nil
+}
+
+// exitNotCommitted is the exit status of a graceful stop whose final
+// commits failed.
+const exitNotCommitted = 4
+
+// exitError is an error with its own exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func clientOpts(c config, dial func(ctx context.Context, network, host string) (net.Conn, error)) []kgo.Opt {
+	opts := []kgo.Opt{kgo.Dialer(dial)}
+	if c.overhead > 0 {
+		opts = append(opts, kgo.RequestTimeoutOverhead(c.overhead))
+	}
+	return opts
+}
+
+// logStatus logs the consumer's status every interval until ctx ends, and
+// says when the buffered records reach the consumer-wide mark.
+func logStatus(ctx context.Context, cons *consumer.Consumer, every time.Duration, totalMark int64, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	atMark := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := cons.Status()
+		now := st.Buffered >= totalMark
+		if now && !atMark {
+			log.Info("consumer-wide high-water mark reached", "buffered", st.Buffered, "mark", totalMark)
+		}
+		atMark = now
+		log.Info("consumer status", "joined", st.Joined, "unsettled", st.Unsettled, "buffered", st.Buffered,
+			"at_total_mark", now, "assigned", len(st.Assigned), "paused", len(st.Paused))
+	}
 }
 
 func dialer(routes map[string]string) func(ctx context.Context, network, host string) (net.Conn, error) {
@@ -326,7 +419,7 @@ func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, lo
 		case v.Permanent:
 			return handlers.Permanent(errRejected)
 		}
-		if err := deadline.Sleep(ctx, st.latency); err != nil {
+		if err := deadline.Sleep(ctx, st.pick()); err != nil {
 			return err
 		}
 		rid, _ := m.Header(ledger.RIDHeader)
@@ -395,37 +488,54 @@ func (r *recorder) each(kind ledger.Kind, tps []pipeline.TopicPartition) {
 
 func (r *recorder) OnAssigned(tps []pipeline.TopicPartition) { r.each(ledger.Assigned, tps) }
 
-func (r *recorder) OnRevoked(tps []pipeline.TopicPartition, _ time.Duration, _ bool) {
-	r.each(ledger.Revoked, tps)
+func (r *recorder) OnRevoked(tps []pipeline.TopicPartition, _ time.Duration, timedOut bool) {
+	kind := ledger.Revoked
+	if timedOut {
+		kind = ledger.RevokedTimedOut
+	}
+	r.each(kind, tps)
 }
 
 func (r *recorder) OnLost(tps []pipeline.TopicPartition) { r.each(ledger.Lost, tps) }
 
 func (r *recorder) OnCommitted(tp pipeline.TopicPartition, offset int64, err error) {
-	if err == nil {
-		r.write(ledger.Event{Kind: ledger.Committed, Topic: tp.Topic, Partition: tp.Partition, Offset: offset})
+	kind := ledger.Committed
+	if err != nil {
+		kind = ledger.CommitFailed
 	}
+	r.write(ledger.Event{Kind: kind, Topic: tp.Topic, Partition: tp.Partition, Offset: offset})
 }
 
 // sinkState is what the control file says.
 type sinkState struct {
-	Down    bool   `json:"down"`
-	Latency string `json:"latency"`
-	latency time.Duration
+	Down       bool   `json:"down"`
+	Latency    string `json:"latency"`
+	LatencyMax string `json:"latency_max"`
+	latency    time.Duration
+	latencyMax time.Duration
+}
+
+// pick returns a sink call's latency: latency, or uniformly random up to
+// latencyMax when that is above it.
+func (st *sinkState) pick() time.Duration {
+	if st.latencyMax <= st.latency {
+		return st.latency
+	}
+	return st.latency + rand.N(st.latencyMax-st.latency)
 }
 
 // control follows the control file.
 type control struct {
-	path     string
-	fallback time.Duration
-	log      *slog.Logger
-	state    atomic.Pointer[sinkState]
-	last     string
+	path                  string
+	fallback, fallbackMax time.Duration
+	log                   *slog.Logger
+	state                 atomic.Pointer[sinkState]
+	last                  string
 }
 
-func newControl(path string, latency time.Duration, log *slog.Logger) *control {
-	c := &control{path: path, fallback: latency, log: log}
-	c.state.Store(&sinkState{latency: latency})
+func newControl(path string, latency, latencyMax time.Duration, log *slog.Logger) *control {
+	c := &control{path: path, fallback: latency, fallbackMax: latencyMax, log: log}
+	c.state.Store(&sinkState{latency: latency, latencyMax: latencyMax})
 	c.poll()
 	return c
 }
@@ -464,16 +574,22 @@ func (c *control) poll() {
 		c.log.Warn("control file is not valid JSON; keeping the previous state", "path", c.path, "err", err)
 		return
 	}
-	st.latency = c.fallback
-	if st.Latency != "" {
-		d, err := time.ParseDuration(st.Latency)
+	st.latency, st.latencyMax = c.fallback, c.fallbackMax
+	for _, f := range []struct {
+		name, text string
+		to         *time.Duration
+	}{{"latency", st.Latency, &st.latency}, {"latency_max", st.LatencyMax, &st.latencyMax}} {
+		if f.text == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f.text)
 		if err != nil {
-			c.log.Warn("control file latency is not a duration; keeping the previous state", "latency", st.Latency)
+			c.log.Warn("control file "+f.name+" is not a duration; keeping the previous state", f.name, f.text)
 			return
 		}
-		st.latency = d
+		*f.to = d
 	}
 	c.last = string(b)
 	c.state.Store(&st)
-	c.log.Info("sink control changed", "down", st.Down, "latency", st.latency)
+	c.log.Info("sink control changed", "down", st.Down, "latency", st.latency, "latency_max", st.latencyMax)
 }

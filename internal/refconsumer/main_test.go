@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluice-go/sluice/internal/kafkatest"
+	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/reliability/check"
 	"github.com/sluice-go/sluice/reliability/ledger"
 )
@@ -128,3 +132,55 @@ func TestReferenceConsumerSmoke(t *testing.T) {
 		}
 	}
 }
+
+func TestControlLatencyRange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.json")
+	tests := []struct {
+		give     string
+		min, max time.Duration
+	}{
+		{give: `{}`, min: 2 * time.Millisecond, max: 2 * time.Millisecond},
+		{give: `{"latency":"1ms","latency_max":"5ms"}`, min: time.Millisecond, max: 5 * time.Millisecond},
+		{give: `{"latency_max":"1s"}`, min: 2 * time.Millisecond, max: time.Second},
+		{give: `{"latency":"20ms"}`, min: 20 * time.Millisecond, max: 20 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if err := os.WriteFile(path, []byte(tt.give), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := newControl(path, 2*time.Millisecond, 0, quiet())
+		for range 100 {
+			if d := c.load().pick(); d < tt.min || d > tt.max {
+				t.Fatalf("control %s: latency %v outside [%v, %v]", tt.give, d, tt.min, tt.max)
+			}
+		}
+	}
+}
+
+func TestRecorderLedgersFailedCommits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l")
+	w, err := ledger.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{led: w, log: quiet()}
+	tp := pipeline.TopicPartition{Topic: "t", Partition: 1}
+	r.OnCommitted(tp, 5, nil)
+	r.OnCommitted(tp, 9, errors.New("ILLEGAL_GENERATION"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ledger.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range f.Events {
+		got = append(got, fmt.Sprintf("%s %d", e.Kind, e.Offset))
+	}
+	if want := []string{"C 5", "F 9"}; !slices.Equal(got, want) {
+		t.Fatalf("ledger events %v, want %v", got, want)
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
