@@ -355,12 +355,53 @@ func TestMemberKilledInFirstJoinGroupStaysWithoutSessionTimer(t *testing.T) {
 		g.group, 30*ghostSession, ghostSession)
 }
 
+// stableGroup returns a Stable group of two raw members, a leader and a
+// member that will not rejoin (as a slow revoker or a dead member would
+// not), and an admin client.
+func stableGroup(ctx context.Context, t *testing.T, c *kfake.Cluster, group string, rebalance time.Duration) (leader, other *rawMember, admin *kgo.Client) {
+	t.Helper()
+	admin, _ = newClient(t, c)
+	leader = newRawMember(t, c, group, 30*time.Second, rebalance)
+	other = newRawMember(t, c, group, 30*time.Second, rebalance)
+	for _, m := range []*rawMember{leader, other} {
+		if err := m.memberID(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := leader.join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	otherJoin := other.joinAsync(ctx) // the group prepares a rebalance for it
+	if _, err := waitDescribed(ctx, admin, group, 10*time.Second, func(d described) bool {
+		return d.state == "PreparingRebalance" && d.has(other.id)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := leader.join(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := <-otherJoin; j.err != nil {
+		t.Fatal(j.err)
+	}
+	syncs := make(chan error, 1)
+	go func() { syncs <- other.sync(ctx, resp.Generation, nil) }()
+	if err := leader.sync(ctx, resp.Generation, map[string][]int32{leader.id: {0}, other.id: {1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-syncs; err != nil {
+		t.Fatal(err)
+	}
+	return leader, other, admin
+}
+
 // TestEveryJoinRestartsTheRebalanceTimer shows that kfake waits a full
 // rebalance timeout after the latest JoinGroup, not after the rebalance
-// began: with a member that will never rejoin (here the dead member of the
-// test above), joins less than a rebalance timeout apart keep the group in
-// PreparingRebalance, and it completes only a rebalance timeout after the
-// last one. Kafka bounds the join phase by one rebalance timeout.
+// began: while one member does not rejoin (a slow revoker, or the dead
+// member of the test above), joins less than a rebalance timeout apart
+// keep the group in PreparingRebalance, and it completes only a rebalance
+// timeout after the last one. Kafka bounds the join phase by one
+// rebalance timeout.
 func TestEveryJoinRestartsTheRebalanceTimer(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -371,11 +412,12 @@ func TestEveryJoinRestartsTheRebalanceTimer(t *testing.T) {
 		joins     = 6
 	)
 	c := newCluster(t, 2)
-	g := makeGhostRetrying(ctx, t, c, "livelock", rebalance)
+	const group = "livelock"
+	leader, absent, admin := stableGroup(ctx, t, c, group, rebalance)
 
 	began := time.Now()
-	leaderJoin := g.leader.joinAsync(ctx) // the ghost never rejoins: the group waits for it
-	if _, err := waitDescribed(ctx, g.admin, g.group, 10*time.Second, func(d described) bool {
+	leaderJoin := leader.joinAsync(ctx) // absent never rejoins: the group waits for it
+	if _, err := waitDescribed(ctx, admin, group, 10*time.Second, func(d described) bool {
 		return d.state == "PreparingRebalance"
 	}); err != nil {
 		t.Fatal(err)
@@ -393,13 +435,13 @@ func TestEveryJoinRestartsTheRebalanceTimer(t *testing.T) {
 			continue
 		case <-time.After(every): // the scenario's pace, not a synchronisation
 		}
-		m := newRawMember(t, c, g.group, 30*time.Second, rebalance)
+		m := newRawMember(t, c, group, 30*time.Second, rebalance)
 		if err := m.memberID(ctx); err != nil {
 			t.Fatal(err)
 		}
 		j := join{sent: time.Now()}
 		m.joinAsync(ctx)
-		d, err := waitDescribed(ctx, g.admin, g.group, 10*time.Second, func(d described) bool { return d.has(m.id) })
+		d, err := waitDescribed(ctx, admin, group, 10*time.Second, func(d described) bool { return d.has(m.id) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -437,10 +479,10 @@ func TestEveryJoinRestartsTheRebalanceTimer(t *testing.T) {
 	if counted < 2 {
 		t.Skipf("only %d joins reached kfake before the rebalance completed (the machine stalled for more than %v): cannot tell", counted, rebalance-every)
 	}
-	if slices.ContainsFunc(completed.resp.Members, func(m kmsg.JoinGroupResponseMember) bool { return m.MemberID == g.ghost }) {
-		t.Errorf("the dead member is still in the group after the rebalance timer fired")
+	if slices.ContainsFunc(completed.resp.Members, func(m kmsg.JoinGroupResponseMember) bool { return m.MemberID == absent.id }) {
+		t.Errorf("the member that did not rejoin is still in the group after the rebalance timer fired")
 	}
-	t.Logf("the group stayed in PreparingRebalance for %v, waiting for a dead member, with a %v rebalance timeout: %d joins, %v apart, each restarted the timer",
+	t.Logf("the group stayed in PreparingRebalance for %v, waiting for a member that did not rejoin, with a %v rebalance timeout: %d joins, %v apart, each restarted the timer",
 		completed.at.Sub(began).Round(10*time.Millisecond), rebalance, counted, every)
 }
 
@@ -660,6 +702,7 @@ type slowRevoker struct {
 	own                 *ownership
 	slow, fast, joining *groupMember
 	hold                chan struct{}
+	release             func() // closes hold, once
 	fastID              string
 	admin               *kgo.Client
 }
@@ -669,9 +712,14 @@ type slowRevoker struct {
 func newSlowRevoker(t *testing.T, session time.Duration) *slowRevoker {
 	t.Helper()
 	s := &slowRevoker{c: newCluster(t, 6), own: newOwnership(), hold: make(chan struct{})}
+	var once sync.Once
+	s.release = func() { once.Do(func() { close(s.hold) }) }
 	own := s.own
 	s.admin, _ = newClient(t, s.c)
 	s.slow = startMember(t, s.c, own, "g", "slow", 30*time.Second, nil)
+	// Runs before the members' cleanups: a test that fails with the slow
+	// member's revoke held must not hang closing it.
+	t.Cleanup(s.release)
 	own.wait(t, 30*time.Second, "slow gets every partition", func() bool { return own.count("slow") == 6 })
 	s.fast = startMember(t, s.c, own, "g", "fast", session, nil)
 	own.wait(t, 30*time.Second, "slow and fast get 3 partitions each", func() bool {
@@ -705,7 +753,7 @@ func TestMembersWaitingInJoinGroupExpireBehindSlowRevoker(t *testing.T) {
 	t.Parallel()
 	const session = time.Second
 	s := newSlowRevoker(t, session)
-	c, own, slow, fast, joining, hold, fastID, admin := s.c, s.own, s.slow, s.fast, s.joining, s.hold, s.fastID, s.admin
+	c, own, slow, fast, joining, fastID, admin := s.c, s.own, s.slow, s.fast, s.joining, s.fastID, s.admin
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -728,7 +776,7 @@ func TestMembersWaitingInJoinGroupExpireBehindSlowRevoker(t *testing.T) {
 	// The slow member finishes its revoke and rejoins: the rebalance
 	// completes without the fast member, whose partitions go to the
 	// others while it still holds them.
-	close(hold)
+	s.release()
 	var p int32
 	var other string
 	own.wait(t, 30*time.Second, "a partition the fast member holds is assigned to another member", func() bool {
@@ -779,7 +827,7 @@ func TestSessionLongerThanRevokeKeepsWaitingMembers(t *testing.T) {
 	if !d.has(fastID) {
 		t.Fatalf("the fast member was expired while it waited %v in JoinGroup with a %v session", revoke, session)
 	}
-	close(s.hold)
+	s.release()
 	own.wait(t, 30*time.Second, "every member holds 2 partitions", func() bool {
 		return own.count(slow.name) == 2 && own.count(fast.name) == 2 && own.count(joining.name) == 2
 	})
