@@ -9,9 +9,10 @@
 //
 //	go run ./reliability -out docs/RELIABILITY.md
 //
-// Flags: -run REGEXP selects scenarios, -scale F stretches or shrinks their
-// phases, -dir DIR keeps the work directory (ledgers, logs) for a post
-// mortem. It exits 1 if any scenario breaks a promise. It is not part of
+// Flags: -run REGEXP selects scenarios (with -out, an existing report keeps
+// the other scenarios' figures and gets the selected ones replaced or
+// added), -scale F stretches or shrinks their phases, -dir DIR keeps the
+// work directory (ledgers, logs) for a post mortem. It exits 1 if any scenario breaks a promise. It is not part of
 // `go test ./...`: it takes about eight minutes; `go test ./...` runs the
 // fast tests of its parts (ledger, checker, proxy, reference consumer).
 //
@@ -34,6 +35,16 @@
 //     their problems are reported but do not fail the run, and a pass
 //     fails it until the mark is removed. Each has a minimal failing test,
 //     skipped with the bug named, next to the code at fault.
+//   - A bug outside the suite that shows only sometimes (a race in the
+//     development broker) cannot carry such a mark. A scenario reports it
+//     as a known problem instead (run.knownf), only when the evidence
+//     names the bug (the broker listing dead processes as group members);
+//     known problems are reported and do not fail the run, and every other
+//     problem of the scenario still does.
+//   - A member that stops gracefully but reports that its final commits
+//     failed (the reference consumer's exit status 4) is noted, not a
+//     problem: reporting it is the promise, and the checker counts what
+//     its next owners redo (the F events) in the duplicate bound.
 //   - The kill scenario uses a 3s session and a 6s rebalance timeout, and
 //     kills every 2-5s. In a trial with the reference consumer's 20s
 //     rebalance timeout and kills every 1-3s, kfake held JoinGroup requests
@@ -140,11 +151,21 @@ func suiteMain(out, runRe, dir string, scale float64, seed uint64, verbose bool)
 		for _, p := range res.problems {
 			s.logf("%s:   problem: %s", sc.name, p)
 		}
+		for _, p := range res.known {
+			s.logf("%s:   known problem: %s", sc.name, p)
+		}
 	}
 	total := time.Since(began)
 	fmt.Print(table(results))
 	if out != "" {
-		md := report(results, reportInfo{seed: seed, scale: scale, runRe: runRe, built: built, total: total})
+		info := reportInfo{seed: seed, scale: scale, runRe: runRe, built: built, total: total, at: time.Now()}
+		md := report(results, info)
+		if old, err := os.ReadFile(out); err == nil && runRe != "" {
+			// A partial run updates its scenarios in the full report.
+			if md, err = merge(string(old), results, info); err != nil {
+				return 2, fmt.Errorf("%s: %w", out, err)
+			}
+		}
 		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
 			return 2, err
 		}
@@ -178,6 +199,9 @@ type result struct {
 	unacked  int
 	notes    []string
 	problems []string
+	// known are problems explained by a known bug outside the suite
+	// (run.knownf); they do not fail the run.
+	known []string
 }
 
 // failed reports whether the scenario fails the run: problems without a
@@ -198,6 +222,8 @@ func (r result) line() string {
 		status = "FAIL: the known bug no longer shows; remove the scenario's knownBug mark"
 	case len(r.problems) > 0:
 		status = fmt.Sprintf("FAIL (%d problems)", len(r.problems))
+	case len(r.known) > 0:
+		status = fmt.Sprintf("ok, %d known problems outside the suite", len(r.known))
 	}
 	return fmt.Sprintf("%s in %v: produced %d, handled %d, lost %d, duplicates %d (bound %d), order violations %d, dead-lettered %d, recovery %s, peak RSS %s",
 		status, r.took.Round(time.Second), r.rep.Produced, r.rep.Handled, r.rep.Lost, r.rep.Duplicates, r.rep.DupBound,
@@ -240,6 +266,9 @@ func (s *suite) runScenario(sc scenario, scale float64, seed uint64) result {
 	if n := res.rep.Kills; n > 0 {
 		r.notef("%.0f duplicates per kill on average: a killed consumer's work since its last commit (commit interval 1s) is redone", float64(res.rep.Duplicates)/float64(n))
 	}
+	if n, m := res.rep.CommitFailures, res.rep.DrainTimeouts; n > 0 || m > 0 {
+		r.notef("the consumers reported %d failed commits and %d revocations whose drain timed out; the work they left uncommitted (%d and %d records) counts in the duplicate bound", n, m, res.rep.CommitFailureBound, res.rep.DrainTimeoutBound)
+	}
 	if len(r.disruptions) > 1 && res.rep.RecoveryMedian >= 0 {
 		r.notef("recovery over %d disruptions: median %v, largest %v", len(r.disruptions), recoveryText(res.rep.RecoveryMedian), recoveryText(res.rep.Recovery))
 	}
@@ -247,7 +276,7 @@ func (s *suite) runScenario(sc scenario, scale float64, seed uint64) result {
 		r.notef("of the %d undelivered records, %d lie below the group's committed offsets; the others were never committed past, so they are stuck, not skipped", res.rep.Lost, res.rep.Skipped)
 	}
 	r.mu.Lock()
-	res.notes, res.problems = r.notes, append(r.failures, res.rep.Problems(sc.expect)...)
+	res.notes, res.problems, res.known = r.notes, append(r.failures, res.rep.Problems(sc.expect)...), r.known
 	for _, p := range r.produced {
 		if !p.Acked {
 			res.unacked++
@@ -281,9 +310,7 @@ func (r *run) finish(wait time.Duration) check.Report {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := m.terminate(); err != nil {
-				r.failf("shutdown: %v", err)
-			}
+			r.stopped(m, "shutdown", m.terminate())
 		}()
 	}
 	wg.Wait()

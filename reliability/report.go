@@ -29,6 +29,8 @@ func status(r result) string {
 		return "known bug"
 	case r.failed():
 		return "**FAIL**"
+	case len(r.known) > 0:
+		return "ok, known bug outside the suite"
 	}
 	return "ok"
 }
@@ -44,16 +46,23 @@ func classes(m map[string]int) string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
+const tableHead = "| scenario | produced | handled | lost | duplicates (bound) | max per-key order violations | dead-lettered | recovery | peak RSS | result |\n" +
+	"|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+
+// row is a result's row of the summary table, newline included.
+func row(r result) string {
+	return fmt.Sprintf("| %s | %d | %d | %d | %d (%d) | %d | %d%s | %s | %s | %s |\n",
+		r.sc.name, r.rep.Produced, r.rep.Handled, r.rep.Lost, r.rep.Duplicates, r.rep.DupBound,
+		r.rep.MaxKeyViolations, r.rep.DeadLettered, classes(r.rep.DeadLetterClasses),
+		recoveryText(r.rep.Recovery), rssText(r.peakKB), status(r))
+}
+
 // table is the summary as a Markdown table.
 func table(rs []result) string {
 	var b strings.Builder
-	b.WriteString("| scenario | produced | handled | lost | duplicates (bound) | max per-key order violations | dead-lettered | recovery | peak RSS | result |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString(tableHead)
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d (%d) | %d | %d%s | %s | %s | %s |\n",
-			r.sc.name, r.rep.Produced, r.rep.Handled, r.rep.Lost, r.rep.Duplicates, r.rep.DupBound,
-			r.rep.MaxKeyViolations, r.rep.DeadLettered, classes(r.rep.DeadLetterClasses),
-			recoveryText(r.rep.Recovery), rssText(r.peakKB), status(r))
+		b.WriteString(row(r))
 	}
 	return b.String()
 }
@@ -63,6 +72,7 @@ type reportInfo struct {
 	scale        float64
 	runRe        string
 	built, total time.Duration
+	at           time.Time
 }
 
 // report is docs/RELIABILITY.md.
@@ -126,18 +136,81 @@ dead-letter topic and checks (package ` + "`reliability/check`" + `):
 `)
 	b.WriteString("\n## Scenarios\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "\n### %s: %s\n\n%s.\n", r.sc.name, status(r), r.sc.what)
-		if r.sc.knownBug != "" {
-			fmt.Fprintf(&b, "\n**Known bug**, outside the suite: %s. Its problems below do not fail the run; once it is fixed the scenario must pass and the mark go.\n", r.sc.knownBug)
-		}
-		fmt.Fprintf(&b, "\n- took %v; %d records produced, %d not acknowledged by the broker (not required); %d consumer processes killed, %d partition assignments lost\n",
-			r.took.Round(time.Second), r.rep.Produced, r.unacked, r.rep.Kills, r.rep.LostAssignments)
-		for _, n := range r.notes {
-			fmt.Fprintf(&b, "- %s\n", n)
-		}
-		for _, p := range r.problems {
-			fmt.Fprintf(&b, "- **problem**: %s\n", p)
-		}
+		b.WriteString(section(r, ""))
 	}
 	return b.String()
+}
+
+// section is a result's section of the report, from its "### " heading;
+// from, if set, says which run it comes from.
+func section(r result, from string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### %s: %s\n\n%s.\n", r.sc.name, status(r), r.sc.what)
+	if r.sc.knownBug != "" {
+		fmt.Fprintf(&b, "\n**Known bug**, outside the suite: %s. Its problems below do not fail the run; once it is fixed the scenario must pass and the mark go.\n", r.sc.knownBug)
+	}
+	b.WriteString("\n")
+	if from != "" {
+		fmt.Fprintf(&b, "- %s\n", from)
+	}
+	fmt.Fprintf(&b, "- took %v; %d records produced, %d not acknowledged by the broker (not required); %d consumer processes killed, %d partition assignments lost\n",
+		r.took.Round(time.Second), r.rep.Produced, r.unacked, r.rep.Kills, r.rep.LostAssignments)
+	for _, n := range r.notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	for _, p := range r.problems {
+		fmt.Fprintf(&b, "- **problem**: %s\n", p)
+	}
+	for _, p := range r.known {
+		fmt.Fprintf(&b, "- **known problem** (a bug outside the suite; does not fail the run): %s\n", p)
+	}
+	return b.String()
+}
+
+// merge updates an existing report (old) with the results of a run of
+// some scenarios: each result replaces its scenario's table row and
+// section, or is added after the others, and says which run it comes
+// from. The rest of old stays as it was, so that a single scenario can be
+// rerun without rerunning the suite.
+func merge(old string, rs []result, info reportInfo) (string, error) {
+	lines := strings.SplitAfter(old, "\n")
+	head := slices.Index(lines, strings.SplitAfter(tableHead, "\n")[0])
+	if head < 0 {
+		return "", fmt.Errorf("no summary table in the report to merge into")
+	}
+	end := head + 2 // first line after the table
+	for end < len(lines) && strings.HasPrefix(lines[end], "| ") {
+		end++
+	}
+	from := fmt.Sprintf("from a later run than the rest of this page: `go run ./reliability -run '%s' -out docs/RELIABILITY.md`, %s, seed %d, %s",
+		info.runRe, runtime.Version(), info.seed, info.at.Format("2006-01-02"))
+	if info.scale != 1 {
+		from += fmt.Sprintf(", `-scale %v`", info.scale)
+	}
+	var added []string
+	for _, r := range rs {
+		prefix := "| " + r.sc.name + " |"
+		if i := slices.IndexFunc(lines[head+2:end], func(l string) bool { return strings.HasPrefix(l, prefix) }); i >= 0 {
+			lines[head+2+i] = row(r)
+		} else {
+			added = append(added, row(r))
+		}
+	}
+	lines = slices.Insert(lines, end, added...)
+	out := strings.Join(lines, "")
+	for _, r := range rs {
+		sec := section(r, from)
+		start := strings.Index(out, "\n### "+r.sc.name+": ")
+		if start < 0 {
+			out = strings.TrimRight(out, "\n") + "\n" + sec
+			continue
+		}
+		stop := strings.Index(out[start+1:], "\n### ")
+		if stop < 0 {
+			out = out[:start] + sec
+		} else {
+			out = out[:start] + sec + out[start+1+stop:]
+		}
+	}
+	return out, nil
 }

@@ -17,6 +17,7 @@ func TestResultStatus(t *testing.T) {
 		name       string
 		knownBug   string
 		problems   []string
+		known      []string
 		wantFailed bool
 		wantStatus string
 	}{
@@ -24,10 +25,12 @@ func TestResultStatus(t *testing.T) {
 		{name: "broken", problems: []string{"1 records lost"}, wantFailed: true, wantStatus: "**FAIL**"},
 		{name: "known bug shows", knownBug: "b", problems: []string{"1 records lost"}, wantStatus: "known bug"},
 		{name: "known bug fixed: the mark must go", knownBug: "b", wantFailed: true, wantStatus: "**FAIL**"},
+		{name: "known problems only", known: []string{"kfake kept a dead member"}, wantStatus: "ok, known bug outside the suite"},
+		{name: "a known problem does not excuse another", known: []string{"k"}, problems: []string{"1 records lost"}, wantFailed: true, wantStatus: "**FAIL**"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := result{sc: scenario{name: "s", knownBug: tt.knownBug}, problems: tt.problems}
+			r := result{sc: scenario{name: "s", knownBug: tt.knownBug}, problems: tt.problems, known: tt.known}
 			if r.failed() != tt.wantFailed || status(r) != tt.wantStatus {
 				t.Errorf("failed %v, status %q; want %v, %q", r.failed(), status(r), tt.wantFailed, tt.wantStatus)
 			}
@@ -65,5 +68,33 @@ func TestExcerpt(t *testing.T) {
 		if got := excerpt(tt.give); got != tt.want {
 			t.Errorf("excerpt(%q) = %q, want %q", tt.give, got, tt.want)
 		}
+	}
+}
+
+func TestMergeReplacesAndAddsScenarios(t *testing.T) {
+	old := report([]result{
+		{sc: scenario{name: "kill", what: "kills"}, notes: []string{"old kill note"}},
+		{sc: scenario{name: "net-cut", what: "cuts"}, notes: []string{"old cut note"}},
+	}, reportInfo{seed: 1, scale: 1})
+	md, err := merge(old, []result{
+		{sc: scenario{name: "kill", what: "kills"}, rep: check.Report{Produced: 5, Handled: 5}, notes: []string{"new kill note"}},
+		{sc: scenario{name: "churn", what: "churns"}, rep: check.Report{Produced: 7, Handled: 7}},
+	}, reportInfo{seed: 2, scale: 1, runRe: "kill|churn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| kill | 5 | 5 |", "| net-cut | 0 | 0 |", "| churn | 7 | 7 |", "new kill note", "old cut note", "### churn: ok", "-run 'kill|churn'", "-seed 1"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("merged report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "old kill note") {
+		t.Errorf("merged report keeps the replaced section:\n%s", md)
+	}
+	if strings.Index(md, "| churn |") > strings.Index(md, "## How to read it") || strings.Index(md, "### churn") < strings.Index(md, "### net-cut") {
+		t.Errorf("a new scenario's row belongs at the end of the table and its section at the end:\n%s", md)
+	}
+	if _, err := merge("# no table\n", nil, reportInfo{}); err == nil {
+		t.Error("merge into a page without a summary table succeeded")
 	}
 }

@@ -118,6 +118,26 @@ var scenarios = []scenario{
 		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
 		run:    scBrokerFaults,
 	},
+	{
+		name:   "watermark-outage",
+		what:   "2 consumers through TCP proxies with small marks (100 unsettled records per partition, 150 in all); the sink goes down until both sit at their consumer-wide mark; then, still at the mark and in the outage, a third consumer joins (revoke), one consumer's network stalls past its session (loss) and the other is sent SIGTERM (shutdown, within drain timeout 2s + close grace 2s); then the sink recovers",
+		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
+		run:    scWatermarkOutage,
+	},
+	{
+		name:   "slow-revoker",
+		what:   "3 consumers on 7 partitions, one of them slow (its sink takes 0-1s per record) and holding 3; a fourth joins, so the slow one drains a revoked partition for up to its 25s drain timeout; a fifth joins during that drain, so the others wait in JoinGroup behind it, and a fast one is sent SIGTERM 3s after it rejoined; session timeout 35s, rebalance timeout 40s. Graceful moves only: every duplicate must come from a failure the consumer reported (a failed commit, a drain that timed out)",
+		expect: check.Expectations{AllowForcedDuplicates: true},
+		run:    scSlowRevoker,
+		wait:   2 * time.Minute,
+	},
+	{
+		name:   "churn",
+		what:   "3 consumers, 12 partitions; for 60s, SIGKILL or SIGTERM a random consumer every 2-5s and restart it at once, with a 10s sink outage from 20s; the group must deliver on every partition again within session timeout (6s) + rebalance timeout (20s) of the last fault",
+		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
+		run:    scChurn,
+		wait:   2 * time.Minute,
+	},
 }
 
 // begin starts the broker with the run's topics and the RSS sampler.
@@ -248,9 +268,7 @@ func scStorm(r *run) error {
 		leaving.Add(1)
 		go func() {
 			defer leaving.Done()
-			if err := m.terminate(); err != nil {
-				r.failf("graceful leave: %v", err)
-			}
+			r.stopped(m, "graceful leave", m.terminate())
 		}()
 	}
 	t.Stop()
@@ -296,9 +314,7 @@ func scSlowSink(r *run) error {
 		return err
 	}
 	r.phase(5 * time.Second)
-	if err := ms[0].terminate(); err != nil {
-		r.failf("leave during the slow sink: %v", err)
-	}
+	r.stopped(ms[0], "leave during the slow sink", ms[0].terminate())
 	r.phase(6 * time.Second)
 	r.setSink(`{}`)
 	r.disrupted()
