@@ -121,7 +121,7 @@ func Breaker[M any](p BreakerPolicy, opts ...Opt) (Middleware[M], error) {
 	if err != nil {
 		return nil, err
 	}
-	return breakerMW[M](b), nil
+	return middleware(breakerLayer[M](b)), nil
 }
 
 // Results as the breaker should count them; see judge.
@@ -275,19 +275,27 @@ func (b *breaker) judge(ctx context.Context, err error) error {
 // await waits after the breaker refused a call with berr, until a call may
 // be tried again. It returns ctx.Err() if ctx is cancelled, and errNoBudget
 // if the record's deadline passes or would pass first.
-func (b *breaker) await(ctx context.Context, berr error) error {
+func (b *breaker) await(ctx context.Context, at attempt, berr error) error {
 	b.mu.Lock()
 	ch, until := b.changed, b.openUntil
 	b.mu.Unlock()
 	// Half-open with every probe slot taken: a probe's end wakes us; the
 	// timer is only a safety net.
+	now := time.Now()
 	wait := b.openTimeout
 	if berr == gobreaker.ErrOpenState {
 		// gobreaker half-opens strictly after its expiry.
-		now := time.Now()
 		wait = max(until.Sub(now), 0) + time.Millisecond
-		if !room(ctx, now, wait+b.min) {
+		if !at.room(ctx, now, wait+b.min) {
 			return errNoBudget
+		}
+	}
+	// A deadline that is not in ctx (Guard's WithBudget) ends the wait
+	// as ctx's own would.
+	capped := false
+	if !at.dl.IsZero() {
+		if left := at.dl.Sub(now); left < wait {
+			wait, capped = max(left, 0), true
 		}
 	}
 	t := time.NewTimer(wait)
@@ -296,43 +304,50 @@ func (b *breaker) await(ctx context.Context, berr error) error {
 	case <-ch:
 		return nil
 	case <-t.C:
+		if capped {
+			return errNoBudget
+		}
 		return nil
 	case <-ctx.Done():
 		return waitErr(ctx.Err())
 	}
 }
 
-func breakerMW[M any](b *breaker) Middleware[M] {
-	return func(next Handler[M]) Handler[M] {
-		return func(ctx context.Context, m M) error {
+func breakerLayer[M any](b *breaker) layer[M] {
+	return func(next step[M]) step[M] {
+		return func(ctx context.Context, m M, at attempt) (time.Time, error) {
 			for {
 				var (
 					called bool
 					ticket uint64
+					end    time.Time
 					err    error
 				)
 				_, berr := b.cb.Execute(func() (struct{}, error) {
 					called = true
 					ticket = b.calls.Add(1)
-					err = next(ctx, m)
+					end, err = next(ctx, m, at)
 					return struct{}{}, b.judge(ctx, err)
 				})
 				if called {
 					switch {
 					case berr == nil || berr == errCountSuccess:
 						b.answered(ticket)
-						b.failing.Store(0)
+						if b.failing.Load() != 0 {
+							b.failing.Store(0) // a read alone while healthy: no write every call shares
+						}
 					case berr != errCountExcluded:
 						b.failing.Add(1)
 					}
 					if BreakerState(b.state.Load()) == BreakerHalfOpen {
 						b.wake()
 					}
-					return err
+					return end, err
 				}
-				if werr := b.await(ctx, berr); werr != nil {
-					return werr
+				if werr := b.await(ctx, at, berr); werr != nil {
+					return time.Time{}, werr
 				}
+				at.now = time.Time{} // it waited: the layers inside read the clock again
 			}
 		}
 	}

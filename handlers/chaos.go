@@ -37,7 +37,7 @@ func Chaos[M any](p ChaosPolicy, opts ...Opt) (Middleware[M], error) {
 	if err != nil {
 		return nil, err
 	}
-	return chaos[M](ch), nil
+	return middleware(chaosLayer[M](ch)), nil
 }
 
 type chaosGuard struct {
@@ -81,19 +81,20 @@ func (g *chaosGuard) draw() (delay bool, err error) {
 	return delay, err
 }
 
-func chaos[M any](g *chaosGuard) Middleware[M] {
-	return func(next Handler[M]) Handler[M] {
-		return func(ctx context.Context, m M) error {
+func chaosLayer[M any](g *chaosGuard) layer[M] {
+	return func(next step[M]) step[M] {
+		return func(ctx context.Context, m M, at attempt) (time.Time, error) {
 			delay, err := g.draw()
 			if delay {
 				if err := g.clock.Sleep(ctx, g.p.Latency); err != nil {
-					return err
+					return time.Time{}, err
 				}
+				at.now = time.Time{}
 			}
 			if err != nil {
-				return err
+				return time.Time{}, err
 			}
-			return next(ctx, m)
+			return next(ctx, m, at)
 		}
 	}
 }

@@ -197,11 +197,18 @@ func TestChainNeverOverrunsDeadline(t *testing.T) {
 			budget := time.Duration(1+rng.IntN(3000)) * time.Millisecond
 			latency := time.Duration(rng.IntN(300)) * time.Millisecond
 			failP, hintP := rng.Float64(), rng.Float64()/2
-			var early atomic.Int64
+			// Half the cases give the record no deadline of its own and
+			// the sink a WithBudget: Guard carries that deadline down in
+			// the attempt, not in a context, until the timeout layer.
+			useBudget := rng.IntN(2) == 0
+			var early, unbounded atomic.Int64
 			var deadline time.Time
 			sink := func(ctx context.Context, m msg) error {
 				if time.Until(deadline) < minBudget {
 					early.Add(1)
+				}
+				if dl, ok := ctx.Deadline(); !ok || dl.After(deadline) {
+					unbounded.Add(1)
 				}
 				select {
 				case <-time.After(latency):
@@ -216,15 +223,22 @@ func TestChainNeverOverrunsDeadline(t *testing.T) {
 				}
 				return nil
 			}
-			h := mustGuard(t, sink, handlers.WithMinBudget(minBudget), handlers.WithSeed(uint64(i)),
+			opts := []handlers.Opt{handlers.WithMinBudget(minBudget), handlers.WithSeed(uint64(i))}
+			if useBudget {
+				opts = append(opts, handlers.WithBudget(budget))
+			}
+			h := mustGuard(t, sink, append(opts,
 				handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 1 + rng.IntN(10), BaseDelay: time.Duration(1+rng.IntN(100)) * time.Millisecond}),
 				handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 3, OpenTimeout: time.Duration(1+rng.IntN(2000)) * time.Millisecond}),
 				handlers.WithRateLimit(rate.Limit(5+500*rng.Float64()), 1+rng.IntN(5)),
 				handlers.WithLimiter(newFixedLimiter(1+rng.IntN(4))),
-				handlers.WithTimeout(time.Duration(1+rng.IntN(400))*time.Millisecond))
+				handlers.WithTimeout(time.Duration(1+rng.IntN(400))*time.Millisecond))...)
 			for j := range 5 {
 				deadline = time.Now().Add(budget)
 				ctx, cancel := context.WithDeadline(context.Background(), deadline)
+				if useBudget {
+					ctx, cancel = context.WithCancel(context.Background())
+				}
 				err := h(ctx, msg{id: j})
 				cancel()
 				if over := time.Since(deadline); over > 0 {
@@ -237,6 +251,9 @@ func TestChainNeverOverrunsDeadline(t *testing.T) {
 			}
 			if n := early.Load(); n > 0 {
 				t.Fatalf("case %d: %d attempts started with less than %v left", i, n, minBudget)
+			}
+			if n := unbounded.Load(); n > 0 {
+				t.Fatalf("case %d (budget %t): %d attempts got a context without the deadline", i, useBudget, n)
 			}
 		}
 	})

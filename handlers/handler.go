@@ -45,45 +45,53 @@ func Guard[M any](sink Handler[M], opts ...Opt) (Handler[M], error) {
 	if sink == nil {
 		return nil, &ConfigError{Option: "Guard", Field: "sink", Value: "nil", Reason: "must not be nil"}
 	}
-	var mws []Middleware[M]
-	if c.budget > 0 {
-		mws = append(mws, budget[M](c.budget, c.clock))
-	}
 	r, err := newRetrier(c, c.retry)
 	if err != nil {
 		return nil, err
 	}
-	mws = append(mws, retry[M](r))
+	r.within, r.passBudget = c.budget, c.timeout > 0
+	// The layers below the retry layer, outer to inner. needNow: a layer
+	// uses the time at the start of an attempt, so the retry layer reads it
+	// once and passes it down.
+	var layers []layer[M]
+	needNow := len(c.hooks.attempt) > 0
 	if c.breaker != nil {
 		b, err := newBreaker(c, *c.breaker)
 		if err != nil {
 			return nil, err
 		}
 		r.health = b
-		mws = append(mws, breakerMW[M](b))
+		layers = append(layers, breakerLayer[M](b))
 	}
 	if c.rate != nil {
 		rl, err := newRateLimiter(c, *c.rate)
 		if err != nil {
 			return nil, err
 		}
-		mws = append(mws, rateLimit[M](rl))
+		layers = append(layers, rateLayer[M](rl))
+		needNow = true
 	}
 	if c.limiter != nil {
-		mws = append(mws, limit[M](c, c.limiter))
+		layers = append(layers, limitLayer[M](c, c.limiter))
+		needNow = true
 	}
 	if c.timeout > 0 {
-		mws = append(mws, timeout[M](c, c.timeout))
+		layers = append(layers, timeoutLayer[M](c, c.timeout))
+		needNow = true
 	}
-	mws = append(mws, recoverMW[M](c))
+	layers = append(layers, recoverLayer[M](c))
 	if c.chaos != nil {
 		ch, err := newChaos(c, *c.chaos)
 		if err != nil {
 			return nil, err
 		}
-		mws = append(mws, chaos[M](ch))
+		layers = append(layers, chaosLayer[M](ch))
 	}
-	return Chain(sink, mws...), nil
+	s := sinkStep(sink)
+	for i := len(layers) - 1; i >= 0; i-- {
+		s = layers[i](s)
+	}
+	return retry(r, s, needNow), nil
 }
 
 // Opt configures Guard and the standalone guards. Each standalone guard reads

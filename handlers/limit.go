@@ -20,34 +20,76 @@ func Limit[M any](l backpressure.Limiter, opts ...Opt) (Middleware[M], error) {
 	if err != nil {
 		return nil, err
 	}
-	return limit[M](c, l), nil
+	return middleware(limitLayer[M](c, l)), nil
 }
 
-func limit[M any](c *cfg, l backpressure.Limiter) Middleware[M] {
+// The limiters of package backpressure offer these, and the guard uses
+// them when a Limiter has them: TryAcquire admits without a clock read
+// when a slot is free (the attempt's time is the call's start), ReleaseAt
+// takes the end time the guard has read anyway.
+type (
+	tryAcquirer interface{ TryAcquire() bool }
+	releaserAt  interface {
+		ReleaseAt(end time.Time, latency time.Duration, o backpressure.Outcome)
+	}
+)
+
+func limitLayer[M any](c *cfg, l backpressure.Limiter) layer[M] {
 	clock, classify, min := c.clock, c.classifier, c.minBudget
-	return func(next Handler[M]) Handler[M] {
-		return func(ctx context.Context, m M) (err error) {
-			if err := l.Acquire(ctx); err != nil {
-				return waitErr(err)
+	try, _ := l.(tryAcquirer)
+	at, _ := l.(releaserAt)
+	release := func(end time.Time, lat time.Duration, o backpressure.Outcome) {
+		if at != nil {
+			at.ReleaseAt(end, lat, o)
+			return
+		}
+		l.Release(lat, o)
+	}
+	return func(next step[M]) step[M] {
+		return func(ctx context.Context, m M, at attempt) (end time.Time, err error) {
+			var start time.Time
+			// A free slot is taken without looking at ctx: asking a
+			// deadline context for Err reads the clock, and the sink sees
+			// ctx anyway.
+			if try != nil && try.TryAcquire() {
+				start = orNow(clock, at.now)
+			} else {
+				if err := acquire(ctx, l, at); err != nil {
+					return time.Time{}, waitErr(err)
+				}
+				start = clock.Now() // it may have waited
 			}
-			start := clock.Now()
-			if !room(ctx, start, min) {
-				l.Release(0, backpressure.Ignore)
-				return errNoBudget
+			if !at.room(ctx, start, min) {
+				release(start, 0, backpressure.Ignore)
+				return time.Time{}, errNoBudget
 			}
 			done := false
 			defer func() {
 				// Only reached without done if next panicked.
 				if !done {
-					l.Release(clock.Now().Sub(start), backpressure.Ignore)
+					end := clock.Now()
+					release(end, end.Sub(start), backpressure.Ignore)
 				}
 			}()
-			err = next(ctx, m)
+			at.now = start
+			end, err = next(ctx, m, at)
 			done = true
-			l.Release(clock.Now().Sub(start), outcome(ctx, classify, err))
-			return err
+			end = orNow(clock, end)
+			release(end, end.Sub(start), outcome(ctx, classify, err))
+			return end, err
 		}
 	}
+}
+
+// acquire waits for a slot of l, until ctx is done or the attempt's
+// deadline passes.
+func acquire(ctx context.Context, l backpressure.Limiter, at attempt) error {
+	if !at.dl.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = deadline.With(ctx, at.dl)
+		defer cancel()
+	}
+	return l.Acquire(ctx)
 }
 
 // outcome is what an attempt's error tells the limiter about load.
@@ -72,29 +114,32 @@ func Timeout[M any](d time.Duration, opts ...Opt) (Middleware[M], error) {
 	if err != nil {
 		return nil, err
 	}
-	return timeout[M](c, d), nil
+	return middleware(timeoutLayer[M](c, d)), nil
 }
 
-func timeout[M any](c *cfg, d time.Duration) Middleware[M] {
+func timeoutLayer[M any](c *cfg, d time.Duration) layer[M] {
 	clock, min := c.clock, c.minBudget
-	return func(next Handler[M]) Handler[M] {
-		return func(ctx context.Context, m M) error {
-			now := clock.Now()
-			if dl, ok := ctx.Deadline(); ok {
-				left := dl.Sub(now)
+	return func(next step[M]) step[M] {
+		return func(ctx context.Context, m M, at attempt) (time.Time, error) {
+			now := orNow(clock, at.now)
+			at.now = now
+			dl := now.Add(d)
+			if rec, ok := at.deadline(ctx); ok {
+				left := rec.Sub(now)
 				if left < min {
-					return errNoBudget
+					return time.Time{}, errNoBudget
 				}
 				if left <= d {
 					// The record's deadline is the tighter bound.
-					return next(ctx, m)
+					dl = rec
 				}
 			}
-			// No timer until the sink waits on Done: a sink that never
+			// One context for the record's deadline and the timeout; no
+			// timer until the sink waits on Done, so a sink that never
 			// blocks pays no timer at all.
-			ctx, cancel := deadline.With(ctx, now.Add(d))
+			ctx, cancel := deadline.With(ctx, dl)
 			defer cancel()
-			return next(ctx, m)
+			return next(ctx, m, at)
 		}
 	}
 }

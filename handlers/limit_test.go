@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/handlers"
@@ -164,5 +167,50 @@ func TestTimeoutCappedByBudget(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// countingClock counts the guards' clock reads.
+type countingClock struct {
+	*fakeClock
+	reads atomic.Int64
+}
+
+func (c *countingClock) Now() time.Time {
+	c.reads.Add(1)
+	return c.fakeClock.Now()
+}
+
+// TestGuardReadsTheClockTwicePerAttempt: the time of an attempt is read
+// once by the retry layer and passed down, and the end once by the limiter,
+// whatever guards sit between (the breaker, which reads the wall clock in
+// gobreaker, aside).
+func TestGuardReadsTheClockTwicePerAttempt(t *testing.T) {
+	clk := &countingClock{fakeClock: newFakeClock()}
+	lim, err := backpressure.NewAdaptive(backpressure.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := func(context.Context, msg) error { clk.Advance(time.Millisecond); return nil }
+	h := mustGuard(t, sink, handlers.WithClock(clk),
+		handlers.WithBudget(time.Minute),
+		handlers.WithRetry(handlers.RetryPolicy{}),
+		handlers.WithRateLimit(rate.Inf, 1),
+		handlers.WithLimiter(lim),
+		handlers.WithTimeout(time.Second))
+	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(time.Hour))
+	defer cancel()
+	const calls = 100
+	before := clk.reads.Load()
+	for range calls {
+		if err := h(ctx, msg{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := clk.reads.Load() - before; got != 2*calls {
+		t.Fatalf("%d clock reads for %d calls; want 2 each", got, calls)
+	}
+	if got := lim.InFlight(); got != 0 {
+		t.Fatalf("%d slots held after the calls", got)
 	}
 }

@@ -42,7 +42,7 @@ func newRateMW[M any](p ratePolicy, opts []Opt) (Middleware[M], error) {
 	if err != nil {
 		return nil, err
 	}
-	return rateLimit[M](rl), nil
+	return middleware(rateLayer[M](rl)), nil
 }
 
 type rateLimiter struct {
@@ -82,32 +82,33 @@ func (rl *rateLimiter) follow(now time.Time) {
 	rl.lim.SetBurstAt(now, max(rl.burst/int(n), 1))
 }
 
-// wait waits for the limiter to allow one attempt.
-func (rl *rateLimiter) wait(ctx context.Context) error {
-	now := rl.clock.Now()
+// wait waits for the limiter to allow one attempt; it returns the time
+// after the wait.
+func (rl *rateLimiter) wait(ctx context.Context, at attempt) (time.Time, error) {
+	now := orNow(rl.clock, at.now)
 	if rl.members != nil {
 		rl.follow(now)
 	}
 	if rl.lim.AllowN(now, 1) {
 		rl.observe(0)
-		return nil
+		return now, nil
 	}
 	r := rl.lim.ReserveN(now, 1)
 	if !r.OK() {
 		// Unreachable: burst is at least 1.
-		return errNoBudget
+		return now, errNoBudget
 	}
 	d := r.DelayFrom(now)
-	if !room(ctx, now, d+rl.min) {
+	if !at.room(ctx, now, d+rl.min) {
 		r.CancelAt(now)
-		return errNoBudget
+		return now, errNoBudget
 	}
 	if err := rl.clock.Sleep(ctx, d); err != nil {
 		r.CancelAt(rl.clock.Now())
-		return waitErr(err)
+		return now, waitErr(err)
 	}
 	rl.observe(d)
-	return nil
+	return rl.clock.Now(), nil
 }
 
 func (rl *rateLimiter) observe(d time.Duration) {
@@ -116,13 +117,15 @@ func (rl *rateLimiter) observe(d time.Duration) {
 	}
 }
 
-func rateLimit[M any](rl *rateLimiter) Middleware[M] {
-	return func(next Handler[M]) Handler[M] {
-		return func(ctx context.Context, m M) error {
-			if err := rl.wait(ctx); err != nil {
-				return err
+func rateLayer[M any](rl *rateLimiter) layer[M] {
+	return func(next step[M]) step[M] {
+		return func(ctx context.Context, m M, at attempt) (time.Time, error) {
+			now, err := rl.wait(ctx, at)
+			if err != nil {
+				return time.Time{}, err
 			}
-			return next(ctx, m)
+			at.now = now
+			return next(ctx, m, at)
 		}
 	}
 }

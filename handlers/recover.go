@@ -16,32 +16,34 @@ func Recover[M any](opts ...Opt) (Middleware[M], error) {
 	if err != nil {
 		return nil, err
 	}
-	return recoverMW[M](c), nil
+	return middleware(recoverLayer[M](c)), nil
 }
 
-func recoverMW[M any](c *cfg) Middleware[M] {
+func recoverLayer[M any](c *cfg) layer[M] {
 	name, logger, clock, hooks := c.name, c.logger, c.clock, &c.hooks
-	return func(next Handler[M]) Handler[M] {
-		return func(ctx context.Context, m M) (err error) {
+	return func(next step[M]) step[M] {
+		return func(ctx context.Context, m M, at attempt) (end time.Time, err error) {
+			hooked := len(hooks.attempt) > 0
 			var start time.Time
-			if len(hooks.attempt) > 0 {
-				start = clock.Now()
+			if hooked {
+				start = orNow(clock, at.now)
 			}
 			defer func() {
 				if v := recover(); v != nil {
 					stack := debug.Stack()
 					logger.ErrorContext(ctx, "sink panicked", "sink", name, "panic", v, "stack", string(stack))
-					now := clock.Now()
-					err = &FailureError{Class: ClassPanic, Attempts: 1, First: now, Last: now, Err: &PanicError{Value: v, Stack: stack}}
+					end = clock.Now()
+					err = &FailureError{Class: ClassPanic, Attempts: 1, First: end, Last: end, Err: &PanicError{Value: v, Stack: stack}}
 				}
-				if len(hooks.attempt) > 0 {
-					lat := clock.Now().Sub(start)
+				if hooked {
+					end = orNow(clock, end)
+					lat := end.Sub(start)
 					for _, h := range hooks.attempt {
 						h.OnAttempt(name, lat, err)
 					}
 				}
 			}()
-			return next(ctx, m)
+			return next(ctx, m, at)
 		}
 	}
 }

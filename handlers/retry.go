@@ -5,7 +5,10 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/sluice-go/sluice/internal/deadline"
 )
 
 // RetryPolicy configures retries of transient errors. Zero fields take their
@@ -74,7 +77,7 @@ func Retry[M any](p RetryPolicy, opts ...Opt) (Middleware[M], error) {
 	if err != nil {
 		return nil, err
 	}
-	return retry[M](r), nil
+	return func(next Handler[M]) Handler[M] { return retry(r, sinkStep(next), false) }, nil
 }
 
 type retrier struct {
@@ -89,6 +92,12 @@ type retrier struct {
 	cap      time.Duration
 	budget   *retryBudget // nil: unlimited
 	health   health       // the sink's breaker, if the chain has one
+	// within is Guard's WithBudget, applied here so that the deadline it
+	// sets costs no clock read of its own; 0: none. passBudget: a timeout
+	// layer follows, and the deadline goes down in the attempt instead of
+	// a context of its own.
+	within     time.Duration
+	passBudget bool
 
 	mu  sync.Mutex
 	rnd *rand.Rand
@@ -177,91 +186,107 @@ func (r *retrier) backoff(n int) time.Duration {
 	return time.Duration(d)
 }
 
-func retry[M any](r *retrier) Middleware[M] {
-	return func(next Handler[M]) Handler[M] {
-		return func(ctx context.Context, m M) error {
-			if r.budget != nil {
-				r.budget.deposit()
+// retry is the retry layer around next, the layers below it. needNow: a
+// layer below uses the time, so it is read at the start of every attempt
+// and passed down.
+func retry[M any](r *retrier, next step[M], needNow bool) Handler[M] {
+	return func(ctx context.Context, m M) error {
+		if r.budget != nil {
+			r.budget.deposit()
+		}
+		// The clock is read only when needed: on a virtual machine a
+		// read can cost more than the rest of this layer.
+		var start, now time.Time
+		dl, hasDeadline := ctx.Deadline()
+		if needNow || hasDeadline || r.within > 0 || len(r.hooks.outcome) > 0 {
+			start = r.clock.Now()
+			now = start
+		}
+		var at attempt
+		if r.within > 0 {
+			if b := now.Add(r.within); !hasDeadline || b.Before(dl) {
+				dl, hasDeadline = b, true
+				if r.passBudget {
+					// The timeout layer puts it in the attempt's context.
+					at.dl = b
+				} else {
+					var cancel context.CancelFunc
+					ctx, cancel = deadline.With(ctx, b) // no timer until someone waits
+					defer cancel()
+				}
 			}
-			// The clock is read only when needed: on a virtual machine a
-			// read can cost more than the rest of this layer.
-			var start, now time.Time
-			_, hasDeadline := ctx.Deadline()
-			if hasDeadline || len(r.hooks.outcome) > 0 {
-				start = r.clock.Now()
-				now = start
+		}
+		t := tally{}
+		if r.health != nil {
+			t.since = r.health.mark()
+			t.prev = t.since
+		}
+		for {
+			if hasDeadline && now.Add(r.min).After(dl) {
+				return r.give(ClassDeadline, &t, start, now)
 			}
-			t := tally{}
+			at.now = now
+			end, err := next(ctx, m, at)
+			if err == nil {
+				r.report(OutcomeOK, t.attempts+1, start)
+				return nil
+			}
+			now = orNow(r.clock, end)
+			if errors.Is(ctx.Err(), context.Canceled) {
+				r.report(OutcomeCanceled, t.attempts, start)
+				return err
+			}
+			if errors.Is(err, errNoBudget) {
+				return r.give(ClassDeadline, &t, start, now)
+			}
+			t.failed(err, now)
 			if r.health != nil {
-				t.since = r.health.mark()
-				t.prev = t.since
+				if r.health.answeredSince(t.prev) {
+					t.run = 1
+				} else {
+					t.run++
+				}
 			}
-			for {
-				if hasDeadline && !room(ctx, now, r.min) {
-					return r.give(ClassDeadline, &t, start, now)
+			if ctx.Err() != nil || hasDeadline && !now.Before(dl) {
+				return r.give(ClassDeadline, &t, start, now)
+			}
+			v := verdict(r.classify, err)
+			if v.Permanent {
+				return r.give(finalClass(err), &t, start, now)
+			}
+			exhausted := t.attempts-t.spent >= r.max
+			if exhausted && !r.inOutage(&t) {
+				class := ClassExhausted
+				if !r.enabled {
+					class = ClassError
 				}
-				err := next(ctx, m)
-				if err == nil {
-					r.report(OutcomeOK, t.attempts+1, start)
-					return nil
-				}
+				return r.give(class, &t, start, now)
+			}
+			delay := v.RetryAfter
+			if delay <= 0 {
+				delay = r.backoff(t.attempts)
+			}
+			if hasDeadline && now.Add(r.min+delay).After(dl) {
+				return r.give(ClassDeadline, &t, start, now)
+			}
+			if !exhausted && r.budget != nil && !r.budget.withdraw(now) && !r.inOutage(&t) {
+				return r.give(ClassBudget, &t, start, now)
+			}
+			for _, h := range r.hooks.retry {
+				h.OnRetry(r.name, t.attempts, delay, err)
+			}
+			if r.health != nil {
+				t.prev = r.health.mark() // the next backoff's start
+			}
+			if err := r.clock.Sleep(ctx, delay); err != nil {
 				now = r.clock.Now()
-				if errors.Is(ctx.Err(), context.Canceled) {
+				if errors.Is(err, context.Canceled) {
 					r.report(OutcomeCanceled, t.attempts, start)
 					return err
 				}
-				if errors.Is(err, errNoBudget) {
-					return r.give(ClassDeadline, &t, start, now)
-				}
-				t.failed(err, now)
-				if r.health != nil {
-					if r.health.answeredSince(t.prev) {
-						t.run = 1
-					} else {
-						t.run++
-					}
-				}
-				if ctx.Err() != nil {
-					return r.give(ClassDeadline, &t, start, now)
-				}
-				v := verdict(r.classify, err)
-				if v.Permanent {
-					return r.give(finalClass(err), &t, start, now)
-				}
-				exhausted := t.attempts-t.spent >= r.max
-				if exhausted && !r.inOutage(&t) {
-					class := ClassExhausted
-					if !r.enabled {
-						class = ClassError
-					}
-					return r.give(class, &t, start, now)
-				}
-				delay := v.RetryAfter
-				if delay <= 0 {
-					delay = r.backoff(t.attempts)
-				}
-				if !room(ctx, now, r.min+delay) {
-					return r.give(ClassDeadline, &t, start, now)
-				}
-				if !exhausted && r.budget != nil && !r.budget.withdraw(now) && !r.inOutage(&t) {
-					return r.give(ClassBudget, &t, start, now)
-				}
-				for _, h := range r.hooks.retry {
-					h.OnRetry(r.name, t.attempts, delay, err)
-				}
-				if r.health != nil {
-					t.prev = r.health.mark() // the next backoff's start
-				}
-				if err := r.clock.Sleep(ctx, delay); err != nil {
-					now = r.clock.Now()
-					if errors.Is(err, context.Canceled) {
-						r.report(OutcomeCanceled, t.attempts, start)
-						return err
-					}
-					return r.give(ClassDeadline, &t, start, now)
-				}
-				now = r.clock.Now()
+				return r.give(ClassDeadline, &t, start, now)
 			}
+			now = r.clock.Now()
 		}
 	}
 }
@@ -343,6 +368,10 @@ type retryBudget struct {
 	mu     sync.Mutex
 	tokens float64
 	last   time.Time
+	// full is set while tokens == burst, so that deposits into a full
+	// bucket (the healthy case: nothing is being retried) only read it,
+	// without taking the lock that every record would otherwise share.
+	full atomic.Bool
 }
 
 func newRetryBudget(p RetryBudget, now time.Time) *retryBudget {
@@ -355,7 +384,9 @@ func newRetryBudget(p RetryBudget, now time.Time) *retryBudget {
 	if p.Burst == 0 {
 		p.Burst = max(10*p.PerSecond, 1)
 	}
-	return &retryBudget{ratio: p.Ratio, perSecond: p.PerSecond, burst: p.Burst, tokens: p.Burst, last: now}
+	b := &retryBudget{ratio: p.Ratio, perSecond: p.PerSecond, burst: p.Burst, tokens: p.Burst, last: now}
+	b.full.Store(true)
+	return b
 }
 
 // refill adds the floor's tokens for the time since the last call; b.mu is
@@ -370,8 +401,12 @@ func (b *retryBudget) refill(now time.Time) {
 // deposit adds a record's share. The floor's refill waits for the next
 // withdrawal, so a deposit needs no clock read.
 func (b *retryBudget) deposit() {
+	if b.full.Load() {
+		return
+	}
 	b.mu.Lock()
 	b.tokens = min(b.burst, b.tokens+b.ratio)
+	b.full.Store(b.tokens >= b.burst)
 	b.mu.Unlock()
 }
 
@@ -383,5 +418,6 @@ func (b *retryBudget) withdraw(now time.Time) bool {
 		return false
 	}
 	b.tokens--
+	b.full.Store(false)
 	return true
 }
