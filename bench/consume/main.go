@@ -66,6 +66,7 @@ var (
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the consuming runs (not the produce) to this file")
 	memProfile = flag.String("memprofile", "", "write a heap profile to this file when the first consumer run is half done")
 	work       = flag.Int("work", 2, "the -work modes hash each record's value this many times (SHA-256), standing for a handler's own work")
+	decisions  = flag.Bool("decisions", false, "print the adaptive limiter's decisions of the guarded modes")
 )
 
 const topic = "bench"
@@ -446,7 +447,11 @@ func (c *counter) add(n int64) {
 
 // guard wraps sink in every guard, as the DESIGN target asks.
 func guard[M any](sink handlers.Handler[M]) (handlers.Handler[M], error) {
-	limiter, err := backpressure.NewAdaptive()
+	var opts []backpressure.AdaptiveOpt
+	if *decisions {
+		opts = append(opts, backpressure.WithObserver(printer{}))
+	}
+	limiter, err := backpressure.NewAdaptive(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -459,6 +464,16 @@ func guard[M any](sink handlers.Handler[M]) (handlers.Handler[M], error) {
 		handlers.WithLimiter(limiter),
 		handlers.WithTimeout(10*time.Second),
 	)
+}
+
+// printer prints an adaptive limiter's decisions.
+type printer struct{}
+
+func (printer) LimitChanged(int)    {}
+func (printer) InFlightChanged(int) {}
+func (printer) Decided(d backpressure.Decision) {
+	fmt.Printf("  %s %-10s limit %4d n %6.1f max %4d q %v base %v x %.0f/s\n", d.At.Format("15:04:05.000"), d.Reason, d.Limit,
+		d.InFlight, d.MaxInFlight, d.Latency, d.Baseline, d.Throughput)
 }
 
 type noopHandler struct {
