@@ -62,7 +62,8 @@ const (
 	// exploreFirst and exploreMax bound how many windows the limit is held
 	// at saturation before a step up tests whether more concurrency pays;
 	// the gap doubles after every step that did not.
-	rebaseProbe  = 0.125 // see rebaseline
+	rebaseProbe  = 0.125                 // see rebaseline
+	latencyFloor = 50 * time.Microsecond // see ratio
 	exploreFirst = 8
 	exploreMax   = 64
 )
@@ -443,6 +444,17 @@ func (c *controller) onOverload(now time.Time, pt point, frac float64) Reason {
 
 func (c *controller) endRun() { c.run = c.run[:0] }
 
+// ratio is latency q over the baseline, taken as 1 while they differ by
+// less than latencyFloor: a caller's scheduling moves the latency of a call
+// by tens of microseconds whatever the downstream does, so the latency of
+// a sink that takes microseconds says nothing about its load.
+func (c *controller) ratio(q float64) float64 {
+	if math.Abs(q-c.baseline) < float64(latencyFloor) {
+		return 1
+	}
+	return q / c.baseline
+}
+
 // setBase takes window pt's latency as the no-load latency.
 func (c *controller) setBase(pt point) { c.baseline = pt.q }
 
@@ -480,7 +492,7 @@ func (c *controller) grow(factor float64) {
 // onWindow applies the rules to a window at the learned limit.
 func (c *controller) onWindow(now time.Time, pt point) Reason {
 	sat := pt.sat
-	if pt.q < c.baseline/c.tol {
+	if c.ratio(pt.q) < 1/c.tol {
 		// A whole window well below the no-load latency: the downstream got
 		// faster. One sample never does this; a window quantile may.
 		c.setBase(pt)
@@ -496,14 +508,14 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 			// downstream changed in between). Restore the old baseline and
 			// cut, at most by half, starting a run the next window tests.
 			c.baseline = c.verifyOld
-			if r := pt.q / c.baseline; r > c.tol {
+			if r := c.ratio(pt.q); r > c.tol {
 				c.startRun(pt)
 				c.cut(pt, r, 0)
 				return ReasonCut
 			}
 		}
 	}
-	r := pt.q / c.baseline
+	r := c.ratio(pt.q)
 	if len(c.run) > 0 {
 		if reason, ok := c.onRun(now, pt, r); ok {
 			return reason
@@ -635,7 +647,7 @@ func (c *controller) onRun(now time.Time, pt point, r float64) (Reason, bool) {
 		c.endRun()
 		return "", false
 	}
-	if pt.n*math.Max(maxCut, c.mid/r) >= c.runFloor || c.runFloor <= pt.n*(1-evalStep) {
+	if c.lim > c.minL && (pt.n*math.Max(maxCut, c.mid/r) >= c.runFloor || c.runFloor <= pt.n*(1-evalStep)) {
 		c.cut(pt, r, c.runFloor)
 		c.run = append(c.run, pt)
 		return ReasonCut, true

@@ -2,6 +2,7 @@ package backpressure
 
 import (
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -344,5 +345,35 @@ func TestAdaptiveSeesThroughSurvivorshipBias(t *testing.T) {
 	d := h.rec.decisions[start]
 	if d.Reason != ReasonCut || d.Limit >= before || !near(d.Latency, 40*ms) {
 		t.Fatalf("got %s to %d (from %d) on latency %v, want a cut on about 40ms", d.Reason, d.Limit, before, d.Latency)
+	}
+}
+
+// TestAdaptiveMicrosecondSinkIsNotThrottledByScheduling is the regression
+// test of a no-op sink behind the guards of a consumer (bench/consume's
+// guarded mode): calls of a few microseconds whose latency the caller's
+// scheduling moves by several times drove the limit to 1, and every caller
+// then queued for it. Latency differences under 50us are not a load signal.
+func TestAdaptiveMicrosecondSinkIsNotThrottledByScheduling(t *testing.T) {
+	h := newHarness(t, Window(time.Millisecond, 100))
+	r := rand.New(rand.NewPCG(1, 2))
+	ds := h.drive(3, func(int) time.Duration {
+		return time.Duration(2+r.IntN(20)) * time.Microsecond
+	}, Success, 40)
+	for _, d := range ds[2:] {
+		if d.Limit < 3 {
+			t.Fatalf("limit %d below the demand of 3: %v %v", d.Limit, limits(ds), reasons(ds))
+		}
+	}
+}
+
+// TestAdaptiveAtTheMinimumLimitDoesNotKeepCutting: a run of cuts that
+// reached MinLimit with latency still high cannot cut further; it tests the
+// other hypothesis (the latency is the new no-load latency) upwards.
+func TestAdaptiveAtTheMinimumLimitDoesNotKeepCutting(t *testing.T) {
+	h := newHarness(t, InitialLimit(2), MinLimit(2))
+	h.settle(2, flat(10*ms))
+	ds := h.drive(2, flat(30*ms), Success, 6)
+	if !slices.Contains(reasons(ds), ReasonRebaseline) {
+		t.Fatalf("no rebaseline at the minimum limit: %v %v", reasons(ds), limits(ds))
 	}
 }

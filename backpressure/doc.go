@@ -74,7 +74,10 @@
 // Steps the windows cannot resolve are judged by latency alone, as are all
 // steps of a caller too slow to fill its windows with completions.
 //
-// The baseline B is the no-load latency quantile. With r = q/B and the
+// The baseline B is the no-load latency quantile. With r = q/B (taken as 1
+// while q and B differ by less than 50 microseconds: scheduling moves a
+// call's latency by that much whatever the downstream does, so the latency
+// of a sink that takes microseconds says nothing about its load) and the
 // [Tolerance] t (default 1.2), each window is judged by the first rule that
 // applies:
 //
