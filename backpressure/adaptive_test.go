@@ -356,8 +356,16 @@ func TestAdaptiveSeesThroughSurvivorshipBias(t *testing.T) {
 func TestAdaptiveMicrosecondSinkIsNotThrottledByScheduling(t *testing.T) {
 	h := newHarness(t, Window(time.Millisecond, 100))
 	r := rand.New(rand.NewPCG(1, 2))
+	calls := 0
 	ds := h.drive(3, func(int) time.Duration {
-		return time.Duration(2+r.IntN(20)) * time.Microsecond
+		// Stretches of calls three times slower than others, as when the
+		// caller's goroutines wait for a core.
+		calls++
+		us := 2 + r.IntN(3)
+		if calls/300%2 == 1 {
+			us *= 3
+		}
+		return time.Duration(us) * time.Microsecond
 	}, Success, 40)
 	for _, d := range ds[2:] {
 		if d.Limit < 3 {
