@@ -47,6 +47,9 @@ func (c *Consumer) commitLoop(ctx context.Context) {
 		for _, p := range ps {
 			p.observeProgress(now)
 		}
+		if c.txn != nil {
+			continue // offsets commit with the transactions
+		}
 		if failed := c.commit(ctx, ps, commitTimeout); len(failed) > 0 {
 			err := firstErr(failed)
 			c.log.Warn("commit failed; the next commit retries", "partitions", len(failed), "err", err)

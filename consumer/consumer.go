@@ -39,6 +39,7 @@ type Consumer struct {
 	hooks hooks
 	cl    *kgo.Client
 	flow  *flow
+	txn   *txnState // exactly-once mode; nil: at least once
 
 	// workCtx is the parent of every partition's work context; Stop
 	// cancels it.
@@ -169,12 +170,26 @@ func New(opts ...Opt) (*Consumer, error) {
 	c.auth = newAuthWatch(c.cfg.authFailures)
 	// The client is created without topics, so the group is not joined
 	// until Run adds them.
-	cl, err := kgo.NewClient(c.cfg.clientOpts(c)...)
+	var cl *kgo.Client
+	if c.cfg.eos != nil {
+		cl, c.txn, err = newTxnClient(c.cfg.clientOpts(c))
+	} else {
+		cl, err = kgo.NewClient(c.cfg.clientOpts(c)...)
+	}
 	if err != nil {
 		c.cancelWork()
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	c.cl = cl
+	if c.cfg.eos != nil {
+		for _, w := range c.cfg.eos.writers {
+			if err := w.InTransactions(cl); err != nil {
+				cl.Close()
+				c.cancelWork()
+				return nil, &ConfigError{Field: "ExactlyOnce", Reason: fmt.Sprintf("writer %T: %v", w, err), Err: err}
+			}
+		}
+	}
 	c.flow = newFlow(&c.cfg, cl, c.hooks)
 	sasls, _ := cl.OptValue(kgo.SASL).([]sasl.Mechanism)
 	c.conns.mu.Lock()

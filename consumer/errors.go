@@ -91,7 +91,7 @@ func (l *errLog) size() int {
 // fetchError logs a fetch error at most every fetchErrorEvery per partition
 // and error.
 func (c *Consumer) fetchError(topic string, partition int32, err error) {
-	if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
 		return
 	}
 	tp := pipeline.TopicPartition{Topic: topic, Partition: partition}

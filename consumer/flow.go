@@ -3,6 +3,7 @@ package consumer
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluice-go/sluice/pipeline"
 )
@@ -57,6 +58,12 @@ type flow struct {
 
 	memMu   sync.Mutex
 	members map[*partition]struct{} // partitions added and not yet removed
+
+	// A barrier (exactly-once mode) waits for every fetched record to be
+	// handed over and settled: while it waits, settles give their room
+	// back at once and kick it.
+	barrier atomic.Bool
+	kick    chan struct{} // cap 1
 }
 
 func newFlow(c *cfg, fetches fetchPauser, hs hooks) *flow {
@@ -68,6 +75,7 @@ func newFlow(c *cfg, fetches fetchPauser, hs hooks) *flow {
 		hooks:     hs,
 		blocked:   make(map[*partition]struct{}),
 		members:   make(map[*partition]struct{}),
+		kick:      make(chan struct{}, 1),
 	}
 }
 
@@ -79,7 +87,30 @@ func (f *flow) buffered() (records, bytes int64) {
 // waiting reports whether anyone waits for room that a settle frees: a
 // paused fetch or a blocked feeder.
 func (f *flow) waiting(p *partition) bool {
-	return p.paused.Load() || f.allPaused.Load() || f.blockedN.Load() > 0
+	return p.paused.Load() || f.allPaused.Load() || f.blockedN.Load() > 0 || f.barrier.Load()
+}
+
+// waitIdle waits until every fetched record was handed over and settled,
+// for at most timeout or until stop is closed, and reports whether it got
+// there.
+func (f *flow) waitIdle(timeout time.Duration, stop <-chan struct{}) bool {
+	f.barrier.Store(true)
+	defer f.barrier.Store(false)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		f.flushAll()
+		if records, _ := f.buffered(); records == 0 {
+			return true
+		}
+		select {
+		case <-f.kick:
+		case <-t.C:
+			return false
+		case <-stop:
+			return false
+		}
+	}
 }
 
 // add makes p a member: its fetches pause at once if the consumer-wide mark
@@ -119,6 +150,17 @@ func (f *flow) remove(ps []*partition) {
 	f.resumeAllLocked()
 	f.pauseMu.Unlock()
 	f.wakeBlocked()
+	f.kickBarrier()
+}
+
+// kickBarrier tells a waiting barrier that work was given back.
+func (f *flow) kickBarrier() {
+	if f.barrier.Load() {
+		select {
+		case f.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // afterFetch pauses fetching of partitions whose buffered work reached the
@@ -148,6 +190,7 @@ func (f *flow) released(p *partition) {
 		f.maybeResume(p)
 	}
 	f.wakeBlocked()
+	f.kickBarrier()
 }
 
 // maybeResume resumes fetching p, or every partition, once buffered work

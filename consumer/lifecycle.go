@@ -45,7 +45,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.commitLoop(commitCtx)
 	}()
 
-	c.log.Info("consumer starting", "topics", c.cfg.topics, "brokers", c.cfg.brokers)
+	c.log.Info("consumer starting", "topics", c.cfg.topics, "brokers", c.cfg.brokers, "exactly_once", c.txn != nil)
+	if c.txn != nil {
+		if err := c.beginTxn(); err != nil {
+			c.fail(err)
+		}
+	}
 	c.cl.AddConsumeTopics(c.cfg.topics...)
 	// poll returns with rebalances held (BlockRebalanceOnPoll): a
 	// rebalance that another member starts now cannot take this member
@@ -89,6 +94,9 @@ func (c *Consumer) drainForShutdown() error {
 		all[tp.Topic] = append(all[tp.Topic], tp.Partition)
 	}
 	c.mu.Unlock()
+	if c.txn != nil {
+		return c.shutdownTxn(all)
+	}
 	ps := c.disown(all)
 	if len(ps) == 0 {
 		return nil
@@ -186,6 +194,11 @@ func (c *Consumer) poll(ctx context.Context) {
 	var touched []*partition
 	for {
 		pollCtx, wake := context.WithCancel(ctx)
+		if due := c.pollDeadline(); !due.IsZero() {
+			// Wake for the transaction's barrier even if nothing
+			// arrives: its outputs are invisible until it commits.
+			pollCtx, wake = context.WithDeadline(ctx, due)
+		}
 		c.resetMu.Lock()
 		c.wakePoll = wake
 		c.resetMu.Unlock()
@@ -225,6 +238,7 @@ func (c *Consumer) poll(ctx context.Context) {
 		c.flow.afterFetch(touched)
 		c.cl.AllowRebalance()
 		c.resetRecreated()
+		c.maybeBarrier()
 	}
 }
 

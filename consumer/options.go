@@ -72,6 +72,8 @@ type cfg struct {
 	fetchWait time.Duration
 
 	authFailures int
+
+	eos *eosCfg // exactly-once mode; nil: at least once
 }
 
 type saslCfg struct{ mechanism, user, pass string }
@@ -325,6 +327,9 @@ func (c *cfg) validate() error {
 			return bad("Topics", "topic %d is empty", i)
 		}
 	}
+	if err := c.validateEOS(); err != nil {
+		return err
+	}
 	for _, s := range c.sasl {
 		switch s.mechanism {
 		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
@@ -383,5 +388,6 @@ func (c *cfg) clientOpts(cs *Consumer) []kgo.Opt {
 	if c.tls != nil {
 		opts = append(opts, kgo.DialTLSConfig(c.tls.Clone()))
 	}
+	opts = append(opts, c.eosClientOpts()...)
 	return append(opts, c.kgoOpts...)
 }

@@ -57,6 +57,17 @@ func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 	if len(ps) == 0 {
 		return
 	}
+	if c.txn != nil {
+		// The transaction in progress aborts (the session saw the
+		// revoke): the partitions' work since the last commit is
+		// discarded and their next owner does it again, so there is
+		// nothing to drain.
+		c.retire(ps)
+		tps := partitionsOf(ps)
+		c.log.Info("partitions revoked; the transaction in progress will abort", "partitions", tpStrings(tps))
+		each(c.hooks, func(h HookRevoked) { h.OnRevoked(tps, 0, false) })
+		return
+	}
 	began := time.Now()
 	timedOut := c.drain(ps)
 	took := time.Since(began)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -105,6 +106,7 @@ type Publisher struct {
 	cfg     pubCfg
 	cl      *kgo.Client
 	own     bool
+	txn     atomic.Pointer[kgo.Client] // the consumer's, in exactly-once mode
 	adm     *kadm.Client
 	written []HookWritten
 	failed  []HookWriteFailed
@@ -251,10 +253,33 @@ func (p *Publisher) write(ctx context.Context, dl pipeline.DeadLetter, info *Wri
 // limit of the client a Publisher creates.
 const DefaultMaxMessageBytes = 1_048_588
 
+// InTransactions makes the Publisher write dead letters through cl, inside
+// the consumer's transactions (consumer.ExactlyOnce; it implements
+// consumer.TxnWriter): a record's dead letter then commits with its offset,
+// and a transaction that aborts takes its dead letters with it, so that a
+// read_committed reader sees each dead letter once. Its own client, if it
+// has one, still creates topics (AutoCreate). Give the consumer the option
+// consumer.ClientOpts(kgo.RecordPartitioner(dlq.Partitioner(nil))) to keep
+// each source partition's dead letters in order, as with Client.
+func (p *Publisher) InTransactions(cl *kgo.Client) error {
+	if err := checkDurable(cl); err != nil {
+		return err
+	}
+	if id, _ := cl.OptValue(kgo.TransactionalID).(string); id == "" {
+		return &ConfigError{Field: "InTransactions", Reason: "the client has no transactional ID"}
+	}
+	p.txn.Store(cl)
+	return nil
+}
+
 // produce writes rec and waits for its acknowledgement or ctx.
 func (p *Publisher) produce(ctx context.Context, rec *kgo.Record) error {
+	cl := p.cl
+	if txn := p.txn.Load(); txn != nil {
+		cl = txn
+	}
 	done := make(chan error, 1) // the promise never blocks, even after we stop waiting
-	p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
 	select {
 	case err := <-done:
 		return err

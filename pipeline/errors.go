@@ -94,3 +94,32 @@ func (e *Env) Catch(f func() error) (err error) {
 	}()
 	return f()
 }
+
+// ErrPermanent is matched (errors.Is) by errors marked with Permanent.
+var ErrPermanent = errors.New("pipeline: permanent error")
+
+// Permanent marks err as permanent: retrying cannot help (bad input, a
+// record its destination refuses). It is a Failure of class
+// ClassPermanent, so guards do not retry it and the pipeline dead-letters
+// the record with that class. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string        { return e.err.Error() }
+func (e *permanentError) Unwrap() error        { return e.err }
+func (e *permanentError) Is(target error) bool { return target == ErrPermanent }
+
+// FailureClass is ClassPermanent.
+func (e *permanentError) FailureClass() string { return ClassPermanent }
+
+// FailureAttempts is 1.
+func (e *permanentError) FailureAttempts() int { return 1 }
+
+// FailureTimes are unknown: the pipeline uses the time it gave up.
+func (e *permanentError) FailureTimes() (first, last time.Time) { return time.Time{}, time.Time{} }

@@ -1,0 +1,338 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-go/sluice/pipeline"
+)
+
+// Output is one record a message becomes.
+type Output struct {
+	// Topic is where the record goes. Required.
+	Topic string
+	// Key and Value are the record's. A nil Key spreads records over
+	// partitions; records with the same key go to the same partition, in
+	// the order they are written.
+	Key, Value []byte
+	// Headers are the record's headers. The writer adds the input record's
+	// trace context (traceparent, tracestate) when they do not set it, and
+	// the provenance header when the Provenance option asks for it.
+	Headers []pipeline.Header
+}
+
+// Route turns a message into the records it becomes: none (the message is
+// settled with nothing written), one, or many. It must not keep m or the
+// returned slices. An error means the message cannot be written: it is
+// permanent (pipeline.Permanent), so the message is dead-lettered.
+type Route[T any] func(m pipeline.Message[T]) ([]Output, error)
+
+// DefaultProvenanceHeader is the header the Provenance option adds unless it
+// names another.
+const DefaultProvenanceHeader = "sluice.source"
+
+// DefaultProduceTimeout bounds how long a message waits for its outputs to
+// be acknowledged, unless ProduceTimeout says otherwise.
+const DefaultProduceTimeout = 30 * time.Second
+
+// Opt configures a Writer.
+type Opt interface{ apply(*cfg) }
+
+type optFunc func(*cfg)
+
+func (f optFunc) apply(c *cfg) { f(c) }
+
+type cfg struct {
+	client     *kgo.Client
+	brokers    []string
+	clientOpts []kgo.Opt
+	provenance string
+	timeout    time.Duration
+}
+
+// Brokers makes the Writer create its own client, seeded with addrs, with
+// acks=all and the idempotent producer (franz-go's defaults, which New
+// checks). Close closes it. Leave Brokers and Client out to write only in
+// the consumer's transactions (consumer.ExactlyOnce).
+func Brokers(addrs ...string) Opt {
+	return optFunc(func(c *cfg) { c.brokers = append(c.brokers, addrs...) })
+}
+
+// ClientOpts adds options (SASL, TLS, client ID, compression, kotel
+// tracing) to the client that Brokers creates. Options that weaken
+// durability (acks below all, no idempotence) are rejected by NewWriter.
+func ClientOpts(opts ...kgo.Opt) Opt {
+	return optFunc(func(c *cfg) { c.clientOpts = append(c.clientOpts, opts...) })
+}
+
+// Client makes the Writer produce through cl instead of creating a client;
+// cl must use acks=all and the idempotent producer. Close does not close it.
+func Client(cl *kgo.Client) Opt { return optFunc(func(c *cfg) { c.client = cl }) }
+
+// Provenance adds a header to every output naming the input record it came
+// from, as "topic/partition@offset" (one per input record for a message of
+// many, such as a window). header "" means DefaultProvenanceHeader. Default:
+// no such header.
+func Provenance(header string) Opt {
+	return optFunc(func(c *cfg) {
+		if header == "" {
+			header = DefaultProvenanceHeader
+		}
+		c.provenance = header
+	})
+}
+
+// ProduceTimeout bounds how long a message waits for its outputs to be
+// acknowledged, overriding DefaultProduceTimeout (30s); the message's own
+// deadline wins when it is earlier. When it passes the sink returns a
+// transient error (retried by the guards, or by the pipeline): outputs that
+// land later are written twice in at-least-once mode, and discarded with
+// their aborted transaction in exactly-once mode.
+func ProduceTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.timeout = d }) }
+
+// ErrConfig is wrapped by every configuration error of NewWriter.
+var ErrConfig = errors.New("kafka sink: invalid configuration")
+
+// ConfigError names the option that is wrong.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("kafka sink: %s: %s", e.Field, e.Reason) }
+
+// Unwrap ties the error to ErrConfig.
+func (e *ConfigError) Unwrap() error { return ErrConfig }
+
+// ErrNoClient is returned by a sink whose Writer has no client: it was
+// given neither Brokers nor Client and was not passed to
+// consumer.ExactlyOnce.
+var ErrNoClient = errors.New("kafka sink: the writer has no client: give it Brokers or Client, or pass it to consumer.ExactlyOnce")
+
+// Writer produces the outputs of Kafka sinks: at least once through a
+// client of its own (or one given), or exactly once inside the consumer's
+// transactions once passed to consumer.ExactlyOnce. It is safe for
+// concurrent use; many sinks may share one.
+type Writer struct {
+	cfg cfg
+	cl  *kgo.Client // at least once
+	own bool
+	txn atomic.Pointer[kgo.Client] // the consumer's transactional client
+
+	closeOnce sync.Once
+}
+
+// NewWriter validates the options and returns a Writer.
+func NewWriter(opts ...Opt) (*Writer, error) {
+	c := cfg{timeout: DefaultProduceTimeout}
+	for _, o := range opts {
+		if o == nil {
+			return nil, &ConfigError{Field: "Opt", Reason: "nil option"}
+		}
+		o.apply(&c)
+	}
+	switch {
+	case c.client != nil && (len(c.brokers) > 0 || len(c.clientOpts) > 0):
+		return nil, &ConfigError{Field: "Client", Reason: "conflicts with Brokers and ClientOpts"}
+	case len(c.clientOpts) > 0 && len(c.brokers) == 0:
+		return nil, &ConfigError{Field: "ClientOpts", Reason: "need Brokers"}
+	case c.timeout <= 0:
+		return nil, &ConfigError{Field: "ProduceTimeout", Reason: fmt.Sprintf("must be positive, got %v", c.timeout)}
+	}
+	for i, b := range c.brokers {
+		if b == "" {
+			return nil, &ConfigError{Field: "Brokers", Reason: fmt.Sprintf("address %d is empty", i)}
+		}
+	}
+	w := &Writer{cfg: c, cl: c.client}
+	if len(c.brokers) > 0 {
+		base := []kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.RequiredAcks(kgo.AllISRAcks())}
+		cl, err := kgo.NewClient(append(base, c.clientOpts...)...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka sink: new client: %w", err)
+		}
+		w.cl, w.own = cl, true
+	}
+	if w.cl != nil {
+		if err := checkDurable(w.cl); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// checkDurable rejects a client that could lose an acknowledged output.
+func checkDurable(cl *kgo.Client) error {
+	if acks, _ := cl.OptValue(kgo.RequiredAcks).(kgo.Acks); acks != kgo.AllISRAcks() {
+		return &ConfigError{Field: "Client", Reason: "producer must use acks=all (kgo.RequiredAcks(kgo.AllISRAcks()))"}
+	}
+	if off, _ := cl.OptValue(kgo.DisableIdempotentWrite).(bool); off {
+		return &ConfigError{Field: "Client", Reason: "producer must be idempotent (drop kgo.DisableIdempotentWrite)"}
+	}
+	return nil
+}
+
+// InTransactions makes the Writer produce through cl inside the consumer's
+// transactions (it implements consumer.TxnWriter; consumer.ExactlyOnce
+// calls it). From then on its own client, if any, is not used.
+func (w *Writer) InTransactions(cl *kgo.Client) error {
+	if err := checkDurable(cl); err != nil {
+		return err
+	}
+	if id, _ := cl.OptValue(kgo.TransactionalID).(string); id == "" {
+		return &ConfigError{Field: "InTransactions", Reason: "the client has no transactional ID"}
+	}
+	w.txn.Store(cl)
+	return nil
+}
+
+// Transactional reports whether the Writer writes inside the consumer's
+// transactions.
+func (w *Writer) Transactional() bool { return w.txn.Load() != nil }
+
+// Close closes the client the Writer created, if it did. Writes after Close
+// fail.
+func (w *Writer) Close() {
+	w.closeOnce.Do(func() {
+		if w.own {
+			w.cl.Close()
+		}
+	})
+}
+
+// client is the client to write through now.
+func (w *Writer) client() *kgo.Client {
+	if txn := w.txn.Load(); txn != nil {
+		return txn
+	}
+	return w.cl
+}
+
+// Sink returns a sink function for pipeline.Sink (or handlers.Guard) that
+// writes each message's outputs with w and returns nil once every one of
+// them is acknowledged by the brokers (acks=all), so that the message
+// settles only then. In exactly-once mode the acknowledgement is the
+// write into the transaction, which commits together with the message's
+// offset.
+//
+// Errors: a write the brokers refuse for good (a record too large,
+// authorization, an invalid record or topic) is permanent
+// (pipeline.Permanent), so the message is dead-lettered; any other failure
+// (a broker down, a timeout, the produce timeout) is transient and returned
+// as is, for the guards or the pipeline to retry. A retried message writes
+// all its outputs again: in at-least-once mode, outputs acknowledged before
+// the failure are then written twice.
+func Sink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.Message[T]) error {
+	return func(ctx context.Context, m pipeline.Message[T]) error {
+		outs, err := route(m)
+		if err != nil {
+			return pipeline.Permanent(fmt.Errorf("kafka sink: route: %w", err))
+		}
+		if len(outs) == 0 {
+			return nil
+		}
+		cl := w.client()
+		if cl == nil {
+			return ErrNoClient
+		}
+		recs := make([]*kgo.Record, len(outs))
+		for i, o := range outs {
+			if o.Topic == "" {
+				return pipeline.Permanent(fmt.Errorf("kafka sink: output %d has no topic", i))
+			}
+			recs[i] = buildRecord(w, ctx, m, o)
+		}
+		ctx, cancel := context.WithTimeout(ctx, w.cfg.timeout)
+		defer cancel()
+		return produceAll(ctx, cl, recs)
+	}
+}
+
+// buildRecord builds the record of o, written for m.
+func buildRecord[T any](w *Writer, ctx context.Context, m pipeline.Message[T], o Output) *kgo.Record {
+	r := &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Context: ctx}
+	if n := len(o.Headers); n > 0 {
+		r.Headers = make([]kgo.RecordHeader, 0, n+2)
+		for _, h := range o.Headers {
+			r.Headers = append(r.Headers, kgo.RecordHeader(h))
+		}
+	}
+	for rec := range pipeline.Records(m.Token()) {
+		// The trace context of the first input record that has one: a
+		// kotel hook on the client replaces it with the sink's span.
+		for _, key := range traceHeaders {
+			if v, ok := rec.Header(key); ok && !hasHeader(r.Headers, key) {
+				r.Headers = append(r.Headers, kgo.RecordHeader{Key: key, Value: v})
+			}
+		}
+		if w.cfg.provenance != "" {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: w.cfg.provenance,
+				Value: fmt.Appendf(nil, "%s/%d@%d", rec.Topic, rec.Partition, rec.Offset)})
+		}
+	}
+	return r
+}
+
+// traceHeaders are the W3C Trace Context headers.
+var traceHeaders = []string{"traceparent", "tracestate"}
+
+func hasHeader(hs []kgo.RecordHeader, key string) bool {
+	for _, h := range hs {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// produceAll writes recs and waits until every one is acknowledged or ctx
+// ends. It returns the first error, made permanent when the brokers refuse
+// the record for good.
+func produceAll(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	errs := make(chan error, len(recs)) // promises never block
+	for _, r := range recs {
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) { errs <- err })
+	}
+	var first error
+	for range recs {
+		select {
+		case err := <-errs:
+			if err != nil && first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("kafka sink: outputs not acknowledged: %w", ctx.Err())
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	first = fmt.Errorf("kafka sink: write: %w", first)
+	if refused(first) {
+		return pipeline.Permanent(first)
+	}
+	return first
+}
+
+// refused reports whether the brokers refuse a record for good: retrying
+// the same write cannot succeed.
+func refused(err error) bool {
+	for _, e := range []error{
+		kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord, kerr.CorruptMessage,
+		kerr.InvalidTopicException, kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed,
+		kerr.TransactionalIDAuthorizationFailed, kerr.UnsupportedForMessageFormat,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
