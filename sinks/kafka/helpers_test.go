@@ -30,6 +30,12 @@ const sentinelHeader = "test-sentinel"
 // ended by then).
 func readCommitted(t *testing.T, kc *kafkatest.Cluster, topic string, partitions int32) []*kgo.Record {
 	t.Helper()
+	return readTopic(t, kc, topic, partitions, kgo.ReadCommitted())
+}
+
+// readTopic reads topic as readCommitted does, with the given isolation.
+func readTopic(t *testing.T, kc *kafkatest.Cluster, topic string, partitions int32, isolation kgo.IsolationLevel) []*kgo.Record {
+	t.Helper()
 	sentinels := map[int32]int64{}
 	cl := kc.Client(t, kgo.ProducerLinger(0), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -42,14 +48,14 @@ func readCommitted(t *testing.T, kc *kafkatest.Cluster, topic string, partitions
 		}
 		sentinels[p] = res.Offset
 	}
-	reader := kc.Client(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	reader := kc.Client(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(isolation),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var out []*kgo.Record
 	seen := map[int32]bool{}
 	for len(seen) < int(partitions) {
 		fs := reader.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			t.Fatalf("reading %s read_committed: sentinels seen in %d of %d partitions: %v", topic, len(seen), partitions, err)
+			t.Fatalf("reading %s: sentinels seen in %d of %d partitions: %v", topic, len(seen), partitions, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if len(r.Headers) > 0 && r.Headers[len(r.Headers)-1].Key == sentinelHeader {
