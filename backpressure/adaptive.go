@@ -62,10 +62,11 @@ const (
 	// exploreFirst and exploreMax bound how many windows the limit is held
 	// at saturation before a step up tests whether more concurrency pays;
 	// the gap doubles after every step that did not.
-	rebaseProbe  = 0.125                 // see rebaseline
-	latencyFloor = 50 * time.Microsecond // see ratio
-	exploreFirst = 8
-	exploreMax   = 64
+	rebaseProbe     = 0.125                 // see rebaseline
+	latencyFloor    = 50 * time.Microsecond // see ratio
+	windowLatencies = 4                     // see sample
+	exploreFirst    = 8
+	exploreMax      = 64
 )
 
 // point is the summary of one window: mean in-flight, latency quantile,
@@ -144,17 +145,8 @@ func resolvableStep(sigma float64) float64 {
 	return clamp(1+zStep*sigma/math.Min(paid, 1-paid), growFactor, fastFactor)
 }
 
-// queued reports whether window lo, compared with hi, was queueing. Where
-// the windows' throughput resolves the step (see resolvable), throughput
-// alone decides: a latency quantile is thrown by a single slow window, a
-// throughput measured on many completions is not.
-func queued(hi, lo point, sigma float64) bool {
-	k := knee(hi, lo)
-	if resolvable(hi, lo, sigma) {
-		k = gained(hi, lo)
-	}
-	return k <= lo.n*(1+kneeMargin)
-}
+// queued reports whether window lo, compared with hi, was queueing.
+func queued(hi, lo point) bool { return knee(hi, lo) <= lo.n*(1+kneeMargin) }
 
 // shard accumulates part of a window's samples. Releases pick a shard at
 // random, so they rarely wait for each other; a decision merges them all.
@@ -163,8 +155,9 @@ type shard struct {
 	start         time.Time // the window's start: older calls are stale
 	regime        int64     // the window's limit: in-flight above it is a drain
 	samples, over int
-	done          int   // Success and Overload releases, stale ones too
-	sumIn, nIn    int64 // in-flight at releases, within the regime
+	latSum        time.Duration // of the fresh Success samples
+	done          int           // Success and Overload releases, stale ones too
+	sumIn, nIn    int64         // in-flight at releases, within the regime
 	maxIn         int64
 	sumAll, nAll  int64 // in-flight at every release (Little's law)
 	h             hist
@@ -228,10 +221,11 @@ type controller struct {
 	verifying bool
 
 	probing   bool
+	probed    bool    // a probe has finished: the baseline is no longer provisional
 	saved     float64 // learned limit to restore after the probe
 	prev      point   // window before the current probe window
 	depth     int
-	nextProbe time.Time // zero: probe after the first window
+	nextProbe time.Time
 }
 
 func newController(cf *cfg) *controller {
@@ -254,7 +248,7 @@ func newController(cf *cfg) *controller {
 	for i := range c.shards {
 		c.shards[i].regime = int64(cf.initial)
 	}
-	c.need.Store(int64(c.winSamples * baseMult))
+	c.need.Store(int64(c.winSamples))
 	if d, ok := cf.obs.(DecisionObserver); ok {
 		c.dobs = d
 	}
@@ -305,14 +299,24 @@ func (c *controller) sample(l *core, now time.Time, latency time.Duration, o Out
 			s.over++
 		} else {
 			s.samples++
+			s.latSum += latency
 			s.h.add(latency)
 		}
+	}
+	// The window lasts at least windowLatencies times its calls' mean
+	// latency (this shard's estimate), so that the calls it cannot count
+	// (started too late to finish inside it) are a small part of it: when
+	// latency jumps inside a window, the calls that still finished are
+	// those that started before the jump.
+	long := c.winMin
+	if s.samples > 0 {
+		long = max(long, windowLatencies*s.latSum/time.Duration(s.samples))
 	}
 	s.mu.Unlock()
 	if !fresh {
 		return
 	}
-	if c.count.Add(1) < c.need.Load() || now.UnixNano()-start < int64(c.winMin) {
+	if c.count.Add(1) < c.need.Load() || now.UnixNano()-start < int64(long) {
 		return
 	}
 	if !c.mu.TryLock() {
@@ -375,16 +379,24 @@ func (c *controller) decide(l *core, now time.Time) {
 	d := Decision{At: now, Samples: samples, Overloads: over, Latency: time.Duration(pt.q), InFlight: pt.n, MaxInFlight: int(maxIn), Throughput: pt.x * 1e9}
 	frac := float64(over) / float64(samples+over)
 
+	slow := c.slow
 	switch {
 	case frac > c.overload:
 		d.Reason = c.onOverload(now, pt, frac)
 	case c.probing:
 		d.Reason = c.onProbe(now, pt)
 	case c.baseline == 0:
+		// A provisional baseline: the first probe measures it, once slow
+		// start has found the demand or the knee (or after an eighth of
+		// the probe interval, if it has not).
 		c.setBase(pt)
+		c.nextProbe = now.Add(time.Duration(rebaseProbe * float64(c.probeEvery)))
 		d.Reason = ReasonStart
 	default:
 		d.Reason = c.onWindow(now, pt)
+	}
+	if slow && !c.slow && !c.probed {
+		c.nextProbe = now
 	}
 	c.last, c.lastOK = pt, d.Reason != ReasonOverload
 
@@ -404,7 +416,7 @@ func (c *controller) decide(l *core, now time.Time) {
 	d.Limit, d.Probing, d.Baseline = c.eff, c.probing, time.Duration(c.baseline)
 	need := c.winSamples
 	switch {
-	case c.probing || c.baseline == 0:
+	case c.probing:
 		need *= baseMult
 	case c.unsettled():
 		need *= 2
@@ -412,7 +424,7 @@ func (c *controller) decide(l *core, now time.Time) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.start, s.regime = now, int64(c.eff)
-		s.samples, s.over, s.done = 0, 0, 0
+		s.samples, s.over, s.done, s.latSum = 0, 0, 0, 0
 		s.sumIn, s.nIn, s.maxIn, s.sumAll, s.nAll = 0, 0, 0, 0, 0
 		s.h.reset()
 	}
@@ -502,14 +514,23 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 	}
 	if c.verifying {
 		c.verifying = false
-		if pt.n >= c.verify.n*(1+evalStep) && queued(pt, c.verify, c.noise) {
+		if pt.n >= c.verify.n*(1+evalStep) && queued(pt, c.verify) {
 			// Latency rose in proportion to concurrency: the window the
 			// rebaseline was decided on was queueing after all (or the
-			// downstream changed in between). Restore the old baseline and
-			// cut, at most by half, starting a run the next window tests.
+			// downstream changed in between). Restore the old baseline
+			// and cut. If that window was itself more than twice the
+			// tolerance above the old baseline, two windows confirm a
+			// large loss of capacity and the full gradient applies, as
+			// after a confirmed cut; otherwise the cut is at most by half
+			// and starts a run the next window tests.
 			c.baseline = c.verifyOld
 			if r := c.ratio(pt.q); r > c.tol {
 				c.startRun(pt)
+				if c.ratio(c.verify.q) > 2*c.tol {
+					c.lim = pt.n * c.mid / r
+					c.slow = false
+					return ReasonConfirm
+				}
 				c.cut(pt, r, 0)
 				return ReasonCut
 			}
@@ -624,7 +645,7 @@ func (c *controller) onRun(now time.Time, pt point, r float64) (Reason, bool) {
 		}
 	}
 	if ref != nil {
-		if queued(*ref, pt, c.noise) {
+		if queued(*ref, pt) {
 			if r > c.tol {
 				// Latency fell in proportion to concurrency: both windows
 				// queued, so this one still does and the full gradient
@@ -669,14 +690,14 @@ func (c *controller) startProbe(pt point) {
 // otherwise its latency is the no-load latency and the learned limit is
 // restored.
 func (c *controller) onProbe(now time.Time, pt point) Reason {
-	if pt.n <= c.prev.n*(1-evalStep) && queued(c.prev, pt, c.noise) && float64(c.eff) > c.minL && c.depth < probeDepth {
+	if pt.n <= c.prev.n*(1-evalStep) && queued(c.prev, pt) && float64(c.eff) > c.minL && c.depth < probeDepth {
 		c.prev = pt
 		c.depth++
 		c.eff = int(math.Max(c.minL, float64(c.eff/2)))
 		return ReasonProbe
 	}
 	c.setBase(pt)
-	c.probing = false
+	c.probing, c.probed = false, true
 	c.lim = c.saved
 	c.schedule(now)
 	return ReasonProbed

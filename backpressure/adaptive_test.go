@@ -47,22 +47,34 @@ func TestNewAdaptiveRejectsBadOptions(t *testing.T) {
 	}
 }
 
-func TestAdaptiveStartsWithAProbe(t *testing.T) {
+func TestAdaptiveStartsSlowThenProbes(t *testing.T) {
 	h := newHarness(t, InitialLimit(20))
-	ds := h.drive(100, flat(10*ms), Success, 3)
-	if got, want := reasons(ds), []Reason{ReasonProbe, ReasonProbed, ReasonGrow}; !slices.Equal(got, want) {
+	ds := h.drive(1000, servers(200, 10*ms), Success, 4)
+	// The first window sets a provisional baseline, then slow start
+	// doubles the limit while the steps pay in full.
+	if got, want := reasons(ds), []Reason{ReasonStart, ReasonGrow, ReasonGrow, ReasonGrow}; !slices.Equal(got, want) {
 		t.Fatalf("reasons %v, want %v", got, want)
 	}
-	// After the probe, slow start doubles the limit while steps pay.
-	if got, want := limits(ds), []int{10, 20, 40}; !slices.Equal(got, want) {
+	if got, want := limits(ds), []int{20, 40, 80, 160}; !slices.Equal(got, want) {
 		t.Fatalf("limits %v, want %v", got, want)
 	}
-	// The first window and the probe take 4x the minimum samples.
-	if ds[0].Samples < 400 || ds[1].Samples < 400 {
-		t.Fatalf("baseline windows of %d and %d samples, want >= 400", ds[0].Samples, ds[1].Samples)
+	if !near(ds[0].Baseline, 10*ms) {
+		t.Fatalf("baseline %v, want 10ms", ds[0].Baseline)
 	}
-	if !near(ds[1].Baseline, 10*ms) {
-		t.Fatalf("baseline %v, want 10ms", ds[1].Baseline)
+	// The first step that does not pay in full ends slow start, and the
+	// first probe follows at once; its windows take 4x the samples.
+	var probes []Decision
+	for range 20 {
+		d := h.drive(1000, servers(200, 10*ms), Success, 1)[0]
+		if d.Probing || d.Reason == ReasonProbed {
+			probes = append(probes, d)
+		}
+		if d.Reason == ReasonProbed {
+			break
+		}
+	}
+	if len(probes) != 2 || probes[1].Samples < 400 || !near(probes[1].Baseline, 10*ms) {
+		t.Fatalf("probe windows %+v, want one of >= 400 samples and a 10ms baseline", probes)
 	}
 }
 
@@ -123,16 +135,33 @@ func TestAdaptiveLatencyRiseWithoutCapacityLossCostsAtMostOneHalving(t *testing.
 }
 
 func TestAdaptiveRefutedRebaselineRestoresTheOldBaseline(t *testing.T) {
-	h := newHarness(t)
-	h.settle(1000, servers(32, 10*ms))
-	// Drive the controller directly into a rebaseline decided on a window
-	// that was really queueing, then show it the truth.
-	c := h.l.ctl
-	c.rebaseline(h.clk.Now(), point{n: 20, q: float64(25 * ms)}, 40)
-	h.l.setLimit(40)
-	ds := h.drive(1000, servers(8, 10*ms), Success, 1)
-	if ds[0].Reason != ReasonCut || !near(ds[0].Baseline, 10*ms) {
-		t.Fatalf("got %s with baseline %v, want a cut back on the 10ms baseline", ds[0].Reason, ds[0].Baseline)
+	tests := []struct {
+		name   string
+		giveQ  time.Duration // latency of the window the rebaseline was decided on
+		want   Reason
+		maxLim int
+	}{
+		// Mildly above the old baseline: cut at most by half.
+		{"mild", 14 * ms, ReasonCut, 20},
+		// More than twice the tolerance above it: two windows confirm a
+		// large capacity loss, and the full gradient applies.
+		{"large", 25 * ms, ReasonConfirm, 12},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.settle(1000, servers(32, 10*ms))
+			// Drive the controller directly into a rebaseline decided on a
+			// window that was really queueing, then show it the truth.
+			c := h.l.ctl
+			c.rebaseline(h.clk.Now(), point{n: 20, q: float64(tt.giveQ)}, 40)
+			h.l.setLimit(40)
+			ds := h.drive(1000, servers(8, 10*ms), Success, 1)
+			if ds[0].Reason != tt.want || !near(ds[0].Baseline, 10*ms) || ds[0].Limit > tt.maxLim {
+				t.Fatalf("got %s to %d with baseline %v, want %s to at most %d on the 10ms baseline",
+					ds[0].Reason, ds[0].Limit, ds[0].Baseline, tt.want, tt.maxLim)
+			}
+		})
 	}
 }
 
@@ -267,10 +296,11 @@ func TestAdaptiveProbesAgainWithJitter(t *testing.T) {
 }
 
 func TestAdaptiveProbeHalvesAgainWhileTheProbeStillQueues(t *testing.T) {
-	// Started far above the knee: the start-up probe must keep halving
-	// until latency stops falling with concurrency.
+	// Started far above the knee: the first probe (after slow start found
+	// that doubling did not pay) must keep halving until latency stops
+	// falling with concurrency.
 	h := newHarness(t, InitialLimit(200))
-	ds := h.drive(1000, servers(10, 10*ms), Success, 6)
+	ds := h.drive(1000, servers(10, 10*ms), Success, 10)
 	var probeLimits []int
 	for _, d := range ds {
 		if d.Probing {
@@ -280,9 +310,9 @@ func TestAdaptiveProbeHalvesAgainWhileTheProbeStillQueues(t *testing.T) {
 			if d.Baseline > 11*ms {
 				t.Fatalf("baseline %v, want the no-load 10ms", d.Baseline)
 			}
-			// 12 calls still queue on 10 servers, so it halves once more.
-			if !slices.Equal(probeLimits, []int{100, 50, 25, 12, 6}) {
-				t.Fatalf("probe limits %v, want 100 50 25 12 6", probeLimits)
+			// 14 calls still queue on 10 servers, so it halves once more.
+			if !slices.Equal(probeLimits, []int{114, 57, 28, 14, 7}) {
+				t.Fatalf("probe limits %v, want 114 57 28 14 7", probeLimits)
 			}
 			return
 		}
@@ -343,7 +373,9 @@ func TestAdaptiveSeesThroughSurvivorshipBias(t *testing.T) {
 		h.l.Release(10*ms, Success)
 	}
 	d := h.rec.decisions[start]
-	if d.Reason != ReasonCut || d.Limit >= before || !near(d.Latency, 40*ms) {
+	// A cut, or a knee: settle ended on a probe window, so this window is
+	// a step up whose throughput fell.
+	if d.Reason != ReasonCut && d.Reason != ReasonKnee || d.Limit >= before || !near(d.Latency, 40*ms) {
 		t.Fatalf("got %s to %d (from %d) on latency %v, want a cut on about 40ms", d.Reason, d.Limit, before, d.Latency)
 	}
 }

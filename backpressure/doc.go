@@ -116,16 +116,22 @@
 //     hi before and lo after, knee = hi.n*lo.q/hi.q estimates where queueing
 //     starts; so does lo.n*hi.x/lo.x with x the windows' throughputs
 //     (Little's law), which a ramping window or an unfair queue does not
-//     bias. Where the windows resolve the step, throughput alone counts (a
-//     single slow window throws the latency estimate); otherwise the lower
-//     estimate. If knee is within 20% of lo.n, latency fell in proportion to
+//     bias, and the lower estimate counts (a window that straddles a
+//     capacity drop counts completions from before it, so throughput alone
+//     would call the drop a slowdown). If knee is within 20% of lo.n,
+//     latency fell in proportion to
 //     concurrency (throughput did not rise with it): both windows queued, the
 //     downstream lost capacity, and the full gradient applies. Otherwise lo
 //     was below the knee: latency rose for another reason (slower calls, a
 //     new network path), lo.q is the new no-load latency, and the limit goes
 //     back up to knee*m. That rebaseline is itself tested by the next window
 //     at the higher limit; if latency then rises in proportion to
-//     concurrency, the old baseline is restored and the limit cut. It also
+//     concurrency, the old baseline is restored and the limit cut: by the
+//     full gradient if the rebaseline's window was itself more than twice
+//     the tolerance above the old baseline (two windows then confirm a large
+//     loss of capacity; a window that straddles a capacity drop sees mostly
+//     the calls that started before it and can make the first test look
+//     like a slowdown), at most by half otherwise. It also
 //     brings the next probe forward to an eighth of the probe interval, in
 //     case the rise was a passing disturbance. This is how a latency x3 with
 //     no capacity loss costs at most one halving, while a capacity drop
