@@ -566,13 +566,18 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 			c.grow(f)
 			return ReasonGrow
 		case e >= paid && r <= c.tol:
-			// Paid, if not in full, and latency is within tolerance.
+			// Paid, if not in full, and latency is within tolerance: slow
+			// start goes on (a step past the knee shows as the next step's
+			// knee).
 			c.explore = exploreFirst
-			c.slow = false
 			if !sat {
 				return ReasonHold
 			}
-			c.grow(growFactor)
+			f := growFactor
+			if c.slow {
+				f = fastFactor
+			}
+			c.grow(f)
 			return ReasonGrow
 		}
 		// It did not pay, or only in part while latency rose beyond

@@ -91,12 +91,11 @@
 //     knee, its latency is taken as the baseline if r > 1+(t-1)/2 (it is not
 //     queueing, whatever caused it), and the limit grows again if the
 //     window used all of it, doubling if r is low. With e >= 0.5 and r <= t
-//     it grows by 25%. Otherwise (Knee) the knee is where throughput stopped:
+//     it grows by 25% (doubles in slow start). Otherwise (Knee) the knee is where throughput stopped:
 //     k = lo.n*hi.x/lo.x, and the limit goes back to k*m, with m the middle
 //     of the tolerance band, never below lo.n.
-//   - Slow start: from the start until the first step that did not pay in
-//     full, or the first cut, the limit doubles every window that used all
-//     of it: from the initial limit of 20, 640 five windows after the
+//   - Slow start: from the start until the first step that did not pay,
+//     or the first cut, the limit doubles every window that used all of it: from the initial limit of 20, 640 five windows after the
 //     start-up probe.
 //   - Grow: if r <= 1+(t-1)/2 and the window used the whole limit, the limit
 //     grows by 25% (at least 1).
