@@ -155,9 +155,8 @@ type shard struct {
 	start         time.Time // the window's start: older calls are stale
 	regime        int64     // the window's limit: in-flight above it is a drain
 	samples, over int
-	latSum        time.Duration // of the fresh Success samples
-	done          int           // Success and Overload releases, stale ones too
-	sumIn, nIn    int64         // in-flight at releases, within the regime
+	done          int   // Success and Overload releases, stale ones too
+	sumIn, nIn    int64 // in-flight at releases, within the regime
 	maxIn         int64
 	sumAll, nAll  int64 // in-flight at every release (Little's law)
 	h             hist
@@ -185,6 +184,11 @@ type controller struct {
 	count  atomic.Int64 // fresh samples in the current window
 	start  atomic.Int64 // the current window's start, Unix ns
 	need   atomic.Int64 // samples that close the current window
+	// long is the shortest duration of the current window, ns: the
+	// minimum, or windowLatencies times the last window's latency if that
+	// is longer, so that the calls a window cannot count (started too late
+	// to finish inside it) are a small part of it.
+	long atomic.Int64
 
 	mu       sync.Mutex
 	merged   hist
@@ -249,6 +253,7 @@ func newController(cf *cfg) *controller {
 		c.shards[i].regime = int64(cf.initial)
 	}
 	c.need.Store(int64(c.winSamples))
+	c.long.Store(int64(c.winMin))
 	if d, ok := cf.obs.(DecisionObserver); ok {
 		c.dobs = d
 	}
@@ -299,24 +304,14 @@ func (c *controller) sample(l *core, now time.Time, latency time.Duration, o Out
 			s.over++
 		} else {
 			s.samples++
-			s.latSum += latency
 			s.h.add(latency)
 		}
-	}
-	// The window lasts at least windowLatencies times its calls' mean
-	// latency (this shard's estimate), so that the calls it cannot count
-	// (started too late to finish inside it) are a small part of it: when
-	// latency jumps inside a window, the calls that still finished are
-	// those that started before the jump.
-	long := c.winMin
-	if s.samples > 0 {
-		long = max(long, windowLatencies*s.latSum/time.Duration(s.samples))
 	}
 	s.mu.Unlock()
 	if !fresh {
 		return
 	}
-	if c.count.Add(1) < c.need.Load() || now.UnixNano()-start < int64(long) {
+	if c.count.Add(1) < c.need.Load() || now.UnixNano()-start < c.long.Load() {
 		return
 	}
 	if !c.mu.TryLock() {
@@ -424,12 +419,13 @@ func (c *controller) decide(l *core, now time.Time) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.start, s.regime = now, int64(c.eff)
-		s.samples, s.over, s.done, s.latSum = 0, 0, 0, 0
+		s.samples, s.over, s.done = 0, 0, 0
 		s.sumIn, s.nIn, s.maxIn, s.sumAll, s.nAll = 0, 0, 0, 0, 0
 		s.h.reset()
 	}
 	c.count.Store(0)
 	c.need.Store(int64(need))
+	c.long.Store(int64(max(c.winMin, time.Duration(windowLatencies*pt.q))))
 	c.start.Store(now.UnixNano())
 	l.setLimit(c.eff)
 	if c.dobs != nil {
