@@ -15,22 +15,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"os/signal"
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,14 +36,12 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sluice-go/sluice/backpressure"
+	"github.com/sluice-go/sluice/bench/internal/proc"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/handlers"
-	"github.com/sluice-go/sluice/internal/devbroker"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/stages"
 )
-
-const brokerEnv = "SLUICE_BENCH_BROKER"
 
 type mode struct {
 	name string
@@ -72,8 +65,7 @@ var (
 const topic = "bench"
 
 func main() {
-	if os.Getenv(brokerEnv) != "" {
-		runBroker()
+	if proc.Child(nil) {
 		return
 	}
 	flag.Parse()
@@ -81,25 +73,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "consume:", err)
 		os.Exit(1)
 	}
-}
-
-// runBroker is the broker process.
-func runBroker() {
-	topics, err := devbroker.ParseTopics(os.Getenv(brokerEnv))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	c, err := devbroker.Start(devbroker.Config{Port: 0, Topics: topics})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	fmt.Println(c.ListenAddrs()[0])
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	<-ctx.Done()
-	stop()
-	c.Close()
 }
 
 func run() error {
@@ -113,27 +86,13 @@ func run() error {
 	}
 	addr := *brokerAddr
 	if addr == "" {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d", brokerEnv, topic, *partitions))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
+		b, err := proc.StartBroker(fmt.Sprintf("%s:%d", topic, *partitions))
 		if err != nil {
 			return err
 		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		defer func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			_ = cmd.Wait()
-		}()
-		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("broker did not start: %w", err)
-		}
-		addr = strings.TrimSpace(line)
-		pid := cmd.Process.Pid
-		brokerCPU = func() time.Duration { return processCPU(pid) }
+		defer b.Stop()
+		addr = b.Addr
+		brokerCPU = b.CPU
 		defer func() { brokerCPU = func() time.Duration { return -1 } }()
 	}
 	fmt.Printf("broker %s (separate process), %d records x %d B over %d partitions, GOMAXPROCS %d, %s\n",
@@ -147,17 +106,11 @@ func run() error {
 		return err
 	}
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := proc.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	ctx := context.Background()
 	// The first read of freshly produced data is slower (the broker's
 	// buffers, this process's heap growing): a warm-up pass, not reported,
@@ -232,29 +185,9 @@ func run() error {
 }
 
 func produce(addr string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ProducerBatchCompression(kgo.NoCompression()),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	value := make([]byte, *size)
-	_, _ = rand.Read(value)
-	var failed atomic.Pointer[error]
 	start := time.Now()
-	for i := range *records {
-		r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%d", i%1000), Value: value}
-		cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.CompareAndSwap(nil, &err)
-			}
-		})
-	}
-	if err := cl.Flush(context.Background()); err != nil {
+	if err := proc.Produce(context.Background(), addr, topic, *records, *size); err != nil {
 		return err
-	}
-	if err := failed.Load(); err != nil {
-		return fmt.Errorf("produce: %w", *err)
 	}
 	fmt.Printf("produced in %v\n", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -586,29 +519,6 @@ func gcStats() gcStat {
 	return gcStat{cycles: s[0].Value.Uint64(), cpu: s[1].Value.Float64()}
 }
 
-// processCPU is the user+system CPU time of another process of this user,
-// from /proc; -1 if it cannot be read.
-func processCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return -1
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state is field 3, utime 14 and stime 15, in clock ticks.
-	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return -1
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	const ticks = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / ticks
-}
-
 // pageFaultCost measures a minor page fault: the first touch of each page
 // of fresh anonymous memory.
 func pageFaultCost() (time.Duration, error) {
@@ -634,11 +544,4 @@ func orDash(format string, v float64) string {
 	return fmt.Sprintf(format, v)
 }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
-}
+func median(xs []float64) float64 { return proc.Median(xs) }
