@@ -36,9 +36,14 @@
 //
 // With --status-interval, the process logs the consumer's Status at that
 // interval ("consumer status": unsettled and buffered records, partitions
-// assigned and paused), and logs "consumer-wide high-water mark reached"
-// each time the buffered records reach --max-unsettled-total, so that the
-// suite can tell when a consumer sits at its consumer-wide mark.
+// assigned and paused, whether the buffered records are at
+// --max-unsettled-total and whether every assigned partition is paused),
+// and logs "consumer-wide high-water mark reached" each time the buffered
+// records reach --max-unsettled-total, so that the suite can tell when a
+// consumer sits at its consumer-wide mark. The consumer-wide pause holds
+// until the records fall to the low-water mark (half), so after a revoke
+// a consumer can be below the mark with every partition still paused by
+// it.
 //
 // # Commits
 //
@@ -364,7 +369,8 @@ func logStatus(ctx context.Context, cons *consumer.Consumer, every time.Duration
 		}
 		atMark = now
 		log.Info("consumer status", "joined", st.Joined, "unsettled", st.Unsettled, "buffered", st.Buffered,
-			"at_total_mark", now, "assigned", len(st.Assigned), "paused", len(st.Paused))
+			"at_total_mark", now, "assigned", len(st.Assigned), "paused", len(st.Paused),
+			"all_paused", len(st.Assigned) > 0 && len(st.Paused) == len(st.Assigned))
 	}
 }
 
