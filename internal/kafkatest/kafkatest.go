@@ -1,6 +1,19 @@
 // Package kafkatest starts an in-process kfake cluster for tests: the real
 // Kafka protocol on a loopback port, with seeded topics and helpers to
 // produce, read end offsets and read a group's committed offsets.
+//
+// # Groups of several members
+//
+// kfake runs classic consumer groups differently from Kafka in three ways
+// that make multi-member tests fail on a busy machine (package
+// internal/kfakebehaviour has a test for each): it expires, by session
+// timeout, members waiting in JoinGroup while another member drains before
+// it rejoins (although nothing can heartbeat during a JoinGroup); it can
+// keep a member that died during its first JoinGroup with no session
+// timer; and every join restarts the rebalance timer. A test with more
+// than one member should take its session and rebalance timeouts from
+// GroupTimeouts, which avoids the first; the other two need a process to
+// die during a JoinGroup, and only a fixed kfake avoids them.
 package kafkatest
 
 import (
@@ -54,6 +67,19 @@ func New(t testing.TB, opts ...Opt) *Cluster {
 	}
 	t.Cleanup(c.Close)
 	return &Cluster{Cluster: c, Addrs: c.ListenAddrs()}
+}
+
+// GroupTimeouts returns the session and rebalance timeouts for a group on
+// kfake whose members drain for at most drain before they rejoin a
+// rebalance (a revoke's drain, Sluice's DrainTimeout, plus its commit):
+// the rebalance timeout exceeds the drain, as Kafka requires, and the
+// session timeout exceeds the rebalance timeout, so that kfake does not
+// expire the members that wait in JoinGroup for the slowest one. Both are
+// at least a second. The price is detection: a member that dies is noticed
+// after the session timeout.
+func GroupTimeouts(drain time.Duration) (session, rebalance time.Duration) {
+	rebalance = max(time.Second, drain+drain/2)
+	return rebalance + max(time.Second, rebalance/2), rebalance
 }
 
 // Client returns a client of the cluster, closed when t ends.
