@@ -133,7 +133,7 @@ var scenarios = []scenario{
 	},
 	{
 		name:   "churn",
-		what:   "3 consumers, 12 partitions; for 60s, SIGKILL or SIGTERM a random consumer every 2-5s and restart it at once, with a 10s sink outage from 20s; the group must deliver on every partition again within session timeout (6s) + rebalance timeout (20s) of the last fault",
+		what:   "3 consumers, 12 partitions; for 60s, SIGKILL or SIGTERM a random consumer every 2-5s and restart it at once, with a 10s sink outage from 20s; session timeout 9s, rebalance timeout 6s, drain timeout 4s; the group must deliver on every partition again within session timeout + rebalance timeout (15s) of the last fault",
 		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
 		run:    scChurn,
 		wait:   2 * time.Minute,
