@@ -2,75 +2,93 @@
 // broker behind `sluice dev broker`, the demo, the tests and the
 // reliability suite) runs classic consumer groups where it differs from
 // Kafka in ways that hurt under churn (issue 14, item 7). The tests use
-// kgo clients, raw kmsg requests and an in-process kfake cluster only; no
-// Sluice code. Each passes while kfake behaves as described, so a kfake
-// upgrade that fixes a behaviour turns its test red: then drop the test
-// and the workaround it names.
+// kgo clients, raw kmsg requests and an in-process kfake cluster only, no
+// Sluice code, so they can go upstream as they are. Each passes while
+// kfake behaves as described: a kfake that fixes a behaviour turns its
+// test red (checked against kfake-groups.patch, below), and then the test
+// and the workaround it names should go.
 //
 // What kfake (groups.go, v0.0.0-20260918054303-01f206a7e32c) does:
 //
 //  1. A member waiting in JoinGroup keeps the session timer of its last
-//     heartbeat, and nothing heartbeats while a JoinGroup is pending
-//     (handleJoin and updateMemberAndRebalance never stop or refresh m.t).
-//     When a slow member holds the rebalance open for longer than the
-//     others' session timeout (a member draining before it rejoins), the
-//     waiting members expire: their JoinGroup is never answered, the
-//     rebalance completes without them and their partitions go to others,
-//     while they keep fetching them until their JoinGroup request times out
-//     (rebalance timeout + RequestTimeoutOverhead). Kafka keeps a member
-//     awaiting join alive (MemberMetadata.shouldKeepAlive) and removes it
-//     only if it has not rejoined when the rebalance timeout ends.
-//     Test: TestMembersWaitingInJoinGroupExpireBehindSlowRevoker.
+//     heartbeat, and nothing can heartbeat while a JoinGroup is pending
+//     (handleJoin and updateMemberAndRebalance neither stop nor refresh
+//     m.t; updateHeartbeat's timer removes the member whatever it is
+//     doing). When a member that must revoke partitions drains for longer
+//     than the others' session timeout before it rejoins, the members
+//     waiting for it expire: their JoinGroup is never answered, the
+//     rebalance completes without them, their partitions go to others,
+//     and they keep fetching those partitions, told nothing, until their
+//     JoinGroup request times out (rebalance timeout +
+//     RequestTimeoutOverhead). Kafka keeps a member awaiting join alive
+//     (MemberMetadata.shouldKeepAlive) and removes it only if it has not
+//     rejoined when the rebalance timeout ends. Test:
+//     TestMembersWaitingInJoinGroupExpireBehindSlowRevoker.
 //
 //  2. A new member has no session timer while its first JoinGroup is
 //     pending (addMemberAndRebalance calls stopPending, which stops the
 //     pending member's timer), and a member gets one only when a reply
 //     reaches its connection (reply calls updateHeartbeat only if
-//     clientReq.reply returned true). clientReq.reply selects between a
-//     buffered response channel and the closed connection, so for a member
-//     that died during its first JoinGroup it reports failure about half
-//     the time. Such a member stays in the group for good: the leader
-//     assigns it partitions, the group turns Stable, and nobody consumes
-//     those partitions until the next membership change. Kafka schedules a
-//     heartbeat expiry for every member when the join phase completes,
-//     whether or not the reply arrives, and times out a new member's join
-//     (KAFKA-7610). Test: TestMemberKilledInFirstJoinGroupStaysWithoutSessionTimer.
+//     clientReq.reply returned true). For a connection that has closed,
+//     clientReq.reply selects between the response channel (buffered, so
+//     ready) and the closed connection's done channel: it reports failure
+//     about one time in two. A member that died during its first
+//     JoinGroup is therefore never expired while the group prepares the
+//     rebalance, and, one time in two, it stays for good after it: the
+//     leader assigns it partitions, the group turns Stable, and nobody
+//     consumes those partitions until another member joins or leaves (a
+//     dead member in a later rebalance holds it open for a full rebalance
+//     timeout, see 3). Kafka schedules every member's heartbeat expiry
+//     when the join phase completes, whether or not the reply arrives, and
+//     times out a new member's join (KAFKA-7610). Test:
+//     TestMemberKilledInFirstJoinGroupStaysWithoutSessionTimer.
 //
-//  3. Every JoinGroup (and every member removal) restarts the rebalance
-//     timer (rebalance stops tRebalance and starts a new one of the full
-//     rebalance timeout). Kafka starts the join phase's delay once. While
-//     one member never rejoins (a dead member of 2., or a slow revoker),
-//     joins that arrive less than a rebalance timeout apart keep the group
-//     in PreparingRebalance indefinitely, and nobody consumes. Under churn
-//     the joins come from restarted members and from members whose
-//     JoinGroup request timed out (kgo retries it with the same member ID)
-//     or who were expired by 1. and rejoin as new members, so a group can
-//     stay stuck after the faults end. Test: TestEveryJoinRestartsTheRebalanceTimer.
+//  3. Every JoinGroup, and every removal of a member, restarts the
+//     rebalance timer (rebalance stops tRebalance and starts a new one of
+//     the full rebalance timeout). Kafka bounds the join phase by one
+//     rebalance timeout from its start (DelayedJoin). While one member does
+//     not rejoin (a dead member of 2., or a slow revoker), joins that come
+//     less than a rebalance timeout apart keep the group in
+//     PreparingRebalance, and nobody consumes. Under churn the joins come
+//     from restarted members, from members expired by 1. that rejoin as new
+//     members once their JoinGroup times out, and from kgo retrying a
+//     JoinGroup that timed out. Test: TestEveryJoinRestartsTheRebalanceTimer.
+//
+// The reliability suite's churn scenario shows the three together: after
+// the last fault the group sometimes sits in PreparingRebalance (or
+// Stable) with up to nine members whose processes have exited, and takes
+// up to twice the session plus rebalance timeout to consume again.
 //
 // # What configuration can do
 //
-// No kfake option changes any of this (kfake offers only
-// GroupMinSessionTimeout and GroupMaxSessionTimeout; the rebalance timeout
-// is the client's). On the client side:
+// No kfake option changes any of this: kfake offers GroupMinSessionTimeout
+// and GroupMaxSessionTimeout, and the rebalance timeout is the client's.
+// On the client side:
 //
-//   - 1. is avoided when every member's session timeout exceeds the
-//     longest time another member can take to rejoin: its drain (Sluice's
-//     DrainTimeout) plus its final commit. Sluice requires DrainTimeout <
-//     RebalanceTimeout, so SessionTimeout >= RebalanceTimeout is a rule
-//     that holds for any drain. Test:
+//   - 1. is avoided when the session timeout exceeds the longest time a
+//     member can wait in JoinGroup for another to finish draining: Sluice's
+//     DrainTimeout plus a commit, and at most the rebalance timeout (Sluice
+//     requires DrainTimeout < RebalanceTimeout). internal/kafkatest's
+//     GroupTimeouts gives drain < rebalance < session. Test:
 //     TestSessionLongerThanRevokeKeepsWaitingMembers.
-//   - 2. cannot be avoided by configuration: a process can die during its
-//     first JoinGroup. Static membership (kgo.InstanceID, Sluice's
-//     consumer.InstanceID) lets the restarted process replace the dead
-//     member, but only if it restarts with the same instance ID.
-//   - 3. ends once joins stop arriving for one rebalance timeout. With 1.
-//     avoided, members waiting in JoinGroup are not expired, so the joins
-//     that remain after the last fault are kgo's retries of a JoinGroup
-//     request that timed out (after RebalanceTimeout +
-//     RequestTimeoutOverhead). n members retrying periodically leave a gap
-//     of a rebalance timeout only if RequestTimeoutOverhead >= (n-1) x
-//     RebalanceTimeout; a larger overhead (up to kgo's 15m maximum)
-//     removes the retries altogether.
+//   - 2. and 3. are not avoided by any client setting: a process can always
+//     die during its first JoinGroup, and a longer RequestTimeoutOverhead
+//     only makes a member that 1. expired wait longer to learn it. Static
+//     membership (kgo.InstanceID, Sluice's consumer.InstanceID) lets a
+//     restarted process replace its dead predecessor, but only if it
+//     restarts with the same instance ID, and a static member does not
+//     leave the group when it stops.
+//
+// # The fix in kfake
+//
+// kfake-groups.patch changes groups.go in three places, as Kafka does: a
+// member awaiting join is not expired by its session timer; reply starts
+// the member's session timer whether or not the reply reached it; and the
+// rebalance timer starts when the group enters PreparingRebalance and is
+// not restarted by later joins. With it, the three behaviour tests fail
+// (as they should), TestSessionLongerThanRevokeKeepsWaitingMembers and
+// kfake's own tests pass, and the churn scenario consumed again 200ms
+// after its last fault (6s session, 20s rebalance timeout).
 //
 // The package has no code outside its tests.
 package kfakebehaviour
