@@ -393,7 +393,7 @@ func (r *run) stopped(m *member, what string, err error) {
 	switch {
 	case err == nil:
 	case errors.As(err, &ee) && ee.ExitCode() == exitNotCommitted:
-		r.notef("%s: %s stopped gracefully and reported that its final commits failed (exit status %d; see %s)", what, m.name, exitNotCommitted, m.logPath)
+		r.notef("%s: %s stopped gracefully and reported that its final commits failed (exit status %d)", what, m.name, exitNotCommitted)
 	default:
 		r.failf("%s: %v", what, err)
 	}
