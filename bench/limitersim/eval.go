@@ -164,6 +164,23 @@ func targets(sc *scenario, m metrics, best float64) []target {
 			fig = fmt.Sprintf("window %d (%d ms)", m.settleK, m.windows[m.settleK-1].t.Milliseconds())
 		}
 		ts = append(ts, target{"latency x3: settles within 10 windows", m.settleK > 0 && m.settleK <= 10, fig})
+	case "unlimited", "cpu-bound":
+		ratio := m.goodput / best
+		ts = append(ts, target{sc.name + ": goodput >= 0.9 x best fixed", ratio >= 0.9, fmt.Sprintf("%.3f x (%.0f/s vs %.0f/s)", ratio, m.goodput, best)})
+		if sc.coldStart {
+			at := time.Duration(-1)
+			for _, p := range m.trace {
+				if float64(p.limit) >= 0.9*ideal {
+					at = p.t
+					break
+				}
+			}
+			fig := "never"
+			if at >= 0 {
+				fig = fmt.Sprintf("%d ms", at.Milliseconds())
+			}
+			ts = append(ts, target{sc.name + ": limit reaches 0.9 x demand within 2 s", at >= 0 && at <= 2*time.Second, fig})
+		}
 	case "recovery":
 		k, w := m.reach(func(l int) bool { return math.Abs(float64(l)-ideal) <= 0.2*ideal })
 		fig := "never"

@@ -47,6 +47,17 @@ type scenario struct {
 	idealBefore float64
 	idealAfter  float64
 	service     func(*rand.Rand) float64 // ms at scale 1
+	// The caller's CPU: after the downstream answers, a call needs cpu of
+	// the caller's CPU time on one of cores (FIFO), as a consumer's
+	// goroutines need the scheduler, timers and the pipeline. 0 cores: the
+	// caller's CPU is not modelled.
+	cores int
+	cpu   time.Duration
+	// fixed are the fixed limits compared; default 8 to 128.
+	fixed []int
+	// coldStart: the scenario's target is how soon the limit reaches
+	// 0.9 x idealAfter from the start (no warm-up is excluded).
+	coldStart bool
 }
 
 func (sc *scenario) measureFrom() time.Duration {
@@ -120,5 +131,49 @@ func scenarios(scale float64) []*scenario {
 	wide.changes = []change{{at: d(10), scale: 3, servers: 96}}
 	wide.idealAfter = 96
 
-	return []*scenario{&steady, &slow, &drop, &rec, &burst, &caller, &wide}
+	// A downstream of unlimited capacity and a caller with large demand:
+	// the consumer of FanOut(64) x 12 partitions whose limiter, live,
+	// held a 2ms sink to a tenth of its throughput. The ideal limit is the
+	// demand.
+	unlimited := base()
+	unlimited.name, unlimited.title = "unlimited", "Unlimited capacity, demand of 768 clients (the limit must reach the demand)"
+	unlimited.servers, unlimited.clients = 1_000_000, 768
+	unlimited.duration, unlimited.warmup = d(10), d(2)
+	unlimited.idealBefore, unlimited.idealAfter = 768, 768
+	unlimited.fixed = []int{128, 256, 512, 768, 1024}
+	unlimited.coldStart = true
+
+	// The same caller with a CPU of its own: 2 cores, 50us of CPU a call
+	// after an unlimited downstream's 10ms. Throughput saturates at 40,000
+	// calls a second, reached at 400 in flight; above, calls queue for the
+	// CPU and latency rises with concurrency while throughput does not.
+	cpu := unlimited
+	cpu.name, cpu.title = "cpu-bound", "Unlimited capacity, 768 clients, a caller CPU of 2 cores at 50us a call (knee at 400)"
+	cpu.cores, cpu.cpu = 2, 50*time.Microsecond
+	cpu.idealBefore, cpu.idealAfter = 400, 400
+	cpu.coldStart = false
+
+	return []*scenario{&steady, &slow, &drop, &rec, &burst, &caller, &wide, &unlimited, &cpu}
+}
+
+// bestFixed are the fixed limits that the robustness runs try for the
+// best fixed goodput of a target that compares with it.
+func (sc *scenario) bestFixed() []int {
+	switch sc.name {
+	case "steady":
+		return []int{16, 32, 64}
+	case "unlimited":
+		return []int{768, 1024}
+	case "cpu-bound":
+		return []int{512, 1024}
+	}
+	return nil
+}
+
+// fixedLimits are the fixed limits compared in sc.
+func (sc *scenario) fixedLimits() []int {
+	if len(sc.fixed) > 0 {
+		return sc.fixed
+	}
+	return []int{8, 16, 32, 64, 128}
 }

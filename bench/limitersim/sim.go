@@ -81,6 +81,10 @@ type sim struct {
 	waitq    []*request // requests waiting for a limiter slot
 	waitHead int
 
+	cpuBusy int        // caller cores in use
+	cpuq    []*request // calls waiting for a caller core, FIFO
+	cpuHead int
+
 	res *result
 }
 
@@ -256,7 +260,12 @@ func (s *sim) startService() {
 		s.at(s.clock.now+st, func() {
 			s.busy--
 			if !r.finished {
-				s.finish(r, backpressure.Success)
+				if s.sc.cores > 0 {
+					s.cpuq = append(s.cpuq, r)
+					s.startCPU()
+				} else {
+					s.finish(r, backpressure.Success)
+				}
 			}
 			s.startService()
 		})
@@ -264,6 +273,27 @@ func (s *sim) startService() {
 	if s.dsHead > 4096 && s.dsHead*2 > len(s.dsq) {
 		s.dsq = append(s.dsq[:0], s.dsq[s.dsHead:]...)
 		s.dsHead = 0
+	}
+}
+
+// startCPU moves calls waiting for the caller's CPU onto free cores.
+func (s *sim) startCPU() {
+	for s.cpuBusy < s.sc.cores && s.cpuHead < len(s.cpuq) {
+		r := s.cpuq[s.cpuHead]
+		s.cpuq[s.cpuHead] = nil
+		s.cpuHead++
+		s.cpuBusy++
+		s.at(s.clock.now+s.sc.cpu, func() {
+			s.cpuBusy--
+			if !r.finished {
+				s.finish(r, backpressure.Success)
+			}
+			s.startCPU()
+		})
+	}
+	if s.cpuHead > 4096 && s.cpuHead*2 > len(s.cpuq) {
+		s.cpuq = append(s.cpuq[:0], s.cpuq[s.cpuHead:]...)
+		s.cpuHead = 0
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,16 +50,29 @@ func TestFixedLimitMatchesQueueingTheory(t *testing.T) {
 	}
 }
 
+// long adds the scenarios of 768 clients (tens of seconds under -race).
+var long = flag.Bool("long", false, "also run the large-demand scenarios (unlimited, cpu-bound)")
+
 // TestAdaptiveMeetsTheTargets runs the targets on virtual time:
-// they depend on the seed only, so they can be asserted.
+// they depend on the seed only, so they can be asserted. With -long, the
+// large-demand scenarios too.
 func TestAdaptiveMeetsTheTargets(t *testing.T) {
 	const scale = 0.5
-	for _, name := range []string{"steady", "latency-x3", "capacity-drop", "recovery", "caller-bound"} {
+	names := []string{"steady", "latency-x3", "capacity-drop", "recovery", "caller-bound"}
+	if *long {
+		names = append(names, "unlimited", "cpu-bound")
+	}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			sc := scenarioNamed(t, scale, name)
 			best := 0.0
 			if name == "steady" {
 				best = measure(sc, run(sc, "fixed-32", fixed(32).mk, 1)).goodput
+			}
+			for _, k := range sc.bestFixed() {
+				if name != "steady" {
+					best = max(best, measure(sc, run(sc, "fixed", fixed(k).mk, 1)).goodput)
+				}
 			}
 			m := measure(sc, run(sc, "adaptive", adaptive().mk, 1))
 			for _, tg := range targets(sc, m, best) {
