@@ -101,7 +101,7 @@ func scenarios() []*scenario {
 		title: "HTTP downstream in its own process, 64 workers, service lognormal mean 5ms sigma 0.3",
 		http:  true, service: httpSvc, workers: 64, partitions: parts, fanout: fan, records: 300_000,
 		duration: 10 * time.Second, warm: 3 * time.Second,
-		modes:    []string{"none", "fixed-8", "fixed-48", "fixed-64", "fixed-96", "adaptive", "full"},
+		modes:    []string{"none", "fixed-8", "fixed-48", "fixed-64", "fixed-80", "fixed-96", "fixed-128", "adaptive", "full"},
 		baseline: "best-fixed", ideal: constant(64),
 	}
 	at := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
