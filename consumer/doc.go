@@ -86,6 +86,24 @@
 // shutdown began; without a rebalance under way, DrainTimeout + 2 x
 // CloseGrace.
 //
+// Exactly once. With ExactlyOnce the consumer's client is transactional
+// (kgo.GroupTransactSession) and writers (the Kafka sink's, the dead-letter
+// publisher) produce through it. Every CommitInterval the poll loop stops
+// fetching, lets every fetched record be handed over and settle (a barrier
+// bounded by DrainTimeout), checks that the offsets after each partition's
+// last record are what the transaction will commit, and ends it: outputs
+// and offsets commit together, read with read_committed isolation. A
+// transaction holds no output of a record it does not commit, because
+// every record it wrote for has settled. A revoke or loss during a
+// transaction, a barrier that times out, or offsets the group refuses (a
+// zombie member, fenced by its generation) abort it: outputs are
+// discarded, every partition restarts from its committed offset with a
+// fresh handler, and HookCommitted sees ErrAborted. Revoked partitions are
+// not drained (their work is discarded anyway). The cost: fetching pauses
+// at each barrier while the pipeline empties, and an abort redoes up to a
+// CommitInterval of work; a shutdown whose last transaction cannot commit
+// returns a *CommitError wrapping ErrAborted.
+//
 // Flow control at the marks. Every stop path (revoke, loss, shutdown, a
 // recreated topic) works with any mark reached, the consumer-wide one
 // included; the flow-control state has one documented lock order (flow.go).

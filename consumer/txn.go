@@ -110,6 +110,9 @@ func (c *cfg) eosClientOpts() []kgo.Opt {
 		// CommitInterval; the broker aborts one that outlives this.
 		kgo.TransactionTimeout(c.rebalanceTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Sinks wait for their outputs; batches form while a produce
+		// request is in flight, so lingering would only add latency.
+		kgo.ProducerLinger(0),
 	}
 }
 

@@ -1,13 +1,11 @@
 package kafka_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -21,53 +19,16 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-const sentinelHeader = "test-sentinel"
-
-// readCommitted reads every record of topic that a read_committed reader
-// sees: it writes a sentinel to each partition, outside any transaction,
-// and reads from the start until it has seen every sentinel (a reader
-// cannot pass an open transaction, so every transaction before it has
-// ended by then).
+// readCommitted reads what a read_committed reader of topic sees.
 func readCommitted(t *testing.T, kc *kafkatest.Cluster, topic string, partitions int32) []*kgo.Record {
 	t.Helper()
-	return readTopic(t, kc, topic, partitions, kgo.ReadCommitted())
+	return kc.ReadCommitted(t, topic, partitions)
 }
 
-// readTopic reads topic as readCommitted does, with the given isolation.
+// readTopic reads topic with the given isolation.
 func readTopic(t *testing.T, kc *kafkatest.Cluster, topic string, partitions int32, isolation kgo.IsolationLevel) []*kgo.Record {
 	t.Helper()
-	sentinels := map[int32]int64{}
-	cl := kc.Client(t, kgo.ProducerLinger(0), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for p := range partitions {
-		r := &kgo.Record{Topic: topic, Partition: p, Headers: []kgo.RecordHeader{{Key: sentinelHeader}}}
-		res, err := cl.ProduceSync(ctx, r).First()
-		if err != nil {
-			t.Fatalf("sentinel for %s/%d: %v", topic, p, err)
-		}
-		sentinels[p] = res.Offset
-	}
-	reader := kc.Client(t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(isolation),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	var out []*kgo.Record
-	seen := map[int32]bool{}
-	for len(seen) < int(partitions) {
-		fs := reader.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatalf("reading %s: sentinels seen in %d of %d partitions: %v", topic, len(seen), partitions, err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if len(r.Headers) > 0 && r.Headers[len(r.Headers)-1].Key == sentinelHeader {
-				if r.Offset == sentinels[r.Partition] {
-					seen[r.Partition] = true
-				}
-				return
-			}
-			out = append(out, r)
-		})
-	}
-	return out
+	return kc.ReadTopic(t, topic, partitions, isolation)
 }
 
 // countByValue counts records by value.

@@ -59,7 +59,8 @@ type cfg struct {
 
 // Brokers makes the Writer create its own client, seeded with addrs, with
 // acks=all and the idempotent producer (franz-go's defaults, which New
-// checks). Close closes it. Leave Brokers and Client out to write only in
+// checks) and no linger (each message waits for its outputs; batches form
+// while a request is in flight). Close closes it. Leave Brokers and Client out to write only in
 // the consumer's transactions (consumer.ExactlyOnce).
 func Brokers(addrs ...string) Opt {
 	return optFunc(func(c *cfg) { c.brokers = append(c.brokers, addrs...) })
@@ -153,7 +154,11 @@ func NewWriter(opts ...Opt) (*Writer, error) {
 	}
 	w := &Writer{cfg: c, cl: c.client}
 	if len(c.brokers) > 0 {
-		base := []kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.RequiredAcks(kgo.AllISRAcks())}
+		base := []kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.RequiredAcks(kgo.AllISRAcks()),
+			// Each message waits for its outputs, so lingering only
+			// adds latency; batches still form while a request is in
+			// flight (franz-go sends one at a time per broker).
+			kgo.ProducerLinger(0)}
 		cl, err := kgo.NewClient(append(base, c.clientOpts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("kafka sink: new client: %w", err)
@@ -249,6 +254,47 @@ func Sink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.Messa
 				return pipeline.Permanent(fmt.Errorf("kafka sink: output %d has no topic", i))
 			}
 			recs[i] = buildRecord(w, ctx, m, o)
+		}
+		ctx, cancel := context.WithTimeout(ctx, w.cfg.timeout)
+		defer cancel()
+		return produceAll(ctx, cl, recs)
+	}
+}
+
+// BatchSink is Sink for batches (stages.Batch): each member of a batch is
+// routed, and every output of every member is written before one wait for
+// all the acknowledgements, as a raw poll-produce-wait loop does; the batch
+// settles once they are all acknowledged. Headers (trace context,
+// provenance) come from each output's own member. This is the fast way to
+// write to Kafka: a sink per record waits for a broker round trip per
+// record, a batch sink for one per batch.
+//
+// A batch succeeds or fails as a whole: a Route error or a refused output
+// dead-letters every member (the others' outputs may have been written; a
+// replay writes them again). Do what can fail for one record (decoding,
+// validation, enrichment) in a stage before the batch, such as
+// stages.TryMap, so that a bad record is dead-lettered alone.
+func BatchSink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.Message[[]pipeline.Message[T]]) error {
+	return func(ctx context.Context, batch pipeline.Message[[]pipeline.Message[T]]) error {
+		var recs []*kgo.Record
+		for _, m := range batch.Value() {
+			outs, err := route(m)
+			if err != nil {
+				return pipeline.Permanent(fmt.Errorf("kafka sink: route %s: %w", m, err))
+			}
+			for i, o := range outs {
+				if o.Topic == "" {
+					return pipeline.Permanent(fmt.Errorf("kafka sink: output %d of %s has no topic", i, m))
+				}
+				recs = append(recs, buildRecord(w, ctx, m, o))
+			}
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		cl := w.client()
+		if cl == nil {
+			return ErrNoClient
 		}
 		ctx, cancel := context.WithTimeout(ctx, w.cfg.timeout)
 		defer cancel()

@@ -1,0 +1,362 @@
+// Command etl measures consume-transform-produce throughput of Sluice's
+// Kafka sink against raw franz-go loops doing the same work, on the same
+// broker, in the same run:
+//
+//   - raw-alo: a group consumer that, for each poll, produces one output
+//     per record, waits for every acknowledgement, then commits the polled
+//     offsets (a raw produce-per-record loop, at least once);
+//   - sluice-alo: the consumer, a pipeline and the Kafka sink with a writer
+//     of its own (at least once);
+//   - raw-eos: a kgo.GroupTransactSession loop: begin, poll, produce,
+//     end the transaction with the polled offsets (exactly once);
+//   - sluice-eos: the consumer in exactly-once mode with the Kafka sink's
+//     writer in its transactions.
+//
+// The transform upper-cases the value. It starts `sluice dev broker` as a
+// separate process, produces the input once, then runs the modes in turn
+// for several rounds, each run with a fresh group and output topic.
+// Throughput is input records per second from the start of a run until the
+// group's committed offsets reach the end of the input; ratios compare each
+// Sluice mode with the raw loop of the same guarantee in the same round.
+//
+//	go run ./bench/etl -records 200000 -partitions 6 -rounds 5
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-go/sluice/bench/internal/proc"
+	"github.com/sluice-go/sluice/consumer"
+	"github.com/sluice-go/sluice/pipeline"
+	"github.com/sluice-go/sluice/sinks/kafka"
+	"github.com/sluice-go/sluice/stages"
+)
+
+var (
+	records    = flag.Int("records", 200_000, "input records")
+	size       = flag.Int("size", 100, "value size in bytes")
+	partitions = flag.Int("partitions", 6, "partitions of the input and output topics")
+	rounds     = flag.Int("rounds", 5, "rounds; each runs every mode once")
+	modesFlag  = flag.String("modes", "raw-alo,sluice-alo,sluice-alo-batch,raw-eos,sluice-eos,sluice-eos-batch", "modes to run")
+	batch      = flag.Int("batch", 500, "batch size of the -batch modes (stages.Batch before kafka.BatchSink)")
+	workers    = flag.Int("workers", 64, "fan-out workers per partition in the Sluice modes")
+	interval   = flag.Duration("commit-interval", 200*time.Millisecond, "commit (transaction) interval of the Sluice modes")
+	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
+)
+
+const input = "etl-in"
+
+type mode struct {
+	name     string
+	baseline string // the raw mode this one is compared with
+	run      func(ctx context.Context, addr, group, out string) error
+}
+
+var modes = []mode{
+	{name: "raw-alo", run: rawALO},
+	{name: "sluice-alo", baseline: "raw-alo", run: sluiceALO(false)},
+	{name: "sluice-alo-batch", baseline: "raw-alo", run: sluiceALO(true)},
+	{name: "raw-eos", run: rawEOS},
+	{name: "sluice-eos", baseline: "raw-eos", run: sluiceEOS(false)},
+	{name: "sluice-eos-batch", baseline: "raw-eos", run: sluiceEOS(true)},
+}
+
+func main() {
+	if proc.Child(nil) {
+		return
+	}
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "etl:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var selected []mode
+	for _, name := range strings.Split(*modesFlag, ",") {
+		i := indexOf(name)
+		if i < 0 {
+			return fmt.Errorf("unknown mode %q", name)
+		}
+		selected = append(selected, modes[i])
+	}
+	addr := *brokerAddr
+	if addr == "" {
+		b, err := proc.StartBroker(fmt.Sprintf("%s:%d", input, *partitions))
+		if err != nil {
+			return err
+		}
+		defer b.Stop()
+		addr = b.Addr
+	}
+	ctx := context.Background()
+	if err := proc.Produce(ctx, addr, input, *records, *size); err != nil {
+		return err
+	}
+	fmt.Printf("%d records of %d bytes, %d partitions; %d rounds; sluice: fan-out %d, commit interval %v\n",
+		*records, *size, *partitions, *rounds, *workers, *interval)
+	rates := map[string][]float64{}
+	ratios := map[string][]float64{}
+	for r := range *rounds {
+		got := map[string]float64{}
+		for _, m := range selected {
+			group := fmt.Sprintf("%s-%d", m.name, r)
+			out := group + "-out"
+			if err := createTopic(ctx, addr, out); err != nil {
+				return err
+			}
+			began := time.Now()
+			if err := m.run(ctx, addr, group, out); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			rate := float64(*records) / time.Since(began).Seconds()
+			got[m.name] = rate
+			rates[m.name] = append(rates[m.name], rate)
+			line := fmt.Sprintf("round %d  %-11s %9.0f rec/s", r+1, m.name, rate)
+			if base, ok := got[m.baseline]; ok && m.baseline != "" {
+				ratios[m.name] = append(ratios[m.name], rate/base)
+				line += fmt.Sprintf("  %.2f of %s", rate/base, m.baseline)
+			}
+			fmt.Println(line)
+		}
+	}
+	fmt.Println()
+	fmt.Println("| mode | records/s (median) | vs raw (median, range) |")
+	fmt.Println("|---|---:|---:|")
+	for _, m := range selected {
+		rs := ratios[m.name]
+		cmp := "baseline"
+		if len(rs) > 0 {
+			lo, hi := minMax(rs)
+			cmp = fmt.Sprintf("%.2f (%.2f-%.2f)", proc.Median(rs), lo, hi)
+		}
+		fmt.Printf("| %s | %.0f | %s |\n", m.name, proc.Median(rates[m.name]), cmp)
+	}
+	return nil
+}
+
+func indexOf(name string) int {
+	for i, m := range modes {
+		if m.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func minMax(xs []float64) (lo, hi float64) {
+	lo, hi = xs[0], xs[0]
+	for _, x := range xs {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}
+
+func createTopic(ctx context.Context, addr, topic string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	_, err = kadm.NewClient(cl).CreateTopic(ctx, int32(*partitions), 1, nil, topic)
+	return err
+}
+
+// transform is the work: the value upper-cased.
+func transform(v []byte) []byte { return bytes.ToUpper(v) }
+
+// waitCommitted waits until group committed the end of the input.
+func waitCommitted(ctx context.Context, addr, group string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, input)
+	if err != nil {
+		return err
+	}
+	for {
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			done := true
+			ends.Each(func(e kadm.ListedOffset) {
+				if o, ok := committed.Lookup(e.Topic, e.Partition); !ok || o.At < e.Offset {
+					done = false
+				}
+			})
+			if done {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond): // polling the broker's state; the run's clock keeps going meanwhile
+		}
+	}
+}
+
+func groupOpts(addr, group string) []kgo.Opt {
+	return []kgo.Opt{kgo.SeedBrokers(addr), kgo.ConsumerGroup(group), kgo.ConsumeTopics(input),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit()}
+}
+
+// rawALO: poll, produce one output per record, wait for the acks, commit.
+func rawALO(ctx context.Context, addr, group, out string) error {
+	cl, err := kgo.NewClient(groupOpts(addr, group)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return rawLoop(ctx, addr, group, out, cl, func(fs kgo.Fetches) error {
+		if err := produceAll(ctx, cl, out, fs); err != nil {
+			return err
+		}
+		return cl.CommitUncommittedOffsets(ctx)
+	})
+}
+
+// rawEOS: begin, poll, produce, end the transaction with the offsets.
+func rawEOS(ctx context.Context, addr, group, out string) error {
+	s, err := kgo.NewGroupTransactSession(append(groupOpts(addr, group),
+		kgo.TransactionalID(group), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	cl := s.Client()
+	if err := s.Begin(); err != nil {
+		return err
+	}
+	return rawLoop(ctx, addr, group, out, cl, func(fs kgo.Fetches) error {
+		if err := produceAll(ctx, cl, out, fs); err != nil {
+			return err
+		}
+		if _, err := s.End(ctx, kgo.TryCommit); err != nil {
+			return err
+		}
+		return s.Begin()
+	})
+}
+
+// rawLoop polls and calls each for every poll until the group committed
+// the end of the input.
+func rawLoop(ctx context.Context, addr, group, out string, cl *kgo.Client, each func(kgo.Fetches) error) error {
+	pollCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- waitCommitted(ctx, addr, group)
+		cancel() // wake the poll: the input is done
+	}()
+	for {
+		fs := cl.PollFetches(pollCtx)
+		select {
+		case err := <-done:
+			return err
+		default:
+		}
+		if err := fs.Err0(); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if err := each(fs); err != nil {
+			return err
+		}
+	}
+}
+
+// produceAll writes one output per fetched record and waits for them all.
+func produceAll(ctx context.Context, cl *kgo.Client, out string, fs kgo.Fetches) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	fs.EachRecord(func(r *kgo.Record) {
+		wg.Add(1)
+		cl.Produce(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: transform(r.Value)}, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				first = cmp(first, err)
+				mu.Unlock()
+			}
+		})
+	})
+	wg.Wait()
+	return first
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func route(out string) kafka.Route[[]byte] {
+	return func(m pipeline.Message[[]byte]) ([]kafka.Output, error) {
+		return []kafka.Output{{Topic: out, Key: m.Key(), Value: transform(m.Value())}}, nil
+	}
+}
+
+func sluiceALO(batched bool) func(ctx context.Context, addr, group, out string) error {
+	return func(ctx context.Context, addr, group, out string) error {
+		w, err := kafka.NewWriter(kafka.Brokers(addr))
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		return runSluice(ctx, addr, group, out, w, batched)
+	}
+}
+
+func sluiceEOS(batched bool) func(ctx context.Context, addr, group, out string) error {
+	return func(ctx context.Context, addr, group, out string) error {
+		w, err := kafka.NewWriter()
+		if err != nil {
+			return err
+		}
+		return runSluice(ctx, addr, group, out, w, batched, consumer.ExactlyOnce(group, w))
+	}
+}
+
+func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, batched bool, extra ...consumer.Opt) error {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p := pipeline.New(pipeline.Logger(quiet))
+	src := pipeline.Source(p, input, pipeline.Bytes())
+	if batched {
+		pipeline.Sink(stages.Batch(src, "batch", *batch, 5*time.Millisecond), "out", kafka.BatchSink(w, route(out)))
+	} else {
+		pipeline.Sink(stages.FanOut(src, "workers", *workers), "out", kafka.Sink(w, route(out)))
+	}
+	c, err := consumer.New(append([]consumer.Opt{consumer.Brokers(addr), consumer.Group(group), consumer.Handle(p),
+		consumer.CommitInterval(*interval), consumer.Logger(quiet)}, extra...)...)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	werr := waitCommitted(ctx, addr, group)
+	cancel()
+	if err := <-errc; err != nil {
+		return err
+	}
+	return werr
+}
