@@ -21,6 +21,29 @@
 // makes the sink panic (class panic) and {"permanent":true} makes it fail
 // permanently (class permanent).
 //
+// # Kafka sink modes
+//
+// With --kafka-sink or --eos the sink also writes every record it handles
+// to --output-topic (default: the record's topic + ".out") through
+// package sinks/kafka, one output per record: the record's key, its value
+// re-encoded ({"seq":N}), its rid header, and the sink's provenance header
+// (sinks/kafka.DefaultProvenanceHeader, "topic/partition@offset"). The H
+// event follows the acknowledged write.
+//
+//   - --kafka-sink is the at-least-once mode: a kafka.Writer with a client
+//     of its own (acks=all, idempotent). Before each write the sink appends
+//     a W event, so every output that can be in the topic has one: the
+//     checker bounds the outputs' duplicates with them.
+//   - --eos ID is the exactly-once mode: the consumer runs with
+//     consumer.ExactlyOnce(ID, writer, dead-letter publisher), so outputs,
+//     dead letters and input offsets commit in one transaction. ID is the
+//     transactional ID; the suite gives every incarnation of a member the
+//     same one, so that a restart fences its killed predecessor. The C
+//     events are the transactions' commits, F events their aborts (for
+//     every partition the transaction held), and an R event a revocation
+//     whose transaction aborts. The consumer partitions dead letters with
+//     dlq.Partitioner and outputs by key.
+//
 // # Control file
 //
 // --control names a JSON file that the process reads every 50ms:
@@ -94,6 +117,7 @@ import (
 	"github.com/sluice-go/sluice/internal/deadline"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/sinks/kafka"
 	"github.com/sluice-go/sluice/stages"
 )
 
@@ -138,7 +162,17 @@ type config struct {
 	breakerOpen, breakerW time.Duration
 	dlqSuffix             string
 	logLevel              slog.Level
+
+	// Kafka sink modes: eos is the transactional ID (exactly once),
+	// kafkaSink the at-least-once mode; outTopic is where outputs go
+	// ("": the record's topic + ".out").
+	eos       string
+	kafkaSink bool
+	outTopic  string
 }
+
+// kafkaMode reports whether the sink writes outputs to Kafka.
+func (c config) kafkaMode() bool { return c.eos != "" || c.kafkaSink }
 
 type listFlag struct{ vals *[]string }
 
@@ -202,6 +236,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.breakerW, "breaker-window", 2*time.Second, "the breaker's counting window")
 	fs.StringVar(&c.dlqSuffix, "dlq-suffix", dlq.DefaultSuffix, "dead-letter topic suffix")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level")
+	fs.StringVar(&c.eos, "eos", "", "exactly-once Kafka sink with this transactional ID (stable across restarts of a member)")
+	fs.BoolVar(&c.kafkaSink, "kafka-sink", false, "at-least-once Kafka sink: write every handled record to --output-topic")
+	fs.StringVar(&c.outTopic, "output-topic", "", "output topic of the Kafka sink modes (default: the record's topic + \".out\")")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -216,6 +253,10 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--ledger is required")
 	case c.workers < 1:
 		return c, fmt.Errorf("--workers %d: want at least 1", c.workers)
+	case c.eos != "" && c.kafkaSink:
+		return c, errors.New("--eos and --kafka-sink: choose one mode")
+	case c.outTopic != "" && !c.kafkaMode():
+		return c, errors.New("--output-topic needs --eos or --kafka-sink")
 	}
 	return c, nil
 }
@@ -247,12 +288,34 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 	}
 	defer pub.Close()
 
+	var (
+		out     *kafka.Writer
+		eosOpts []consumer.Opt
+	)
+	switch {
+	case c.eos != "":
+		if out, err = kafka.NewWriter(kafka.Provenance("")); err != nil {
+			return err
+		}
+		eosOpts = []consumer.Opt{consumer.ExactlyOnce(c.eos, out, pub),
+			consumer.ClientOpts(kgo.RecordPartitioner(dlq.Partitioner(nil)))}
+	case c.kafkaSink:
+		out, err = kafka.NewWriter(kafka.Brokers(c.brokers...), kafka.Provenance(""),
+			kafka.ClientOpts(kgo.Dialer(dial), kgo.ClientID(c.name+"-out")))
+		if err != nil {
+			return err
+		}
+	}
+	if out != nil {
+		defer out.Close()
+	}
+
 	ctl := newControl(c.control, c.latency, c.latencyMax, log)
-	p, err := buildPipeline(c, ctl, rec, pub, log)
+	p, err := buildPipeline(c, ctl, rec, pub, out, log)
 	if err != nil {
 		return err
 	}
-	cons, err := consumer.New(
+	cons, err := consumer.New(append([]consumer.Opt{
 		consumer.Brokers(c.brokers...),
 		consumer.Group(c.group),
 		consumer.Topics(c.topics...),
@@ -268,7 +331,7 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 		consumer.RecordBudget(c.budget),
 		consumer.MaxUnsettled(consumer.Water{Records: c.partRecords}, consumer.Water{Records: c.totalRecords}),
 		consumer.ClientOpts(clientOpts(c, dial)...),
-	)
+	}, eosOpts...)...)
 	if err != nil {
 		return err
 	}
@@ -308,7 +371,8 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 		case <-runDone:
 		}
 	}()
-	log.Info("reference consumer starting", "pid", os.Getpid(), "brokers", c.brokers, "topics", c.topics, "routes", c.routes)
+	log.Info("reference consumer starting", "pid", os.Getpid(), "brokers", c.brokers, "topics", c.topics, "routes", c.routes,
+		"exactly_once", c.eos, "kafka_sink", c.kafkaSink)
 	err = cons.Run(ctx)
 	close(runDone)
 	<-stopDone
@@ -409,7 +473,31 @@ var (
 	errRejected = errors.New("record rejected by the sink")
 )
 
-func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, log *slog.Logger) (*pipeline.Pipeline, error) {
+// outputOf is the Kafka sinks' route: one output per record, to the
+// output topic (or the record's topic + ".out"), with the record's key and
+// rid header.
+func outputOf(outTopic string) kafka.Route[Event] {
+	return func(m pipeline.Message[Event]) ([]kafka.Output, error) {
+		topic := outTopic
+		if topic == "" {
+			topic = m.Topic() + ".out"
+		}
+		o := kafka.Output{Topic: topic, Key: m.Key()}
+		if v := m.Value(); !v.Tombstone {
+			o.Value = fmt.Appendf(nil, `{"seq":%d}`, v.Seq)
+		}
+		if rid, ok := m.Header(ledger.RIDHeader); ok {
+			o.Headers = []pipeline.Header{{Key: ledger.RIDHeader, Value: rid}}
+		}
+		return []kafka.Output{o}, nil
+	}
+}
+
+func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, out *kafka.Writer, log *slog.Logger) (*pipeline.Pipeline, error) {
+	var write func(context.Context, pipeline.Message[Event]) error
+	if out != nil {
+		write = kafka.Sink(out, outputOf(c.outTopic))
+	}
 	sink := func(ctx context.Context, m pipeline.Message[Event]) error {
 		st := ctl.load()
 		if st.Down {
@@ -429,7 +517,18 @@ func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, lo
 			return err
 		}
 		rid, _ := m.Header(ledger.RIDHeader)
-		rec.write(ledger.Event{Kind: ledger.Handled, Topic: m.Topic(), Partition: m.Partition(), Offset: m.Offset(), Key: m.Key(), RID: string(rid)})
+		e := ledger.Event{Kind: ledger.Handled, Topic: m.Topic(), Partition: m.Partition(), Offset: m.Offset(), Key: m.Key(), RID: string(rid)}
+		if write != nil {
+			if c.kafkaSink {
+				w := e
+				w.Kind = ledger.Writing
+				rec.write(w)
+			}
+			if err := write(ctx, m); err != nil {
+				return err
+			}
+		}
+		rec.write(e)
 		return nil
 	}
 	guarded, err := handlers.Guard(handlers.Handler[pipeline.Message[Event]](sink),

@@ -35,6 +35,8 @@ func TestParseRejectsMissingFlags(t *testing.T) {
 		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g"}, want: "--ledger is required"},
 		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--workers", "0"}, want: "--workers 0"},
 		{give: []string{"--route", "nope"}, want: "want FROM=TO"},
+		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--eos", "x", "--kafka-sink"}, want: "choose one mode"},
+		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--output-topic", "o"}, want: "--output-topic needs"},
 	}
 	for _, tt := range tests {
 		_, err := parse(tt.give, io.Discard)
@@ -56,55 +58,14 @@ func TestReferenceConsumerSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var recs []*kgo.Record
-	expect := map[string]check.Outcome{}
-	add := func(key []byte, value string, want check.Outcome) {
-		rid := fmt.Sprintf("r%d", len(recs))
-		recs = append(recs, &kgo.Record{Topic: "orders", Key: key, Value: []byte(value),
-			Headers: []kgo.RecordHeader{{Key: ledger.RIDHeader, Value: []byte(rid)}, {Key: "odd\x00", Value: []byte{0xff, 0}}}})
-		expect[rid] = want
-	}
-	for i := range 40 {
-		add(fmt.Appendf(nil, "k%d", i%5), fmt.Sprintf(`{"seq":%d}`, i), check.ExpectHandled)
-	}
-	add([]byte("k1"), "not json", check.ExpectDeadLetter)
-	add(nil, `{"seq":41}`, check.ExpectHandled)
-	add([]byte("k2"), "", check.ExpectHandled)
-	add([]byte("k3"), `{"seq":43,"panic":true}`, check.ExpectDeadLetter)
-	add([]byte("k4"), `{"seq":44,"permanent":true}`, check.ExpectDeadLetter)
+	in := &inputs{extra: []kgo.RecordHeader{{Key: "odd\x00", Value: []byte{0xff, 0}}}}
+	in.mix(40)
+	in.add(nil, `{"seq":41}`, check.ExpectHandled)
+	recs, expect := in.recs, in.expect
 	cl.Produce(t, recs...)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- run(ctx, make(chan struct{}), []string{
-			"--brokers", cl.Addrs[0], "--topics", "orders", "--group", "smoke", "--ledger", ledgerPath,
-			"--control", controlPath, "--session-timeout", "2s", "--commit-interval", "100ms", "--log-level", "error",
-		}, io.Discard)
-	}()
-	tail := &ledger.Tail{Path: ledgerPath}
-	delivered := map[string]bool{}
-	kafkatest.Eventually(t, 30*time.Second, func() bool {
-		if err := tail.Poll(); err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range tail.New {
-			if e.Kind == ledger.Handled || e.Kind == ledger.DeadLettered {
-				delivered[e.RID] = true
-			}
-		}
-		return len(delivered) == len(recs)
-	}, "the reference consumer delivered %d of %d records", kafkatest.Lazy(func() any { return len(delivered) }), len(recs))
-	cancel()
-	if err := <-errc; err != nil {
-		t.Fatalf("run: %v", err)
-	}
-
-	f, err := ledger.Read(ledgerPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := runUntilDelivered(t, len(recs), "--brokers", cl.Addrs[0], "--topics", "orders", "--group", "smoke", "--ledger", ledgerPath,
+		"--control", controlPath, "--session-timeout", "2s", "--commit-interval", "100ms", "--log-level", "error")
 	if !f.Ended || f.Torn != 0 {
 		t.Fatalf("ledger ended=%v torn=%d, want a clean end", f.Ended, f.Torn)
 	}
@@ -114,12 +75,7 @@ func TestReferenceConsumerSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var produced []check.Produced
-	for _, r := range recs {
-		rid := string(r.Headers[0].Value)
-		produced = append(produced, check.Produced{RID: rid, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Acked: true, Expect: expect[rid]})
-	}
-	rep := check.Check(check.Input{Produced: produced, Ledgers: []*ledger.File{f}, DeadLetters: dead})
+	rep := check.Check(check.Input{Produced: producedOf(recs, expect), Ledgers: []*ledger.File{f}, DeadLetters: dead})
 	if ps := rep.Problems(check.Expectations{}); len(ps) > 0 {
 		t.Fatalf("problems: %v", ps)
 	}
@@ -131,6 +87,82 @@ func TestReferenceConsumerSmoke(t *testing.T) {
 			t.Errorf("dead letters by class %v, want one decode, one panic, one permanent", rep.DeadLetterClasses)
 		}
 	}
+}
+
+// inputs are records for the reference consumer, each with a rid header
+// (and extra headers), and what should become of them.
+type inputs struct {
+	recs   []*kgo.Record
+	expect map[string]check.Outcome
+	extra  []kgo.RecordHeader
+}
+
+func (in *inputs) add(key []byte, value string, want check.Outcome) {
+	if in.expect == nil {
+		in.expect = map[string]check.Outcome{}
+	}
+	rid := fmt.Sprintf("r%d", len(in.recs))
+	in.recs = append(in.recs, &kgo.Record{Topic: "orders", Key: key, Value: []byte(value),
+		Headers: append([]kgo.RecordHeader{{Key: ledger.RIDHeader, Value: []byte(rid)}}, in.extra...)})
+	in.expect[rid] = want
+}
+
+// mix adds good records over 5 keys, then an undecodable one, a tombstone,
+// a panicking and a rejected one.
+func (in *inputs) mix(good int) {
+	for i := range good {
+		in.add(fmt.Appendf(nil, "k%d", i%5), fmt.Sprintf(`{"seq":%d}`, i), check.ExpectHandled)
+	}
+	in.add([]byte("k1"), "not json", check.ExpectDeadLetter)
+	in.add([]byte("k2"), "", check.ExpectHandled)
+	in.add([]byte("k3"), `{"seq":-1,"panic":true}`, check.ExpectDeadLetter)
+	in.add([]byte("k4"), `{"seq":-2,"permanent":true}`, check.ExpectDeadLetter)
+}
+
+// runUntilDelivered runs the reference consumer in-process with args (which
+// name its ledger) until its ledger has delivered (handled or
+// dead-lettered) n distinct records, stops it gracefully and returns the
+// ledger.
+func runUntilDelivered(t *testing.T, n int, args ...string) *ledger.File {
+	t.Helper()
+	path := args[slices.Index(args, "--ledger")+1]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, make(chan struct{}), args, io.Discard) }()
+	tail := &ledger.Tail{Path: path}
+	delivered := map[string]bool{}
+	kafkatest.Eventually(t, 30*time.Second, func() bool {
+		if err := tail.Poll(); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range tail.New {
+			if e.Kind == ledger.Handled || e.Kind == ledger.DeadLettered {
+				delivered[e.RID] = true
+			}
+		}
+		return len(delivered) == n
+	}, "the reference consumer delivered %d of %d records", kafkatest.Lazy(func() any { return len(delivered) }), n)
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	f, err := ledger.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// producedOf describes recs, whose first header is their rid, for the
+// checker.
+func producedOf(recs []*kgo.Record, expect map[string]check.Outcome) []check.Produced {
+	var produced []check.Produced
+	for _, r := range recs {
+		rid := string(r.Headers[0].Value)
+		produced = append(produced, check.Produced{RID: rid, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Acked: true, Expect: expect[rid]})
+	}
+	return produced
 }
 
 func TestControlLatencyRange(t *testing.T) {

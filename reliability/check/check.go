@@ -53,6 +53,40 @@
 //     offset minus the group's final committed offset. After every record
 //     was delivered and every consumer stopped gracefully it must be 0, or
 //     a restart would handle records again.
+//
+// # Kafka sink outputs
+//
+// When the consumers write their outputs to Kafka (Input.Mode), the output
+// topic is read back too, up to sentinels (ReadThrough), and each output is
+// matched to its input by its rid header; its provenance header names the
+// input's position.
+//
+//   - Output losses: acknowledged records expected to be handled with no
+//     output. Output duplicates: outputs beyond the first, summed over
+//     records. An output of a record that was expected to be dead-lettered
+//     is unexpected; one of a rid never produced is unknown; one whose
+//     provenance is not the record's position is mismatched.
+//   - Output order: per output partition and key, the first output of each
+//     record must come in the input's offset order (outputs of a key go to
+//     one partition, written one at a time by the key-ordered fan-out).
+//   - Exactly once (read with read_committed): zero output losses and zero
+//     output duplicates, and each dead letter once: a record with two dead
+//     letters in the dead-letter topic (read_committed) is a dead-letter
+//     duplicate. Handling a record again is expected here: a transaction
+//     that aborts (an F event in the ledger: the reference consumer writes
+//     one for every partition of an aborted transaction) rewinds every
+//     partition to its last commit, and a revocation (R) aborts the
+//     transaction too, so in this mode F and R events end the uncommitted
+//     work like a loss, and the duplicate bound of the handled events
+//     counts it. Outputs and dead letters that a read_uncommitted reader
+//     sees and a read_committed one does not are the aborted ones.
+//   - At least once: output duplicates must not exceed the output
+//     duplicate bound, computed from the W events (written before each
+//     write, so every output has one) as the duplicate bound is from H
+//     events: the W'd records at or above the last commit at every forced
+//     ending, plus every W event beyond the first for a record within one
+//     assignment (a write retried after a failure or a timeout, which may
+//     have landed).
 package check
 
 import (
@@ -104,11 +138,66 @@ type DeadLetter struct {
 	Class     string
 }
 
+// SinkMode says whether and how the consumers wrote outputs to Kafka.
+type SinkMode byte
+
+// Sink modes.
+const (
+	// NoOutputs: the sink writes nothing to Kafka.
+	NoOutputs SinkMode = iota
+	// AtLeastOnce: every handled record has an output, maybe several.
+	AtLeastOnce
+	// ExactlyOnce: outputs, dead letters and offsets commit in
+	// transactions; a read_committed reader sees each output once.
+	ExactlyOnce
+)
+
+func (m SinkMode) String() string {
+	switch m {
+	case AtLeastOnce:
+		return "at least once"
+	case ExactlyOnce:
+		return "exactly once"
+	}
+	return "none"
+}
+
+// Position is a record's place in a topic.
+type Position struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// Output is a record read back from an output topic.
+type Output struct {
+	RID string
+	// Source is the input position from the provenance header, if the
+	// output has one (HasSource).
+	Source    Position
+	HasSource bool
+	Key       []byte
+	// At and AtOffset are where the output is.
+	At       TopicPartition
+	AtOffset int64
+}
+
 // Input is one run's evidence.
 type Input struct {
-	Produced    []Produced
-	Ledgers     []*ledger.File
-	DeadLetters []DeadLetter
+	// Mode says how the consumers wrote outputs; NoOutputs skips the
+	// output checks. With ExactlyOnce, DeadLetters must be read with
+	// read_committed.
+	Mode SinkMode
+	// Outputs are the output topic's records (read_committed with
+	// ExactlyOnce).
+	Outputs []Output
+	// SeenUncommitted, if not nil, counts the records a read_uncommitted
+	// reader saw in the output topic ("outputs") and the dead-letter topic
+	// ("dead letters"), for the aborted counts.
+	SeenUncommitted map[string]int
+	Produced        []Produced
+	Ledgers         []*ledger.File
+	DeadLetters     []DeadLetter
 	// Disruptions are the times faults ended (a process killed, a proxy
 	// healed, a broker back, a sink back), for recovery times.
 	Disruptions []time.Time
@@ -168,6 +257,20 @@ type Report struct {
 	Recovery, RecoveryMedian time.Duration
 	// Samples name a few of the records behind each non-zero count.
 	Samples map[string][]string
+
+	// Kafka sink outputs (see the package doc); zero with NoOutputs.
+	Mode              SinkMode
+	Outputs           int // output records read
+	OutputLost        int
+	OutputDuplicates  int
+	OutputDupBound    int // at least once: from the W events
+	OutputUnexpected  int
+	OutputUnknown     int
+	OutputMismatched  int
+	OutputOrder       int // order violations
+	DeadLetterDups    int // dead letters beyond the first per record
+	AbortedOutputs    int // seen read_uncommitted only; -1 if not read
+	AbortedDeadLetter int // likewise for dead letters
 }
 
 const maxSamples = 5
@@ -212,7 +315,7 @@ func Check(in Input) Report {
 		if !f.Ended {
 			r.Kills++
 		}
-		r.DupBound += dupBound(f, &r)
+		r.DupBound += dupBound(f, in.Mode, &r)
 		for li, e := range f.Events {
 			switch e.Kind {
 			case ledger.Lost:
@@ -226,8 +329,14 @@ func Check(in Input) Report {
 			}
 		}
 	}
+	deadCount := map[string]int{}
 	for _, d := range in.DeadLetters {
 		count[d.RID]++
+		deadCount[d.RID]++
+		if deadCount[d.RID] > 1 {
+			r.DeadLetterDups++
+			r.sample("dead-letter duplicates", fmt.Sprintf("%s (%s/%d@%d) dead-lettered %d times", d.RID, d.Topic, d.Partition, d.Offset, deadCount[d.RID]))
+		}
 		dead[d.RID] = true
 		r.DeadLetterClasses[d.Class]++
 		if p := byRID[d.RID]; p != nil && (p.Topic != d.Topic || p.Partition != d.Partition || p.Offset != d.Offset) && p.Acked {
@@ -275,7 +384,79 @@ func Check(in Input) Report {
 		r.Recovery, r.RecoveryMedian = rs[len(rs)-1], rs[len(rs)/2]
 	}
 	checkCommits(in, count, &r)
+	if in.Mode != NoOutputs {
+		checkOutputs(in, byRID, dead, &r)
+	}
 	return r
+}
+
+// checkOutputs matches the outputs to the produced records (see "Kafka
+// sink outputs" in the package doc).
+func checkOutputs(in Input, byRID map[string]*Produced, dead map[string]bool, r *Report) {
+	r.Mode = in.Mode
+	r.Outputs = len(in.Outputs)
+	r.AbortedOutputs, r.AbortedDeadLetter = -1, -1
+	if in.SeenUncommitted != nil {
+		r.AbortedOutputs = in.SeenUncommitted["outputs"] - len(in.Outputs)
+		r.AbortedDeadLetter = in.SeenUncommitted["dead letters"] - len(in.DeadLetters)
+	}
+	outs := slices.Clone(in.Outputs)
+	slices.SortFunc(outs, func(a, b Output) int {
+		return cmp.Or(cmp.Compare(a.At.Topic, b.At.Topic), cmp.Compare(a.At.Partition, b.At.Partition), cmp.Compare(a.AtOffset, b.AtOffset))
+	})
+	type orderKey struct {
+		at  TopicPartition
+		key string
+		src TopicPartition
+		gen int
+	}
+	n := map[string]int{}
+	maxFirst := map[orderKey]int64{}
+	for _, o := range outs {
+		p := byRID[o.RID]
+		if p == nil {
+			r.OutputUnknown++
+			r.sample("output unknown", fmt.Sprintf("output %s/%d@%d has rid %q, never produced", o.At.Topic, o.At.Partition, o.AtOffset, o.RID))
+			continue
+		}
+		n[o.RID]++
+		if want := (Position{p.Topic, p.Partition, p.Offset}); p.Acked && (!o.HasSource || o.Source != want) {
+			r.OutputMismatched++
+			r.sample("output mismatched", fmt.Sprintf("output %s/%d@%d of %s names %v (provenance %v), produced at %v", o.At.Topic, o.At.Partition, o.AtOffset, o.RID, o.Source, o.HasSource, want))
+		}
+		if n[o.RID] > 1 || p.Key == nil {
+			continue
+		}
+		k := orderKey{o.At, string(p.Key), TopicPartition{p.Topic, p.Partition}, p.Gen}
+		if last, ok := maxFirst[k]; ok && p.Offset < last {
+			r.OutputOrder++
+			r.sample("output order", fmt.Sprintf("key %q in %s/%d: output of @%d first written after that of @%d", p.Key, o.At.Topic, o.At.Partition, p.Offset, last))
+			continue
+		}
+		maxFirst[k] = p.Offset
+	}
+	for _, p := range in.Produced {
+		if !p.Acked {
+			continue
+		}
+		got := n[p.RID]
+		switch {
+		case p.Expect == ExpectDeadLetter && got > 0:
+			r.OutputUnexpected++
+			r.sample("output unexpected", fmt.Sprintf("%s %s/%d@%d has %d outputs, expected a dead letter", p.RID, p.Topic, p.Partition, p.Offset, got))
+			continue
+		case p.Expect == ExpectEither && dead[p.RID] && got > 0:
+			r.OutputUnexpected++
+			r.sample("output unexpected", fmt.Sprintf("%s %s/%d@%d has %d outputs and a dead letter", p.RID, p.Topic, p.Partition, p.Offset, got))
+			continue
+		case got == 0 && (p.Expect == ExpectHandled || p.Expect == ExpectEither && !dead[p.RID]):
+			r.OutputLost++
+			r.sample("output lost", fmt.Sprintf("%s %s/%d@%d", p.RID, p.Topic, p.Partition, p.Offset))
+		case got > 1:
+			r.OutputDuplicates += got - 1
+			r.sample("output duplicates", fmt.Sprintf("%s (%s/%d@%d) has %d outputs", p.RID, p.Topic, p.Partition, p.Offset, got))
+		}
+	}
 }
 
 // checkCommits counts skipped records and the final commit lag.
@@ -310,12 +491,28 @@ func checkCommits(in Input, count map[string]int, r *Report) {
 }
 
 // dupBound adds up the uncommitted work of f's forced endings, and counts
-// deliveries outside any assignment (stray), which are forced too.
-func dupBound(f *ledger.File, r *Report) int {
+// deliveries outside any assignment (stray), which are forced too. In
+// exactly-once mode an aborted transaction (F) and a revocation (R) force
+// the uncommitted work to be redone too. It adds the output duplicate
+// bound of the W events to r.OutputDupBound.
+func dupBound(f *ledger.File, mode SinkMode, r *Report) int {
 	type seg struct {
 		committed int64 // last committed watermark; -1 before any
 		offsets   []int64
 		failed    int64 // highest offset of a reported failed commit not since covered; -1 if none
+		writes    []int64
+		written   map[int64]bool
+	}
+	// forcedWrites adds the W'd records of s at or above its last commit
+	// to the output bound.
+	forcedWrites := func(s *seg) {
+		seen := map[int64]bool{}
+		for _, o := range s.writes {
+			if o >= s.committed && !seen[o] {
+				seen[o] = true
+				r.OutputDupBound++
+			}
+		}
 	}
 	open := map[tpKey]*seg{}
 	uncommitted := func(s *seg) int {
@@ -343,18 +540,32 @@ func dupBound(f *ledger.File, r *Report) int {
 		k := tpKey{e.Topic, e.Partition}
 		switch e.Kind {
 		case ledger.Assigned:
-			open[k] = &seg{committed: -1, failed: -1}
+			open[k] = &seg{committed: -1, failed: -1, written: map[int64]bool{}}
+		case ledger.Writing:
+			if s := open[k]; s != nil {
+				if s.written[e.Offset] {
+					r.OutputDupBound++ // a write retried
+				}
+				s.written[e.Offset] = true
+				s.writes = append(s.writes, e.Offset)
+			}
+		case ledger.CommitFailed:
+			r.CommitFailures++
+			if s := open[k]; s != nil && mode == ExactlyOnce {
+				// The transaction aborted: every partition starts
+				// over from its last commit.
+				bound += uncommitted(s)
+				s.offsets = s.offsets[:0]
+			}
+			if s := open[k]; s != nil && mode != ExactlyOnce && e.Offset > s.committed {
+				s.failed = max(s.failed, e.Offset)
+			}
 		case ledger.Committed:
 			if s := open[k]; s != nil {
 				s.committed = max(s.committed, e.Offset)
 				if s.committed >= s.failed {
 					s.failed = -1
 				}
-			}
-		case ledger.CommitFailed:
-			r.CommitFailures++
-			if s := open[k]; s != nil && e.Offset > s.committed {
-				s.failed = max(s.failed, e.Offset)
 			}
 		case ledger.Handled, ledger.DeadLettered:
 			s := open[k]
@@ -371,18 +582,24 @@ func dupBound(f *ledger.File, r *Report) int {
 				n := uncommitted(s)
 				bound += n
 				r.DrainTimeoutBound += n
+				forcedWrites(s)
 			}
 			delete(open, k)
 		case ledger.Revoked:
-			if s := open[k]; s != nil && s.failed >= 0 {
+			switch s := open[k]; {
+			case s != nil && mode == ExactlyOnce:
+				bound += uncommitted(s) // the transaction aborts
+			case s != nil && s.failed >= 0:
 				n := claimed(s)
 				bound += n
 				r.CommitFailureBound += n
+				forcedWrites(s)
 			}
 			delete(open, k)
 		case ledger.Lost:
 			if s := open[k]; s != nil {
 				bound += uncommitted(s)
+				forcedWrites(s)
 			}
 			delete(open, k)
 		}
@@ -391,7 +608,9 @@ func dupBound(f *ledger.File, r *Report) int {
 		switch {
 		case !f.Ended:
 			bound += uncommitted(s)
+			forcedWrites(s)
 		case s.failed >= 0:
+			forcedWrites(s)
 			n := claimed(s)
 			bound += n
 			r.CommitFailureBound += n
@@ -513,5 +732,19 @@ func (r Report) Problems(x Expectations) []string {
 		add(r.Duplicates == 0, "duplicates", "%d duplicates where none may happen", r.Duplicates)
 	}
 	add(x.AllowLostAssignments || r.LostAssignments == 0, "", "%d partitions lost where every rebalance should be graceful", r.LostAssignments)
+	if r.Mode == NoOutputs {
+		return ps
+	}
+	add(r.OutputLost == 0, "output lost", "%d records without an output (%s)", r.OutputLost, r.Mode)
+	add(r.OutputUnexpected == 0, "output unexpected", "%d outputs of records that were to be dead-lettered", r.OutputUnexpected)
+	add(r.OutputUnknown == 0, "output unknown", "%d outputs of records never produced", r.OutputUnknown)
+	add(r.OutputMismatched == 0, "output mismatched", "%d outputs whose provenance is not their record's position", r.OutputMismatched)
+	add(r.OutputOrder == 0, "output order", "%d outputs first written out of their key's order", r.OutputOrder)
+	if r.Mode == ExactlyOnce {
+		add(r.OutputDuplicates == 0, "output duplicates", "%d duplicate outputs read with read_committed (exactly once)", r.OutputDuplicates)
+		add(r.DeadLetterDups == 0, "dead-letter duplicates", "%d duplicate dead letters read with read_committed (exactly once)", r.DeadLetterDups)
+	} else {
+		add(r.OutputDuplicates <= r.OutputDupBound, "output duplicates", "%d duplicate outputs above the bound of %d writes redone at forced endings or retried", r.OutputDuplicates, r.OutputDupBound)
+	}
 	return ps
 }

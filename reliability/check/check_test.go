@@ -24,7 +24,7 @@ func produced(n int) []Produced {
 }
 
 // led builds a ledger from a compact script: "A", "R", "L", "E", "C<off>",
-// "F<off>" (a failed commit), "H<off>", "D<off>" (class permanent) and "X<off>" (a dead letter of class
+// "F<off>" (a failed commit), "H<off>", "W<off>" (writing outputs), "D<off>" (class permanent) and "X<off>" (a dead letter of class
 // decode) on partition 0 of topic t, with rid r<off>; time advances by one
 // per event, from start.
 func led(start int64, script string) *ledger.File {
@@ -39,7 +39,7 @@ func led(start int64, script string) *ledger.File {
 			e.Kind, e.Class = ledger.DeadLettered, "decode"
 		}
 		switch e.Kind {
-		case ledger.Handled, ledger.DeadLettered:
+		case ledger.Handled, ledger.DeadLettered, ledger.Writing:
 			e.RID, e.Key = fmt.Sprintf("r%d", e.Offset), []byte("k")
 		case ledger.End:
 			f.Ended = true

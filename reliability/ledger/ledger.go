@@ -11,6 +11,7 @@
 // kind first and its wall-clock time in Unix nanoseconds second:
 //
 //	H  time topic partition offset key rid       handled (the sink succeeded)
+//	W  time topic partition offset key rid       writing the record's outputs (a Kafka sink, before the write)
 //	D  time topic partition offset key rid class dead-lettered (acknowledged)
 //	A  time topic partition                      assigned
 //	R  time topic partition                      revoked (drained, committed)
@@ -58,8 +59,12 @@ type Kind byte
 const (
 	Handled      Kind = 'H'
 	DeadLettered Kind = 'D'
-	Assigned     Kind = 'A'
-	Revoked      Kind = 'R'
+	// Writing is written by a Kafka sink before it writes a record's
+	// outputs: every output in the output topic comes from an attempt
+	// with a W event, so the W events bound what a reader can see.
+	Writing  Kind = 'W'
+	Assigned Kind = 'A'
+	Revoked  Kind = 'R'
 	// RevokedTimedOut is a revocation whose drain timed out (HookRevoked
 	// with timedOut): what had not settled was cancelled and is not
 	// committed, so records completed above it are redone by the next
@@ -188,7 +193,7 @@ func Append(b []byte, e Event) []byte {
 
 // fields each kind's line has.
 var nfields = map[Kind]int{
-	Handled: 7, DeadLettered: 8, Assigned: 4, Revoked: 4, RevokedTimedOut: 4, Lost: 4, Committed: 5, CommitFailed: 5, End: 2,
+	Handled: 7, Writing: 7, DeadLettered: 8, Assigned: 4, Revoked: 4, RevokedTimedOut: 4, Lost: 4, Committed: 5, CommitFailed: 5, End: 2,
 }
 
 // Parse parses one line, without its newline.

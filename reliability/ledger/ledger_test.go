@@ -25,6 +25,8 @@ func TestAppendParseRoundTrip(t *testing.T) {
 			want: "H\t7\tt\t0\t0\t\"\"\t\"x\"\n"},
 		{give: Event{Kind: DeadLettered, Time: 8, Topic: "t", Partition: 1, Offset: 5, Key: []byte("a\tb\n\xff\x00"), RID: "r1", Class: "decode"},
 			want: "D\t8\tt\t1\t5\t\"a\\tb\\n\\xff\\x00\"\t\"r1\"\tdecode\n"},
+		{give: Event{Kind: Writing, Time: 9, Topic: "t", Partition: 1, Offset: 5, Key: []byte("k"), RID: "r1"},
+			want: "W\t9\tt\t1\t5\t\"k\"\t\"r1\"\n"},
 		{give: Event{Kind: Assigned, Time: 1, Topic: "t", Partition: 2}, want: "A\t1\tt\t2\n"},
 		{give: Event{Kind: Revoked, Time: 1, Topic: "t", Partition: 2}, want: "R\t1\tt\t2\n"},
 		{give: Event{Kind: RevokedTimedOut, Time: 1, Topic: "t", Partition: 2}, want: "T\t1\tt\t2\n"},
