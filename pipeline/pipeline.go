@@ -397,6 +397,10 @@ func (e *Env) Count(t Token) int {
 	return countRecords(t)
 }
 
+// Timed reports whether a HookHandled observer wants latencies: a sink
+// that is not timed passes 0 to Handled and spares its clock reads.
+func (e *Env) Timed() bool { return e.p.timedSinks }
+
 // Handled tells the HookHandled observers that stage finished with a message
 // standing for records records (from Count, taken before the message was
 // settled).

@@ -75,6 +75,22 @@ func Connect[In, Out any](in *Stream[In], info StageInfo, build func(env *Env, o
 	return outs[0]
 }
 
+// ConnectSink ends in with a stage of its own, for a sink that settles
+// messages itself, for example when an acknowledgement arrives after Push
+// returned. build is called once per partition, like Connect's. The inlet
+// settles each message it receives exactly once, or hands it to Env.Fail,
+// or leaves it unsettled when the partition's context is done; its End
+// returns once every message it received is settled or failed (the
+// partition's Close waits for End), or when the context is done.
+func ConnectSink[In any](in *Stream[In], info StageInfo, build func(env *Env) Inlet[In]) {
+	if build == nil {
+		info.Err = errors.Join(info.Err, errors.New("no build function"))
+	}
+	if in.p.claim(in.base, in.leased, info) {
+		in.build = build
+	}
+}
+
 // Connect2 adds a stage with two outputs of different types, for example a
 // window and its late records.
 func Connect2[In, A, B any](in *Stream[In], info StageInfo, build func(env *Env, a Inlet[A], b Inlet[B]) Inlet[In]) (*Stream[A], *Stream[B]) {

@@ -6,13 +6,16 @@
 //     per record, waits for every acknowledgement, then commits the polled
 //     offsets (a raw produce-per-record loop, at least once);
 //   - sluice-alo: the consumer, a pipeline and the Kafka sink with a writer
-//     of its own (at least once);
+//     of its own (at least once): kafka.Sink behind a fan-out of -workers,
+//     then (-batch) stages.Batch and kafka.BatchSink, then (-write)
+//     kafka.Write, which writes without waiting and settles on the
+//     acknowledgements;
 //   - raw-eos: a kgo.GroupTransactSession loop: begin, poll, produce,
 //     end the transaction with the polled offsets (exactly once);
 //   - sluice-eos: the consumer in exactly-once mode with the Kafka sink's
-//     writer in its transactions.
+//     writer in its transactions, written the same three ways.
 //
-// The transform upper-cases the value. It starts `sluice dev broker` as a
+// The transform appends a suffix to the value. It starts `sluice dev broker` as a
 // separate process, produces the input once, then runs the modes in turn
 // for several rounds, each run with a fresh group and output topic.
 // Throughput is input records per second from the start of a run until the
@@ -50,11 +53,12 @@ var (
 	size       = flag.Int("size", 100, "value size in bytes")
 	partitions = flag.Int("partitions", 6, "partitions of the input and output topics")
 	rounds     = flag.Int("rounds", 5, "rounds; each runs every mode once")
-	modesFlag  = flag.String("modes", "raw-alo,sluice-alo,sluice-alo-batch,raw-eos,sluice-eos,sluice-eos-batch", "modes to run")
+	modesFlag  = flag.String("modes", "raw-alo,sluice-alo,sluice-alo-batch,sluice-alo-write,raw-eos,sluice-eos,sluice-eos-batch,sluice-eos-write", "modes to run")
 	batch      = flag.Int("batch", 500, "batch size of the -batch modes (stages.Batch before kafka.BatchSink)")
 	workers    = flag.Int("workers", 64, "fan-out workers per partition in the Sluice modes")
 	interval   = flag.Duration("commit-interval", 200*time.Millisecond, "commit (transaction) interval of the Sluice modes")
 	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
+	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the runs (not the produce) to this file")
 )
 
 const input = "etl-in"
@@ -67,11 +71,13 @@ type mode struct {
 
 var modes = []mode{
 	{name: "raw-alo", run: rawALO},
-	{name: "sluice-alo", baseline: "raw-alo", run: sluiceALO(false)},
-	{name: "sluice-alo-batch", baseline: "raw-alo", run: sluiceALO(true)},
+	{name: "sluice-alo", baseline: "raw-alo", run: sluiceALO(perRecord)},
+	{name: "sluice-alo-batch", baseline: "raw-alo", run: sluiceALO(batched)},
+	{name: "sluice-alo-write", baseline: "raw-alo", run: sluiceALO(async)},
 	{name: "raw-eos", run: rawEOS},
-	{name: "sluice-eos", baseline: "raw-eos", run: sluiceEOS(false)},
-	{name: "sluice-eos-batch", baseline: "raw-eos", run: sluiceEOS(true)},
+	{name: "sluice-eos", baseline: "raw-eos", run: sluiceEOS(perRecord)},
+	{name: "sluice-eos-batch", baseline: "raw-eos", run: sluiceEOS(batched)},
+	{name: "sluice-eos-write", baseline: "raw-eos", run: sluiceEOS(async)},
 }
 
 func main() {
@@ -95,6 +101,7 @@ func run() error {
 		selected = append(selected, modes[i])
 	}
 	addr := *brokerAddr
+	brokerCPU := func() time.Duration { return -1 }
 	if addr == "" {
 		b, err := proc.StartBroker(fmt.Sprintf("%s:%d", input, *partitions))
 		if err != nil {
@@ -102,6 +109,7 @@ func run() error {
 		}
 		defer b.Stop()
 		addr = b.Addr
+		brokerCPU = b.CPU
 	}
 	ctx := context.Background()
 	if err := proc.Produce(ctx, addr, input, *records, *size); err != nil {
@@ -109,6 +117,11 @@ func run() error {
 	}
 	fmt.Printf("%d records of %d bytes, %d partitions; %d rounds; sluice: fan-out %d, commit interval %v\n",
 		*records, *size, *partitions, *rounds, *workers, *interval)
+	stopProfile, err := proc.CPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	rates := map[string][]float64{}
 	ratios := map[string][]float64{}
 	for r := range *rounds {
@@ -119,14 +132,16 @@ func run() error {
 			if err := createTopic(ctx, addr, out); err != nil {
 				return err
 			}
-			began := time.Now()
+			began, bcpu, cpu := time.Now(), brokerCPU(), proc.CPU(os.Getpid())
 			if err := m.run(ctx, addr, group, out); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
-			rate := float64(*records) / time.Since(began).Seconds()
+			took := time.Since(began)
+			rate := float64(*records) / took.Seconds()
 			got[m.name] = rate
 			rates[m.name] = append(rates[m.name], rate)
-			line := fmt.Sprintf("round %d  %-11s %9.0f rec/s", r+1, m.name, rate)
+			line := fmt.Sprintf("round %d  %-17s %9.0f rec/s  cpu/rec: this process %4.0f ns, broker %4.0f ns",
+				r+1, m.name, rate, nsPerRecord(proc.CPU(os.Getpid())-cpu), nsPerRecord(brokerCPU()-bcpu))
 			if base, ok := got[m.baseline]; ok && m.baseline != "" {
 				ratios[m.name] = append(ratios[m.name], rate/base)
 				line += fmt.Sprintf("  %.2f of %s", rate/base, m.baseline)
@@ -176,8 +191,8 @@ func createTopic(ctx context.Context, addr, topic string) error {
 	return err
 }
 
-// transform is the work: the value upper-cased.
-func transform(v []byte) []byte { return bytes.ToUpper(v) }
+// transform is the work: a copy of the value with a suffix.
+func transform(v []byte) []byte { return append(bytes.Clone(v), "-enriched"...) }
 
 // waitCommitted waits until group committed the end of the input.
 func waitCommitted(ctx context.Context, addr, group string) error {
@@ -314,34 +329,47 @@ func route(out string) kafka.Route[[]byte] {
 	}
 }
 
-func sluiceALO(batched bool) func(ctx context.Context, addr, group, out string) error {
+func sluiceALO(how sinkKind) func(ctx context.Context, addr, group, out string) error {
 	return func(ctx context.Context, addr, group, out string) error {
 		w, err := kafka.NewWriter(kafka.Brokers(addr))
 		if err != nil {
 			return err
 		}
 		defer w.Close()
-		return runSluice(ctx, addr, group, out, w, batched)
+		return runSluice(ctx, addr, group, out, w, how)
 	}
 }
 
-func sluiceEOS(batched bool) func(ctx context.Context, addr, group, out string) error {
+func sluiceEOS(how sinkKind) func(ctx context.Context, addr, group, out string) error {
 	return func(ctx context.Context, addr, group, out string) error {
 		w, err := kafka.NewWriter()
 		if err != nil {
 			return err
 		}
-		return runSluice(ctx, addr, group, out, w, batched, consumer.ExactlyOnce(group, w))
+		return runSluice(ctx, addr, group, out, w, how, consumer.ExactlyOnce(group, w))
 	}
 }
 
-func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, batched bool, extra ...consumer.Opt) error {
+// sinkKind is how the Sluice modes write: kafka.Sink behind a fan-out,
+// kafka.BatchSink behind stages.Batch, or kafka.Write.
+type sinkKind int
+
+const (
+	perRecord sinkKind = iota
+	batched
+	async
+)
+
+func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, how sinkKind, extra ...consumer.Opt) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p := pipeline.New(pipeline.Logger(quiet))
 	src := pipeline.Source(p, input, pipeline.Bytes())
-	if batched {
+	switch how {
+	case batched:
 		pipeline.Sink(stages.Batch(src, "batch", *batch, 5*time.Millisecond), "out", kafka.BatchSink(w, route(out)))
-	} else {
+	case async:
+		kafka.Write(src, "out", w, route(out))
+	default:
 		pipeline.Sink(stages.FanOut(src, "workers", *workers), "out", kafka.Sink(w, route(out)))
 	}
 	c, err := consumer.New(append([]consumer.Opt{consumer.Brokers(addr), consumer.Group(group), consumer.Handle(p),
@@ -360,3 +388,6 @@ func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, ba
 	}
 	return werr
 }
+
+// nsPerRecord is d per input record, in nanoseconds (negative if unknown).
+func nsPerRecord(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(*records) }
