@@ -364,7 +364,10 @@ func TestStartInterruptible(t *testing.T) {
 		b.Close()
 		t.Skipf("the broker started within 50ms (%v): nothing to interrupt", time.Since(start))
 	}
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
+	// "At once" within a bound a busy machine keeps: creating the 800
+	// partitions takes seconds on a quiet one, and an uninterruptible start
+	// (the bug) held on for minutes.
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
 		t.Fatalf("StartContext = %v after %v, want the context's error at once", err, time.Since(start))
 	}
 	deadline := time.Now().Add(60 * time.Second)
