@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,9 @@ import (
 type suite struct {
 	bin, work string
 	verbose   bool
+	// txnTimeout, if set, is the exactly-once members' transaction
+	// timeout (-txn-timeout).
+	txnTimeout time.Duration
 
 	mu    sync.Mutex
 	procs map[*exec.Cmd]struct{} // alive children, killed by killAll
@@ -264,6 +268,12 @@ type member struct {
 	proxy      *faultproxy.Proxy // nil unless routed through a proxy
 	args       []string
 	killed     bool
+	// stopping is set once the scenario asks the member to stop
+	// (SIGTERM).
+	stopping atomic.Bool
+	// crashed is set once the member was reported as having exited on
+	// its own (reviveCrashed).
+	crashed bool
 
 	mu  sync.Mutex
 	hwm int64 // VmHWM in kB, the largest seen
@@ -300,6 +310,7 @@ func (m *member) kill() {
 
 // terminate asks for a graceful shutdown and waits for it.
 func (m *member) terminate() error {
+	m.stopping.Store(true)
 	m.sampleRSS()
 	if err := m.stop(syscall.SIGTERM, 60*time.Second); err != nil {
 		return fmt.Errorf("%s: %w (see %s)", m.name, err, m.logPath)
@@ -343,6 +354,10 @@ type run struct {
 	group      string
 	memberArgs []string // flags every member gets
 	useProxy   bool
+	// sink is the Kafka sink mode of the members: with ExactlyOnce each
+	// member gets --eos with its name (the same for every incarnation),
+	// with AtLeastOnce --kafka-sink; outputs go to topic + ".out".
+	sink check.SinkMode
 
 	mu          sync.Mutex
 	members     []*member
@@ -427,6 +442,15 @@ func (r *run) startMember(name string, extra ...string) (*member, error) {
 	args := []string{
 		"--brokers", r.broker.addr, "--group", r.group, "--topics", topics,
 		"--name", inc, "--ledger", m.ledgerPath, "--control", filepath.Join(r.dir, "control.json"),
+	}
+	switch r.sink {
+	case check.ExactlyOnce:
+		args = append(args, "--eos", name)
+		if r.s.txnTimeout > 0 {
+			args = append(args, "--transaction-timeout", r.s.txnTimeout.String())
+		}
+	case check.AtLeastOnce:
+		args = append(args, "--kafka-sink")
 	}
 	if r.useProxy {
 		p, err := faultproxy.New(r.broker.addr)

@@ -80,6 +80,7 @@ var errStopBound = errors.New("did not stop within its bound")
 // waits 5s more, then kills it; the error then wraps errStopBound. It
 // returns how long m took to exit, and its exit error otherwise.
 func (m *member) stopWithin(bound time.Duration) (time.Duration, error) {
+	m.stopping.Store(true)
 	m.sampleRSS()
 	began := time.Now()
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)

@@ -21,6 +21,9 @@ type producer struct {
 	topic string
 	gen   int
 	keys  int
+	// poisonEvery, if positive, makes every poisonEvery-th record of the
+	// load a poison record (poison).
+	poisonEvery int
 
 	stop   chan struct{}
 	done   chan struct{}
@@ -77,8 +80,18 @@ func (p *producer) send(key, value []byte, expect check.Outcome, headers ...kgo.
 // next sends the next record of the steady load: key k<seq % keys>.
 func (p *producer) next(seq int) {
 	key := fmt.Appendf(nil, "k%03d", seq%p.keys)
+	if p.poisonEvery > 0 && seq%p.poisonEvery == p.poisonEvery-1 {
+		v := poison[(seq/p.poisonEvery)%len(poison)]
+		p.send(key, fmt.Appendf(nil, v, seq), check.ExpectDeadLetter)
+		return
+	}
 	p.send(key, fmt.Appendf(nil, `{"seq":%d,"pad":%q}`, seq, pad), check.ExpectHandled)
 }
+
+// poison are the values of poison records (with their seq), each
+// dead-lettered by the reference consumer for a reason of its own: the
+// source cannot decode it, the sink panics, the sink rejects it.
+var poison = []string{`not json %d {`, `{"seq":%d,"panic":true}`, `{"seq":%d,"permanent":true}`}
 
 // load produces rate records a second until stopLoad.
 func (p *producer) load(rate int) {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluice-go/sluice/reliability/check"
 )
 
 func recoveryText(d time.Duration) string {
@@ -25,7 +27,7 @@ func rssText(kb int64) string {
 
 func status(r result) string {
 	switch {
-	case r.sc.knownBug != "" && len(r.problems) > 0:
+	case r.sc.knownBug != "" && !r.failed():
 		return "known bug"
 	case r.failed():
 		return "**FAIL**"
@@ -57,12 +59,47 @@ func row(r result) string {
 		recoveryText(r.rep.Recovery), rssText(r.peakKB), status(r))
 }
 
-// table is the summary as a Markdown table.
+const outputHead = "| scenario | mode | produced | outputs | output duplicates (bound) | output losses | dead letters | dead-letter duplicates | transactions committed / aborted | aborted outputs | took | result |\n" +
+	"|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+
+// outputIntro introduces the outputs table in the report.
+const outputIntro = "Kafka sink scenarios: the output topic (and, exactly once, the dead-letter topic) read back,\n" +
+	"with read_committed in exactly-once mode:\n\n"
+
+// hasOutputs reports whether r has a row in the outputs table.
+func hasOutputs(r result) bool { return r.rep.Mode != check.NoOutputs }
+
+// outputRow is a result's row of the outputs table, newline included.
+func outputRow(r result) string {
+	dups := fmt.Sprintf("%d (%d)", r.rep.OutputDuplicates, r.rep.OutputDupBound)
+	txns, aborted := "-", "-"
+	if r.rep.Mode == check.ExactlyOnce {
+		dups = fmt.Sprintf("%d (none allowed)", r.rep.OutputDuplicates)
+		txns = fmt.Sprintf("%d / %d", r.txn.committed, r.txn.aborted)
+		if r.rep.AbortedOutputs >= 0 {
+			aborted = fmt.Sprint(r.rep.AbortedOutputs)
+		}
+	}
+	return fmt.Sprintf("| %s | %s | %d | %d | %s | %d | %d | %d | %s | %s | %v | %s |\n",
+		r.sc.name, r.rep.Mode, r.rep.Produced, r.rep.Outputs, dups, r.rep.OutputLost, r.rep.DeadLettered, r.rep.DeadLetterDups,
+		txns, aborted, r.took.Round(time.Second), status(r))
+}
+
+// table is the summary as Markdown tables: every scenario, then the Kafka
+// sink scenarios' outputs.
 func table(rs []result) string {
 	var b strings.Builder
 	b.WriteString(tableHead)
 	for _, r := range rs {
 		b.WriteString(row(r))
+	}
+	if slices.ContainsFunc(rs, hasOutputs) {
+		b.WriteString("\n" + outputIntro + outputHead)
+		for _, r := range rs {
+			if hasOutputs(r) {
+				b.WriteString(outputRow(r))
+			}
+		}
 	}
 	return b.String()
 }
@@ -136,6 +173,23 @@ dead-letter topic and checks (package ` + "`reliability/check`" + `):
   proxy, a broker back, a sink back, a fault removed) until every partition
   delivering afterwards had delivered again.
 - **peak RSS**: the largest VmHWM of the scenario's consumer processes.
+- **Kafka sink scenarios** (` + "`eos-*`, `alo-kill`" + `): the reference consumer also
+  writes every record it handles to ` + "`orders.out`" + ` through ` + "`sinks/kafka`" + `, one output
+  with the record's key, rid and provenance; one record in 397 is a poison
+  record (undecodable, panicking or rejected). The second table reads the
+  output topic back. **exactly once** (` + "`consumer.ExactlyOnce`" + `, with the dead-letter
+  publisher in the transactions): read with read_committed, every handled
+  record's output must appear once and every poison record's dead letter
+  once: **output duplicates**, **output losses** and **dead-letter
+  duplicates** must be 0. Records handled again in the first table are
+  the work of aborted transactions redone (an abort rewinds every partition
+  to its last commit; a revocation aborts too), and its bound counts them.
+  **transactions committed / aborted** come from the consumers' ledgers and
+  logs; **aborted outputs** are the outputs a read_uncommitted reader sees
+  and a read_committed one does not. **at least once** (a writer of its own):
+  no output may be missing; output duplicates must stay within the bound of
+  writes (a W event before each) that a kill or loss left uncommitted or that
+  were retried.
 - **known problem**: a problem that a known bug outside Sluice explains, by
   evidence the scenario checks (so far: the development broker, kfake,
   listing processes that have exited as group members; see
@@ -156,6 +210,9 @@ func section(r result, from string) string {
 	fmt.Fprintf(&b, "\n### %s: %s\n\n%s.\n", r.sc.name, status(r), r.sc.what)
 	if r.sc.knownBug != "" {
 		fmt.Fprintf(&b, "\n**Known bug**, outside the suite: %s. Its problems below do not fail the run; once it is fixed the scenario must pass and the mark go.\n", r.sc.knownBug)
+		if r.sc.knownEvidence != nil {
+			fmt.Fprintf(&b, "Only problems matching `%s` are the known bug's; any other fails the run.\n", r.sc.knownEvidence)
+		}
 	}
 	b.WriteString("\n")
 	if from != "" {
@@ -175,6 +232,38 @@ func section(r result, from string) string {
 	return b.String()
 }
 
+// mergeTable replaces or adds the rows of rs in the table of lines that
+// starts with head, and returns the lines and the index of the first line
+// after the table. If there is no such table and at >= 0, it inserts one
+// (with outputIntro) at line at; otherwise it fails.
+func mergeTable(lines []string, head string, rs []result, row func(result) string, at int) ([]string, int, error) {
+	start := slices.Index(lines, strings.SplitAfter(head, "\n")[0])
+	if start < 0 {
+		if at < 0 {
+			return lines, 0, fmt.Errorf("no table %q", strings.TrimSpace(strings.SplitAfter(head, "\n")[0]))
+		}
+		intro := strings.SplitAfter("\n"+outputIntro, "\n")
+		intro = intro[:len(intro)-1] // the empty string after the last newline
+		lines = slices.Insert(lines, at, intro...)
+		start = at + len(intro)
+		lines = slices.Insert(lines, start, strings.SplitAfter(head, "\n")[:2]...)
+	}
+	end := start + 2 // first line after the table
+	for end < len(lines) && strings.HasPrefix(lines[end], "| ") {
+		end++
+	}
+	var added []string
+	for _, r := range rs {
+		prefix := "| " + r.sc.name + " |"
+		if i := slices.IndexFunc(lines[start+2:end], func(l string) bool { return strings.HasPrefix(l, prefix) }); i >= 0 {
+			lines[start+2+i] = row(r)
+		} else {
+			added = append(added, row(r))
+		}
+	}
+	return slices.Insert(lines, end, added...), end + len(added), nil
+}
+
 // merge updates an existing report (old) with the results of a run of
 // some scenarios: each result replaces its scenario's table row and
 // section, or is added after the others, and says which run it comes
@@ -182,29 +271,24 @@ func section(r result, from string) string {
 // rerun without rerunning the suite.
 func merge(old string, rs []result, info reportInfo) (string, error) {
 	lines := strings.SplitAfter(old, "\n")
-	head := slices.Index(lines, strings.SplitAfter(tableHead, "\n")[0])
-	if head < 0 {
+	lines, end, err := mergeTable(lines, tableHead, rs, row, -1)
+	if err != nil {
 		return "", fmt.Errorf("no summary table in the report to merge into")
 	}
-	end := head + 2 // first line after the table
-	for end < len(lines) && strings.HasPrefix(lines[end], "| ") {
-		end++
+	var outs []result
+	for _, r := range rs {
+		if hasOutputs(r) {
+			outs = append(outs, r)
+		}
+	}
+	if len(outs) > 0 {
+		lines, _, _ = mergeTable(lines, outputHead, outs, outputRow, end)
 	}
 	from := fmt.Sprintf("from a later run than the rest of this page: `go run ./reliability -run '%s' -out docs/RELIABILITY.md`, %s, seed %d, %s",
 		info.runRe, runtime.Version(), info.seed, info.at.Format("2006-01-02"))
 	if info.scale != 1 {
 		from += fmt.Sprintf(", `-scale %v`", info.scale)
 	}
-	var added []string
-	for _, r := range rs {
-		prefix := "| " + r.sc.name + " |"
-		if i := slices.IndexFunc(lines[head+2:end], func(l string) bool { return strings.HasPrefix(l, prefix) }); i >= 0 {
-			lines[head+2+i] = row(r)
-		} else {
-			added = append(added, row(r))
-		}
-	}
-	lines = slices.Insert(lines, end, added...)
 	out := strings.Join(lines, "")
 	for _, r := range rs {
 		sec := section(r, from)

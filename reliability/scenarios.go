@@ -27,10 +27,17 @@ type scenario struct {
 	// scenario fail: its problems are reported but do not fail the run,
 	// and a pass fails it (the mark must go once the bug is fixed).
 	knownBug string
+	// knownEvidence, if set with knownBug, matches the problems the
+	// known bug explains; any other problem fails the run.
+	knownEvidence *regexp.Regexp
 	// wait bounds the final wait for every record to be delivered;
 	// default 90s.
 	wait time.Duration
 }
+
+// producerFenced is the evidence of the transaction timeout bug (eos-kill):
+// a member stopped by PRODUCER_FENCED.
+var producerFenced = regexp.MustCompile(`(exited on its own|stopped without a graceful end): ERROR consumer stopping on a fatal error: end transaction: .*PRODUCER_FENCED`)
 
 // Load shared by the scenarios: 6 partitions, 120 keys, 800 records/s, a
 // 2ms sink with 8 key-ordered workers per partition.
@@ -138,12 +145,47 @@ var scenarios = []scenario{
 		run:    scChurn,
 		wait:   2 * time.Minute,
 	},
+	{
+		name:   "eos-kill",
+		what:   "exactly-once Kafka sink (each record written to orders.out in a transaction with its offset; one record in 397 a poison record, dead-lettered in the transaction): 3 consumers under load; for 50s, SIGKILL a random one while it has outputs in its open transaction and restart it at once with the same transactional ID, the next kill 0.5-3s after the group recovered; session timeout 6.75s, rebalance (and transaction) timeout 4.5s, drain (barrier) timeout 3s",
+		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
+		run:    scEOSKill,
+		knownBug: "consumer/txn.go: the transaction timeout is RebalanceTimeout, but a transaction lasts up to CommitInterval plus its barrier plus whatever its commit waits for; " +
+			"after a kill the survivors' TxnOffsetCommit waits for the rebalance, which waits up to RebalanceTimeout for the killed member, so the broker aborts the transaction by timeout and bumps the epoch; " +
+			"TxnOffsetCommit then answers PRODUCER_FENCED, which endTxn takes for a newer producer (fatal), and the surviving members stop",
+		knownEvidence: producerFenced,
+	},
+	{
+		name:   "eos-storm",
+		what:   "exactly-once Kafka sink, as eos-kill: 2 steady consumers; every second a consumer joins or one of up to 3 extra ones leaves gracefully (SIGTERM), for 60s under load; each member has its own transactional ID",
+		expect: check.Expectations{AllowForcedDuplicates: true},
+		run:    scEOSStorm,
+	},
+	{
+		name:   "eos-broker-faults",
+		wait:   2 * time.Minute,
+		what:   "exactly-once Kafka sink, as eos-kill, 2 consumers through TCP proxies: kfake faults through `sluice dev broker --control`, 3-5s each, 3s apart, on the transaction's requests (TxnOffsetCommit, EndTxn; franz-go sends no AddPartitionsToTxn or AddOffsetsToTxn to kfake, which supports KIP-890's implicit ones), on the writes of outputs and dead letters (Produce), and on the group (a forced rebalance, a fenced member); then all of one consumer's connections cut, twice, while it has work in its open transaction",
+		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
+		run:    scEOSBrokerFaults,
+		knownBug: "consumer/txn.go, two bugs. (1) As in eos-kill: a TxnOffsetCommit retried through a 3s coordinator outage outlives the transaction timeout (RebalanceTimeout, 4.5s, from the first output); the broker aborts the transaction and bumps the epoch, TxnOffsetCommit answers PRODUCER_FENCED, endTxn takes it for fatal and the member stops. " +
+			"(2) An EndTxn answered REQUEST_TIMED_OUT leaves franz-go's session with a commit of unknown outcome, to be resolved by End(TryAbort); endTxn logs an abort and rewinds instead, and the next Begin fails with \"invalid attempt to begin a transaction while already in a transaction\", which stops the member",
+		knownEvidence: regexp.MustCompile(producerFenced.String() + `|invalid attempt to begin a transaction while already in a transaction`),
+	},
+	{
+		name:   "alo-kill",
+		what:   "at-least-once Kafka sink (each record written to orders.out by a writer of its own, acks=all and idempotent, before its offset may be committed; one record in 397 a poison record): 3 consumers under load; for 50s, SIGKILL a random one while it has outputs written since its last commit and restart it at once, the next kill 0.5-3s after the group recovered; timeouts as eos-kill. Outputs may repeat, within the bound the W events give, and never be missing",
+		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
+		run:    scALOKill,
+	},
 }
 
 // begin starts the broker with the run's topics and the RSS sampler.
 func (r *run) begin(o brokerOpts) error {
 	if o.topics == "" {
 		o.topics = fmt.Sprintf("%s:%d,%s.dlq:%d", r.topic, r.parts, r.topic, r.parts)
+		if r.sink != check.NoOutputs {
+			o.topics += fmt.Sprintf(",%s:%d", r.outTopic(), r.parts)
+		}
 	}
 	b, err := r.startBroker(o)
 	if err != nil {
@@ -175,6 +217,9 @@ func (r *run) loaded() (*producer, error) {
 	p, err := r.newProducer(r.topic, 1, keys)
 	if err != nil {
 		return nil, err
+	}
+	if r.sink != check.NoOutputs {
+		p.poisonEvery = poisonEvery
 	}
 	p.load(rate)
 	return p, nil
@@ -214,15 +259,11 @@ func scKill(r *run) error {
 		if len(live) == 0 {
 			break
 		}
-		victim := live[r.rnd.IntN(len(live))]
-		victim.kill()
-		at := time.Now()
-		r.disrupted()
-		kills++
-		base, _, _ := strings.Cut(victim.name, ".")
-		if _, err := r.startMember(base); err != nil {
+		at, err := r.killAndRestart(live[r.rnd.IntN(len(live))])
+		if err != nil {
 			return err
 		}
+		kills++
 		if !r.waitProgress(at, time.Minute) {
 			stuck++
 		}
@@ -234,18 +275,44 @@ func scKill(r *run) error {
 	return p.close(time.Minute)
 }
 
+// killAndRestart SIGKILLs m and starts its next incarnation at once; it
+// returns when m was killed.
+func (r *run) killAndRestart(m *member) (time.Time, error) {
+	m.kill()
+	at := time.Now()
+	r.disrupted()
+	base, _, _ := strings.Cut(m.name, ".")
+	_, err := r.startMember(base)
+	return at, err
+}
+
 func scStorm(r *run) error {
 	r.memberArgs = []string{"--session-timeout", "10s"}
+	return r.stormUnderLoad()
+}
+
+// stormUnderLoad runs 2 steady members, s1 and s2, under load, and the
+// storm for 60s.
+func (r *run) stormUnderLoad() error {
 	_, p, err := r.standard("s1", "s2")
 	if err != nil {
 		return err
 	}
+	if err := r.storm(60 * time.Second); err != nil {
+		return err
+	}
+	return p.close(time.Minute)
+}
+
+// storm starts or stops (SIGTERM) a member every second for d: up to 3
+// extra members x<n>, each with a name of its own.
+func (r *run) storm(d time.Duration) error {
 	var (
 		extra         []*member
 		leaving       sync.WaitGroup
 		joins, leaves int
 	)
-	end := time.Now().Add(r.d(60 * time.Second))
+	end := time.Now().Add(r.d(d))
 	t := time.NewTicker(time.Second)
 	for now := range t.C {
 		if now.After(end) {
@@ -273,8 +340,8 @@ func scStorm(r *run) error {
 	}
 	t.Stop()
 	leaving.Wait()
-	r.notef("%d joins and %d graceful leaves in %v", joins, leaves, r.d(60*time.Second))
-	return p.close(time.Minute)
+	r.notef("%d joins and %d graceful leaves in %v", joins, leaves, r.d(d))
+	return nil
 }
 
 var breakerOpened = regexp.MustCompile(`sink breaker state changed.*"to":"open"`)
@@ -609,11 +676,7 @@ func scBrokerFaults(r *run) error {
 		return err
 	}
 	r.phase(4 * time.Second)
-	phases := []struct {
-		name   string
-		faults []devbroker.FaultSpec
-		hold   time.Duration
-	}{
+	phases := []faultPhase{
 		{"commits fail (COORDINATOR_NOT_AVAILABLE)", []devbroker.FaultSpec{{Keys: []string{"OffsetCommit"}, Err: "COORDINATOR_NOT_AVAILABLE", Count: -1}}, 3 * time.Second},
 		{"commits fail (UNKNOWN_SERVER_ERROR)", []devbroker.FaultSpec{{Keys: []string{"OffsetCommit"}, Err: "UNKNOWN_SERVER_ERROR", Count: -1}}, 3 * time.Second},
 		{"coordinator moves (NOT_COORDINATOR)", []devbroker.FaultSpec{{Keys: []string{"Heartbeat", "OffsetCommit", "JoinGroup", "SyncGroup", "OffsetFetch"}, Err: "NOT_COORDINATOR", Count: 8}}, 4 * time.Second},
@@ -622,6 +685,23 @@ func scBrokerFaults(r *run) error {
 		{"forced rebalance (REBALANCE_IN_PROGRESS)", []devbroker.FaultSpec{{Keys: []string{"Heartbeat"}, Err: "REBALANCE_IN_PROGRESS", Count: 2}}, 5 * time.Second},
 		{"fenced member (UNKNOWN_MEMBER_ID)", []devbroker.FaultSpec{{Keys: []string{"Heartbeat"}, Err: "UNKNOWN_MEMBER_ID", Count: 1}}, 6 * time.Second},
 	}
+	if err := r.injectFaults(phases); err != nil {
+		return err
+	}
+	return p.close(time.Minute)
+}
+
+// faultPhase is a set of broker faults held for a while.
+type faultPhase struct {
+	name   string
+	faults []devbroker.FaultSpec
+	hold   time.Duration
+}
+
+// injectFaults installs each phase's faults, holds them, removes them and
+// lets 3s pass before the next, noting how many requests each failed; a
+// member that crashed meanwhile is reported and restarted.
+func (r *run) injectFaults(phases []faultPhase) error {
 	for _, ph := range phases {
 		var ids []int
 		for _, f := range ph.faults {
@@ -646,8 +726,9 @@ func scBrokerFaults(r *run) error {
 		r.disrupted()
 		r.notef("%s: %d requests failed", ph.name, n)
 		r.phase(3 * time.Second)
+		r.reviveCrashed()
 	}
-	return p.close(time.Minute)
+	return nil
 }
 
 // heal ends a proxy's faults and marks the end of a disruption.

@@ -42,7 +42,8 @@
 //     events are the transactions' commits, F events their aborts (for
 //     every partition the transaction held), and an R event a revocation
 //     whose transaction aborts. The consumer partitions dead letters with
-//     dlq.Partitioner and outputs by key.
+//     dlq.Partitioner and outputs by key. --transaction-timeout overrides
+//     the consumer's transaction timeout (its RebalanceTimeout).
 //
 // # Control file
 //
@@ -169,6 +170,9 @@ type config struct {
 	eos       string
 	kafkaSink bool
 	outTopic  string
+	// txnTimeout, if positive, overrides the consumer's transaction
+	// timeout (kgo.TransactionTimeout through consumer.ClientOpts).
+	txnTimeout time.Duration
 }
 
 // kafkaMode reports whether the sink writes outputs to Kafka.
@@ -238,6 +242,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level")
 	fs.StringVar(&c.eos, "eos", "", "exactly-once Kafka sink with this transactional ID (stable across restarts of a member)")
 	fs.BoolVar(&c.kafkaSink, "kafka-sink", false, "at-least-once Kafka sink: write every handled record to --output-topic")
+	fs.DurationVar(&c.txnTimeout, "transaction-timeout", 0, "with --eos, the transaction timeout (0: the consumer's, its RebalanceTimeout)")
 	fs.StringVar(&c.outTopic, "output-topic", "", "output topic of the Kafka sink modes (default: the record's topic + \".out\")")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -257,6 +262,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--eos and --kafka-sink: choose one mode")
 	case c.outTopic != "" && !c.kafkaMode():
 		return c, errors.New("--output-topic needs --eos or --kafka-sink")
+	case c.txnTimeout != 0 && c.eos == "":
+		return c, errors.New("--transaction-timeout needs --eos")
 	}
 	return c, nil
 }
@@ -299,6 +306,10 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 		}
 		eosOpts = []consumer.Opt{consumer.ExactlyOnce(c.eos, out, pub),
 			consumer.ClientOpts(kgo.RecordPartitioner(dlq.Partitioner(nil)))}
+		if c.txnTimeout > 0 {
+			// Client options come after the consumer's own.
+			eosOpts = append(eosOpts, consumer.ClientOpts(kgo.TransactionTimeout(c.txnTimeout)))
+		}
 	case c.kafkaSink:
 		out, err = kafka.NewWriter(kafka.Brokers(c.brokers...), kafka.Provenance(""),
 			kafka.ClientOpts(kgo.Dialer(dial), kgo.ClientID(c.name+"-out")))

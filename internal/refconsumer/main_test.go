@@ -37,6 +37,7 @@ func TestParseRejectsMissingFlags(t *testing.T) {
 		{give: []string{"--route", "nope"}, want: "want FROM=TO"},
 		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--eos", "x", "--kafka-sink"}, want: "choose one mode"},
 		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--output-topic", "o"}, want: "--output-topic needs"},
+		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--kafka-sink", "--transaction-timeout", "9s"}, want: "--transaction-timeout needs --eos"},
 	}
 	for _, tt := range tests {
 		_, err := parse(tt.give, io.Discard)
