@@ -368,6 +368,7 @@ type run struct {
 	notes       []string
 	failures    []string
 	known       []string
+	crashes     int // members that stopped on their own, without a graceful end
 
 	rssStop chan struct{}
 	rssDone chan struct{}

@@ -222,6 +222,9 @@ type result struct {
 	known []string
 	// txn counts the transactions of an exactly-once scenario.
 	txn txnStats
+	// crashes counts members that ended without a graceful stop and were
+	// not killed (rep.Kills counts both).
+	crashes int
 }
 
 // failed reports whether the scenario fails the run: problems without a
@@ -327,6 +330,7 @@ func (s *suite) runScenario(sc scenario, scale float64, seed uint64) result {
 	}
 	r.mu.Lock()
 	res.notes, res.problems, res.known = r.notes, append(r.failures, res.rep.Problems(sc.expect)...), r.known
+	res.crashes = r.crashes
 	for _, p := range r.produced {
 		if !p.Acked {
 			res.unacked++
@@ -379,6 +383,9 @@ func (r *run) finish(wait time.Duration) check.Report {
 		if err != nil {
 			r.failf("ledger: %v", err)
 			continue
+		}
+		if !m.killed && !f.Ended {
+			r.crashes++
 		}
 		if !m.killed && !m.crashed && !f.Ended {
 			r.failf("%s stopped without a graceful end%s (see %s)", m.name, m.fatal(), m.logPath)

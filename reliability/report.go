@@ -190,6 +190,10 @@ dead-letter topic and checks (package ` + "`reliability/check`" + `):
   no output may be missing; output duplicates must stay within the bound of
   writes (a W event before each) that a kill or loss left uncommitted or that
   were retried.
+- **known bug** (result): the scenario shows a bug in Sluice outside the
+  suite, named in its section with its evidence; the problems the evidence
+  matches do not fail the run, any other does, and once the bug no longer
+  shows the run fails until the mark goes.
 - **known problem**: a problem that a known bug outside Sluice explains, by
   evidence the scenario checks (so far: the development broker, kfake,
   listing processes that have exited as group members; see
@@ -218,8 +222,12 @@ func section(r result, from string) string {
 	if from != "" {
 		fmt.Fprintf(&b, "- %s\n", from)
 	}
-	fmt.Fprintf(&b, "- took %v; %d records produced, %d not acknowledged by the broker (not required); %d consumer processes killed, %d partition assignments lost\n",
-		r.took.Round(time.Second), r.rep.Produced, r.unacked, r.rep.Kills, r.rep.LostAssignments)
+	crashed := ""
+	if r.crashes > 0 {
+		crashed = fmt.Sprintf(", %d crashed", r.crashes)
+	}
+	fmt.Fprintf(&b, "- took %v; %d records produced, %d not acknowledged by the broker (not required); %d consumer processes killed%s, %d partition assignments lost\n",
+		r.took.Round(time.Second), r.rep.Produced, r.unacked, r.rep.Kills-r.crashes, crashed, r.rep.LostAssignments)
 	for _, n := range r.notes {
 		fmt.Fprintf(&b, "- %s\n", n)
 	}
