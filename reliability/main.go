@@ -14,9 +14,11 @@
 // added), -scale F stretches or shrinks their phases, -dir DIR keeps the
 // work directory (ledgers, logs) for a post mortem, -txn-timeout D gives
 // the exactly-once scenarios' members another transaction timeout (to look
-// past a known bug; it cannot write the report). It exits 1 if any scenario breaks a promise. It is not part of
-// `go test ./...`: it takes about eleven minutes; `go test ./...` runs the
-// fast tests of its parts (ledger, checker, proxy, reference consumer).
+// past a known bug; it cannot write the report), -v prints each
+// scenario's notes. It exits 1 if any scenario breaks a promise. It is not
+// part of `go test ./...`: it takes about sixteen minutes; `go test ./...`
+// runs the fast tests of its parts (ledger, checker, proxy, reference
+// consumer).
 //
 // # Decisions
 //
@@ -62,6 +64,20 @@
 //     wait in JoinGroup for a draining one.
 //   - Phases are timed (the scenario's clock); synchronisation waits on
 //     events (ledger lines, log lines, process exits) with deadlines.
+//   - The Kafka sink scenarios (eos-*, alo-kill) read the output topic
+//     back and match outputs to inputs by rid (package check, "Kafka sink
+//     outputs"). Exactly once is judged as a user's reader would see it:
+//     read_committed, up to a sentinel written to each partition after the
+//     members stopped (a read_committed reader cannot pass an open
+//     transaction, and a partition's last offsets may be transaction
+//     markers it never returns). Each member's transactional ID is its
+//     name, the same for every incarnation, so a restart fences the
+//     killed one's open transaction at once. Kills come while the victim
+//     has uncommitted work (its ledger shows records handled since its
+//     last commit or abort). A member that exits on its own (a fatal
+//     error) is reported and restarted, as a supervisor would, so that the
+//     scenario goes on testing the rest. Timeouts follow the kfake rule:
+//     drain 3s < rebalance (and so transaction) 4.5s < session 6.75s.
 package main
 
 import (
