@@ -34,6 +34,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +61,7 @@ var (
 	interval   = flag.Duration("commit-interval", 200*time.Millisecond, "commit (transaction) interval of the Sluice modes")
 	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the runs (not the produce) to this file")
+	memProfile = flag.String("memprofile", "", "write an allocation profile of the runs (not the produce) to this file")
 )
 
 const input = "etl-in"
@@ -122,6 +125,13 @@ func run() error {
 		return err
 	}
 	defer stopProfile()
+	if *memProfile != "" {
+		runtime.MemProfileRate = 64 << 10
+		runtime.GC()
+		// The allocations before the runs (the produce) stay in the profile
+		// but are few beside the runs'.
+		defer writeMemProfile(*memProfile)
+	}
 	rates := map[string][]float64{}
 	ratios := map[string][]float64{}
 	for r := range *rounds {
@@ -387,6 +397,19 @@ func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, ho
 		return err
 	}
 	return werr
+}
+
+// writeMemProfile writes the allocation profile to path.
+func writeMemProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "etl: memprofile:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "etl: memprofile:", err)
+	}
 }
 
 // nsPerRecord is d per input record, in nanoseconds (negative if unknown).

@@ -248,12 +248,14 @@ func Sink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.Messa
 		if cl == nil {
 			return ErrNoClient
 		}
+		slab := make([]kgo.Record, len(outs))
 		recs := make([]*kgo.Record, len(outs))
 		for i, o := range outs {
 			if o.Topic == "" {
 				return pipeline.Permanent(fmt.Errorf("kafka sink: output %d has no topic", i))
 			}
-			recs[i] = buildRecord(w, ctx, m, o)
+			recs[i] = &slab[i]
+			fillRecord(recs[i], w, ctx, m, o)
 		}
 		ctx, cancel := context.WithTimeout(ctx, w.cfg.timeout)
 		defer cancel()
@@ -276,8 +278,12 @@ func Sink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.Messa
 // stages.TryMap, so that a bad record is dead-lettered alone.
 func BatchSink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.Message[[]pipeline.Message[T]]) error {
 	return func(ctx context.Context, batch pipeline.Message[[]pipeline.Message[T]]) error {
-		var recs []*kgo.Record
-		for _, m := range batch.Value() {
+		ms := batch.Value()
+		// One allocation for the records of a batch of one output per
+		// member, the common case.
+		slab := make([]kgo.Record, 0, len(ms))
+		recs := make([]*kgo.Record, 0, len(ms))
+		for _, m := range ms {
 			outs, err := route(m)
 			if err != nil {
 				return pipeline.Permanent(fmt.Errorf("kafka sink: route %s: %w", m, err))
@@ -286,7 +292,15 @@ func BatchSink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.
 				if o.Topic == "" {
 					return pipeline.Permanent(fmt.Errorf("kafka sink: output %d of %s has no topic", i, m))
 				}
-				recs = append(recs, buildRecord(w, ctx, m, o))
+				var r *kgo.Record
+				if len(slab) < cap(slab) {
+					slab = slab[:len(slab)+1]
+					r = &slab[len(slab)-1]
+				} else {
+					r = new(kgo.Record)
+				}
+				fillRecord(r, w, ctx, m, o)
+				recs = append(recs, r)
 			}
 		}
 		if len(recs) == 0 {
@@ -302,29 +316,41 @@ func BatchSink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.
 	}
 }
 
-// buildRecord builds the record of o, written for m.
-func buildRecord[T any](w *Writer, ctx context.Context, m pipeline.Message[T], o Output) *kgo.Record {
-	r := &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Context: ctx}
+// fillRecord makes r the record of o, written for m, with context ctx.
+func fillRecord[T any](r *kgo.Record, w *Writer, ctx context.Context, m pipeline.Message[T], o Output) {
+	r.Topic, r.Key, r.Value, r.Context = o.Topic, o.Key, o.Value, ctx
 	if n := len(o.Headers); n > 0 {
 		r.Headers = make([]kgo.RecordHeader, 0, n+2)
 		for _, h := range o.Headers {
 			r.Headers = append(r.Headers, kgo.RecordHeader(h))
 		}
 	}
+	if rec, ok := m.Token().(*pipeline.Record); ok {
+		// A message of one record, the common case: no iterator.
+		addInputHeaders(r, w, rec)
+		return
+	}
 	for rec := range pipeline.Records(m.Token()) {
-		// The trace context of the first input record that has one: a
-		// kotel hook on the client replaces it with the sink's span.
+		addInputHeaders(r, w, rec)
+	}
+}
+
+// addInputHeaders adds to r the headers that come from the input record
+// rec: its trace context (that of the first input record that has one: a
+// kotel hook on the client replaces it with the sink's span) and the
+// provenance header.
+func addInputHeaders(r *kgo.Record, w *Writer, rec *pipeline.Record) {
+	if len(rec.Headers) > 0 {
 		for _, key := range traceHeaders {
 			if v, ok := rec.Header(key); ok && !hasHeader(r.Headers, key) {
 				r.Headers = append(r.Headers, kgo.RecordHeader{Key: key, Value: v})
 			}
 		}
-		if w.cfg.provenance != "" {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: w.cfg.provenance,
-				Value: fmt.Appendf(nil, "%s/%d@%d", rec.Topic, rec.Partition, rec.Offset)})
-		}
 	}
-	return r
+	if w.cfg.provenance != "" {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: w.cfg.provenance,
+			Value: fmt.Appendf(nil, "%s/%d@%d", rec.Topic, rec.Partition, rec.Offset)})
+	}
 }
 
 // traceHeaders are the W3C Trace Context headers.
@@ -343,29 +369,45 @@ func hasHeader(hs []kgo.RecordHeader, key string) bool {
 // ends. It returns the first error, made permanent when the brokers refuse
 // the record for good.
 func produceAll(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	errs := make(chan error, len(recs)) // promises never block
+	a := &acks{done: make(chan struct{})}
+	a.left.Store(int64(len(recs)))
+	promise := a.ack // one closure for all the records
 	for _, r := range recs {
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) { errs <- err })
+		cl.Produce(ctx, r, promise)
 	}
-	var first error
-	for range recs {
-		select {
-		case err := <-errs:
-			if err != nil && first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("kafka sink: outputs not acknowledged: %w", ctx.Err())
-		}
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		return fmt.Errorf("kafka sink: outputs not acknowledged: %w", ctx.Err())
 	}
-	if first == nil {
+	errp := a.first.Load()
+	if errp == nil {
 		return nil
 	}
-	first = fmt.Errorf("kafka sink: write: %w", first)
-	if refused(first) {
-		return pipeline.Permanent(first)
+	err := fmt.Errorf("kafka sink: write: %w", *errp)
+	if refused(err) {
+		return pipeline.Permanent(err)
 	}
-	return first
+	return err
+}
+
+// acks counts the acknowledgements of a produceAll.
+type acks struct {
+	left  atomic.Int64
+	first atomic.Pointer[error]
+	done  chan struct{} // closed by the last acknowledgement
+}
+
+// ack is the promise of each record. It runs in the client's goroutine and
+// must not block.
+func (a *acks) ack(_ *kgo.Record, err error) {
+	if err != nil {
+		e := err
+		a.first.CompareAndSwap(nil, &e)
+	}
+	if a.left.Add(-1) == 0 {
+		close(a.done)
+	}
 }
 
 // refused reports whether the brokers refuse a record for good: retrying

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -67,16 +68,43 @@ func (s *writeStage[T]) release() {
 }
 
 // write is one message on its way: its outputs, and how many are still
-// unacknowledged.
+// unacknowledged. It is also the context of each of its records (the
+// partition's, which it embeds), so that one promise function finds the
+// write from the record without a closure per message; a message of one
+// output, the common case, is then a single allocation with its record.
 type write struct {
-	s       interface{ finish(*write) }
-	tok     pipeline.Token
-	records int // input records of the message, for Handled
-	recs    []*kgo.Record
-	left    atomic.Int32
-	err     atomic.Pointer[error]
-	start   time.Time
-	tries   int
+	context.Context // the partition's: cancels, and carries values for hooks
+	s               interface{ finish(*write) }
+	tok             pipeline.Token
+	records         int // input records of the message, for Handled
+	recs            []*kgo.Record
+	left            atomic.Int32
+	err             atomic.Pointer[error]
+	start           time.Time
+	tries           int
+	rec             kgo.Record     // the record of a message of one output
+	one             [1]*kgo.Record // recs of a message of one output
+}
+
+// writeKey finds a write among a record's context values when a hook
+// (kotel) has wrapped the record's context.
+type writeKey struct{}
+
+// Value returns the write for writeKey and the partition context's values
+// otherwise.
+func (wr *write) Value(key any) any {
+	if _, ok := key.(writeKey); ok {
+		return wr
+	}
+	return wr.Context.Value(key)
+}
+
+// writeOf is the write that r belongs to.
+func writeOf(r *kgo.Record) *write {
+	if wr, ok := r.Context.(*write); ok {
+		return wr
+	}
+	return r.Context.Value(writeKey{}).(*write)
 }
 
 func (s *writeStage[T]) Push(m pipeline.Message[T]) bool {
@@ -97,18 +125,30 @@ func (s *writeStage[T]) Push(m pipeline.Message[T]) bool {
 		env.Handled(s.name, pipeline.OutcomeOK, n, 0)
 		return true
 	}
-	ctx := env.Context()
-	wr := &write{s: s, tok: m.Token(), records: n, recs: make([]*kgo.Record, len(outs))}
-	if env.Timed() {
-		wr.start = env.Clock().Now()
-	}
 	for i, o := range outs {
 		if o.Topic == "" {
 			out := env.Fail(s.name, m.Token(), pipeline.Permanent(fmt.Errorf("kafka sink: output %d has no topic", i)))
 			env.Handled(s.name, out, n, 0)
 			return out != pipeline.OutcomeAbandoned
 		}
-		wr.recs[i] = buildRecord(s.w, ctx, m, o)
+	}
+	ctx := env.Context()
+	wr := &write{Context: ctx, s: s, tok: m.Token(), records: n}
+	if len(outs) == 1 {
+		wr.one[0] = &wr.rec
+		wr.recs = wr.one[:]
+	} else {
+		rs := make([]kgo.Record, len(outs))
+		wr.recs = make([]*kgo.Record, len(outs))
+		for i := range rs {
+			wr.recs[i] = &rs[i]
+		}
+	}
+	if env.Timed() {
+		wr.start = env.Clock().Now()
+	}
+	for i, o := range outs {
+		fillRecord(wr.recs[i], s.w, wr, m, o)
 	}
 	s.inFlight.Add(1)
 	s.send(wr)
@@ -128,17 +168,19 @@ func (s *writeStage[T]) send(wr *write) {
 	}
 	wr.err.Store(nil)
 	wr.left.Store(int32(len(wr.recs)))
-	ctx, done := s.env.Context(), wr.done
 	for _, r := range wr.recs {
-		cl.Produce(ctx, r, done)
+		r.Context = wr // a hook may have wrapped it in an earlier attempt
+		cl.Produce(wr, r, writeDone)
 	}
 }
 
-// done is the promise of each record of wr. It runs in the client's
-// goroutine and must not block.
-func (wr *write) done(_ *kgo.Record, err error) {
+// writeDone is the promise of every record of a write. It runs in the
+// client's goroutine and must not block.
+func writeDone(r *kgo.Record, err error) {
+	wr := writeOf(r)
 	if err != nil {
-		wr.err.CompareAndSwap(nil, &err)
+		e := err
+		wr.err.CompareAndSwap(nil, &e)
 	}
 	if wr.left.Add(-1) == 0 {
 		wr.s.finish(wr)
