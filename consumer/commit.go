@@ -72,7 +72,9 @@ func (c *Consumer) ownedPartitions() []*partition {
 // not land: at ERROR, because their next owner handles the settled records
 // after the last committed offset again.
 func (c *Consumer) commitFinal(ctx context.Context, ps []*partition, why string) map[pipeline.TopicPartition]commitFailure {
+	deadline := time.Now().Add(c.finalCommitTimeout())
 	failed := c.commit(ctx, ps, c.finalCommitTimeout())
+	failed = c.retryStale(ctx, ps, failed, deadline)
 	for tp, f := range failed {
 		c.log.Error("final commit failed: the partition's next owner will handle its settled records again", "on", why,
 			"partition", tp.String(), "offset", f.offset, "err", f.err)

@@ -74,6 +74,8 @@ type cfg struct {
 	authFailures int
 
 	eos *eosCfg // exactly-once mode; nil: at least once
+
+	protocol Protocol // group protocol; default ProtocolClassic
 }
 
 type saslCfg struct{ mechanism, user, pass string }
@@ -238,6 +240,26 @@ func Hooks(hs ...Hook) Opt { return optFunc(func(c *cfg) { c.hooks = append(c.ho
 // shown in Status.AuthErr and told to HookAuthError.
 func AuthFailures(n int) Opt { return optFunc(func(c *cfg) { c.authFailures = n }) }
 
+// GroupProtocol sets the consumer group protocol, overriding the default
+// ProtocolClassic (cooperative-sticky, assigned by a member).
+// ProtocolConsumer is KIP-848's: the broker assigns, and a join or leave
+// moves only the partitions that change owner, member by member, without
+// the group-wide JoinGroup barrier, so a slow or dying member holds up only
+// the partitions it gives away (docs/BENCHMARKS.md has the rebalance times).
+// It needs Kafka 4.0+ (a broker without it gets the classic protocol);
+// its group session timeout and heartbeat interval are the broker's
+// group.consumer.* settings (or the group's consumer.* configs), not
+// SessionTimeout. Every promise of the package holds under both (drain on
+// revoke, commit before release, lost partitions commit nothing). The
+// default stays classic because before Kafka 4.3 (KIP-1251) the broker
+// refuses, with STALE_MEMBER_EPOCH, commits that race with an assignment
+// change; the consumer commits a refused final commit again with the
+// current epoch (safe: the partition cannot move before the member
+// acknowledges its revocation), and a periodic one at the next interval,
+// but on such brokers expect those refusals in the logs. ExactlyOnce is
+// not supported with ProtocolConsumer yet.
+func GroupProtocol(p Protocol) Opt { return optFunc(func(c *cfg) { c.protocol = p }) }
+
 // ClientID sets the Kafka client ID, overriding "sluice".
 func ClientID(id string) Opt { return optFunc(func(c *cfg) { c.clientID = id }) }
 
@@ -330,6 +352,9 @@ func (c *cfg) validate() error {
 	if err := c.validateEOS(); err != nil {
 		return err
 	}
+	if err := c.validateProtocol(); err != nil {
+		return err
+	}
 	for _, s := range c.sasl {
 		switch s.mechanism {
 		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
@@ -389,5 +414,6 @@ func (c *cfg) clientOpts(cs *Consumer) []kgo.Opt {
 		opts = append(opts, kgo.DialTLSConfig(c.tls.Clone()))
 	}
 	opts = append(opts, c.eosClientOpts()...)
+	opts = append(opts, c.protocolOpts()...)
 	return append(opts, c.kgoOpts...)
 }
