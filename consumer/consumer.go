@@ -156,7 +156,11 @@ func New(opts ...Opt) (*Consumer, error) {
 		return nil, err
 	}
 	c := &Consumer{cfg: cfg}
-	c.log = c.cfg.logger.With("group", c.cfg.group)
+	if c.cfg.share != nil {
+		c.log = c.cfg.logger.With("share_group", c.cfg.share.group)
+	} else {
+		c.log = c.cfg.logger.With("group", c.cfg.group)
+	}
 	c.hooks = c.cfg.hooks
 	c.owned = make(map[pipeline.TopicPartition]*partition)
 	c.errLog = newErrLog(fetchErrorEvery)
@@ -171,9 +175,12 @@ func New(opts ...Opt) (*Consumer, error) {
 	// The client is created without topics, so the group is not joined
 	// until Run adds them.
 	var cl *kgo.Client
-	if c.cfg.eos != nil {
+	switch {
+	case c.cfg.share != nil:
+		cl, err = kgo.NewClient(c.cfg.shareClientOpts(c)...)
+	case c.cfg.eos != nil:
 		cl, c.txn, err = newTxnClient(c.cfg.clientOpts(c))
-	} else {
+	default:
 		cl, err = kgo.NewClient(c.cfg.clientOpts(c)...)
 	}
 	if err != nil {

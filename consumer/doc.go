@@ -104,6 +104,31 @@
 // CommitInterval of work; a shutdown whose last transaction cannot commit
 // returns a *CommitError wrapping ErrAborted.
 //
+// Failed transaction ends. The transaction timeout (TransactionTimeout)
+// covers CommitInterval, the barrier and a commit held by a rebalance, and
+// the consumer gives up on a commit before the broker could abort the
+// transaction by timeout. An end that fails anyway (its commit refused, an
+// EndTxn of unknown outcome such as REQUEST_TIMED_OUT or a lost
+// connection, a transaction the broker aborted by timeout, which Kafka
+// answers PRODUCER_FENCED) is resolved before the next transaction begins:
+// the consumer aborts again (franz-go's End with TryAbort; after an unknown
+// outcome it re-initialises the producer at its epoch, which aborts
+// whatever the broker still holds open) until the abort succeeds, then
+// reads the group's offsets (read stably, after pending transactions) and
+// starts every partition from them. So a commit the broker applied though
+// its answer was lost counts as committed and is not handled again, and
+// one it did not apply is redone. The consumer does not take
+// PRODUCER_FENCED on a commit for a takeover by itself: it leaves that to
+// the broker. If the broker accepts the abort or the re-initialisation
+// (it does for its own timeout abort: KIP-588, KIP-890), the producer goes
+// on at its new epoch and the transaction's records are handled again. If
+// it refuses them because another producer with the same transactional ID
+// took over (a restarted member; this one is a zombie), franz-go marks the
+// producer fenced for good, the next transaction cannot begin, and Run
+// returns the error: a fenced member stops rather than fence its
+// successor in turn. A zombie that was also evicted from the group cannot
+// commit anyway: the group refuses its generation.
+//
 // Flow control at the marks. Every stop path (revoke, loss, shutdown, a
 // recreated topic) works with any mark reached, the consumer-wide one
 // included; the flow-control state has one documented lock order (flow.go).
@@ -138,4 +163,83 @@
 // HookFetchError); the metrics package implements them. Logs go to the
 // configured slog.Logger, franz-go's through kslog; payloads and credentials
 // are never logged.
+//
+// # Share groups
+//
+// A share group (KIP-932, queues for Kafka) is the consumer's queue mode.
+//
+// With ShareGroup instead of Group, the consumer joins a share group: the
+// broker hands records to members one by one, locks each record it hands
+// out (the record lock, 30s by default), and takes a per-record
+// acknowledgement instead of an offset commit. More members than partitions
+// all get work. The consumer maps the pipeline's outcome of each record to
+// its acknowledgement:
+//
+//   - settled (a sink succeeded, a stage dropped it): accept;
+//   - dead-lettered, its dead letter acknowledged: reject;
+//   - handed back by ShareDeadLetters (a transient failure before the
+//     record's last delivery): release, and the broker delivers it again,
+//     its delivery count one higher (pipeline.Record.Deliveries);
+//   - unfinished when its batch is given up (a shutdown's DrainTimeout, Stop,
+//     a record held for lack of a DeadLetterer): release.
+//
+// # Share groups: batches
+//
+// franz-go accepts, at the next poll, every record of the previous poll that
+// has not been acknowledged. So the consumer never polls while a record of
+// the last poll is unacknowledged: it polls a batch (at most ShareMaxRecords
+// records, default 500), opens one pipeline partition per topic partition in
+// the batch, hands the records over, closes the partitions (which finishes
+// every record handed over, flushing windows and batches), acknowledges each
+// record as it settles, releases what did not settle, and polls again.
+// franz-go keeps fetching in the background meanwhile. Work runs in parallel
+// across the batch's partitions and inside each as the pipeline allows
+// (FanOut); the next batch starts when the slowest record of this one is
+// done, so a batch is as slow as its slowest record.
+//
+// Records that take long are renewed (AckRenew, Kafka 4.2 and later) every
+// ShareRenewEvery (default 10s) until they settle, so the broker does not
+// hand them to another member while they are being handled.
+//
+// # Share groups: order
+//
+// A share group keeps no order: a released record comes back later, maybe to
+// another member. Inside one batch, records of a partition reach the
+// pipeline in offset order, so a key-ordered FanOut orders a key's records
+// of one batch, not across batches. Window and Batch stages see one batch:
+// each batch's pipeline partitions are closed at its end, which emits what
+// windows hold early. Use time windows and cross-batch order with a classic
+// Group.
+//
+// # Share groups: delivery limit
+//
+// The broker delivers a record at most its delivery count limit times
+// (ShareDeliveryLimit, default 5, which the consumer sets as the group's
+// share.delivery.count.limit at start) and then archives it: a record
+// released on its last delivery is gone. Wrap the pipeline's DeadLetterer
+// with ShareDeadLetters: it hands transient failures (classes exhausted,
+// budget, deadline, error) back for redelivery before the last delivery
+// and dead-letters them on it, with class pipeline.ClassDeliveryLimit;
+// permanent failures (decode, panic, permanent) are dead-lettered at once
+// and rejected. Without a DeadLetterer a failed record is held, released at
+// the end of its batch, and archived by the broker after its last delivery
+// (logged at ERROR).
+//
+// # Share groups: start
+//
+// Start says where a new share group starts: the consumer sets the group's
+// share.auto.offset.reset (earliest by default) at start; a failure to set
+// it (an ACL) is logged, and the broker's setting (latest by default) holds.
+//
+// # Share groups: not in share mode
+//
+// ExactlyOnce (share groups have no transactional acknowledgement),
+// InstanceID, CommitInterval's commits, rebalance callbacks and the
+// partition water marks (a batch is bounded by ShareMaxRecords) do not
+// apply. Status.Assigned is empty: a share group assigns no partitions of
+// its own to a member; Status.Joined turns true with the first records.
+// A record that never settles (a sink retrying through an outage, a held
+// failure behind a key-ordered FanOut) keeps its batch, and the member,
+// waiting and renewing its lock, as it would stall a classic partition:
+// give records a RecordBudget to bound it.
 package consumer

@@ -37,6 +37,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.stateMu.Unlock()
 	defer close(c.runDone)
 	defer stop()
+	if c.cfg.share != nil {
+		return c.runShare(pollCtx)
+	}
 
 	commitCtx, stopCommits := context.WithCancel(context.Background())
 	committed := make(chan struct{})

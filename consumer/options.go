@@ -76,6 +76,8 @@ type cfg struct {
 	eos *eosCfg // exactly-once mode; nil: at least once
 
 	protocol Protocol // group protocol; default ProtocolClassic
+
+	share *shareCfg // share-group mode (ShareGroup); nil: a consumer group
 }
 
 type saslCfg struct{ mechanism, user, pass string }
@@ -102,8 +104,19 @@ func Brokers(addrs ...string) Opt {
 	return optFunc(func(c *cfg) { c.brokers = append(c.brokers, addrs...) })
 }
 
-// Group sets the consumer group. Required.
+// Group sets the consumer group. Required, unless ShareGroup is given.
 func Group(name string) Opt { return optFunc(func(c *cfg) { c.group = name }) }
+
+// ShareGroup makes the consumer a member of the share group name (KIP-932,
+// queues for Kafka) instead of a consumer group: records are handed to
+// members one by one and acknowledged one by one (accept, release, reject),
+// and more members than partitions all get work. No order is kept. It
+// excludes Group, ExactlyOnce and InstanceID. See Share groups in the
+// package doc for how outcomes map to acknowledgements, and
+// ShareDeadLetters for the delivery limit.
+func ShareGroup(name string) Opt {
+	return shareOpt(func(s *shareCfg) { s.group = name })
+}
 
 // Topics sets the topics to consume. Optional with a handler that lists
 // the topics it reads (a *pipeline.Pipeline lists those of its Sources):
@@ -305,8 +318,8 @@ func (c *cfg) validate() error {
 	switch {
 	case len(c.brokers) == 0:
 		return bad("Brokers", "at least one broker address is required")
-	case c.group == "":
-		return bad("Group", "a consumer group name is required")
+	case c.group == "" && c.share == nil:
+		return bad("Group", "a consumer group name (Group) or a share group name (ShareGroup) is required")
 	case c.handler == nil:
 		return bad("Handle", "a handler is required")
 	case c.commitInterval <= 0:
@@ -350,6 +363,9 @@ func (c *cfg) validate() error {
 		}
 	}
 	if err := c.validateEOS(); err != nil {
+		return err
+	}
+	if err := c.validateShare(); err != nil {
 		return err
 	}
 	if err := c.validateProtocol(); err != nil {

@@ -24,6 +24,10 @@ const (
 	// ClassError: the sink returned an error that no guard classified; it
 	// was tried once.
 	ClassError = "error"
+	// ClassDeliveryLimit: the record failed on its last allowed delivery
+	// (a share group's delivery count limit), after earlier deliveries
+	// were handed back for redelivery; the error is the last failure's.
+	ClassDeliveryLimit = "delivery-limit"
 )
 
 // Failure is implemented by errors that describe a record given up on. The

@@ -49,10 +49,52 @@ type Record struct {
 	Fetched time.Time
 	// Deadline is when handling should be finished; zero means no deadline.
 	Deadline time.Time
+	// Deliveries is how many times the source has delivered the record,
+	// this delivery included, for a source that can deliver it again after
+	// a failure (a share group); 0 for a source that does not count (a
+	// classic consumer group).
+	Deliveries int32
+	// DeliveryLimit is the delivery after which the source gives up on the
+	// record (a share group's delivery count limit); 0 when there is none.
+	// On that delivery a failure must be dead-lettered, not handed back.
+	DeliveryLimit int32
 
 	holders atomic.Int32
+	fate    atomic.Int32
 	settler Settler
 }
+
+// Fate is what became of a record, for a source that acknowledges records
+// one by one (a share group: accept, release for redelivery, reject). A
+// classic consumer group ignores it: it commits offsets.
+type Fate int32
+
+const (
+	// FateDone: handled (a sink succeeded or a stage dropped it on purpose).
+	FateDone Fate = iota
+	// FateRejected: given up on; its dead letter was acknowledged.
+	FateRejected
+	// FateReleased: handed back to the source for another delivery (a
+	// transient failure a share group redelivers).
+	FateReleased
+)
+
+// SetFate records what a holder made of the record, before it calls Settle.
+// With several holders (Duplicate branches) the record's fate is the
+// strongest: released over rejected over done, so that no branch's failure
+// is lost by another branch's success.
+func (r *Record) SetFate(f Fate) {
+	for {
+		old := r.fate.Load()
+		if int32(f) <= old || r.fate.CompareAndSwap(old, int32(f)) {
+			return
+		}
+	}
+}
+
+// Fate returns the record's fate so far (FateDone unless a holder set
+// another).
+func (r *Record) Fate() Fate { return Fate(r.fate.Load()) }
 
 // Settler is told when a record has settled. The consumer implements it to
 // advance the partition's commit watermark. Settled is called exactly once per
@@ -67,6 +109,7 @@ type Settler interface {
 func (r *Record) Bind(s Settler) {
 	r.settler = s
 	r.holders.Store(1)
+	r.fate.Store(0)
 }
 
 // Hold adds n holders: a stage that sends the record down n branches instead

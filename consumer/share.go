@@ -1,0 +1,457 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/sluice-go/sluice/pipeline"
+)
+
+// shareCfg is the share-group mode's configuration; nil: a classic group.
+type shareCfg struct {
+	group      string
+	maxRecords int32
+	limit      int32
+	renewEvery time.Duration
+}
+
+func defaultShare() shareCfg {
+	return shareCfg{maxRecords: 500, limit: 5, renewEvery: 10 * time.Second}
+}
+
+// shareOpt applies to the share configuration, creating it if needed; the
+// validation checks that ShareGroup named the group.
+func shareOpt(fn func(*shareCfg)) Opt {
+	return optFunc(func(c *cfg) {
+		if c.share == nil {
+			s := defaultShare()
+			c.share = &s
+		}
+		fn(c.share)
+	})
+}
+
+// ShareMaxRecords sets how many records one batch holds at most, overriding
+// the default of 500 (franz-go's ShareMaxRecords). The consumer acknowledges
+// a whole batch before it polls the next, so a larger batch keeps more
+// records in flight (more parallelism for a FanOut) and makes the batch
+// wait longer for its slowest record. Only with ShareGroup.
+func ShareMaxRecords(n int) Opt {
+	return shareOpt(func(s *shareCfg) { s.maxRecords = int32(min(n, 1<<30)) })
+}
+
+// ShareDeliveryLimit sets the delivery count limit, overriding the default of
+// 5 (Kafka's default, which it bounds to 2..10): how many times the broker
+// delivers a record before it archives it. The consumer sets it as the
+// group's share.delivery.count.limit at start and tells every record
+// (pipeline.Record.DeliveryLimit) so that ShareDeadLetters dead-letters a
+// record that fails on its last delivery. Only with ShareGroup.
+func ShareDeliveryLimit(n int) Opt {
+	return shareOpt(func(s *shareCfg) { s.limit = int32(min(n, 1<<30)) })
+}
+
+// ShareRenewEvery sets how often the lock of a record still being handled
+// is renewed (AckRenew), overriding the default of 10s. It must be well
+// under the group's record lock duration (share.record.lock.duration.ms,
+// 30s by default), or the broker hands a slow record to another member
+// while this one still works on it. Only with ShareGroup.
+func ShareRenewEvery(d time.Duration) Opt {
+	return shareOpt(func(s *shareCfg) { s.renewEvery = d })
+}
+
+func (c *cfg) validateShare() error {
+	s := c.share
+	if s == nil {
+		return nil
+	}
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case s.group == "":
+		return bad("ShareGroup", "a share group name is required with ShareMaxRecords, ShareDeliveryLimit or ShareRenewEvery")
+	case c.group != "":
+		return bad("ShareGroup", "Group %q and ShareGroup %q are exclusive: a consumer is a member of a consumer group or of a share group", c.group, s.group)
+	case c.eos != nil:
+		return bad("ExactlyOnce", "not available with ShareGroup: share groups acknowledge records outside transactions")
+	case c.instance != "":
+		return bad("InstanceID", "not available with ShareGroup: share groups have no static members")
+	case s.maxRecords < 1:
+		return bad("ShareMaxRecords", "must be positive, got %d", s.maxRecords)
+	case s.limit < 1:
+		return bad("ShareDeliveryLimit", "must be positive, got %d", s.limit)
+	case s.renewEvery <= 0:
+		return bad("ShareRenewEvery", "must be positive, got %v", s.renewEvery)
+	}
+	return nil
+}
+
+// shareClientOpts translates the config into franz-go options for a share
+// group member.
+func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.brokers...),
+		kgo.ClientID(c.clientID),
+		kgo.ShareGroup(c.share.group),
+		kgo.ShareMaxRecords(c.share.maxRecords),
+		kgo.FetchMaxWait(c.fetchWait),
+		kgo.FetchMaxBytes(int32(min(c.totalHigh.Bytes, 50<<20))),
+		kgo.WithLogger(kslogAdapter(c.logger)),
+		kgo.WithHooks(cs.conns),
+	}
+	for _, s := range c.sasl {
+		switch s.mechanism {
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: s.user, Pass: s.pass}.AsMechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.pass}.AsSha256Mechanism()))
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.pass}.AsSha512Mechanism()))
+		}
+	}
+	if c.tls != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.tls.Clone()))
+	}
+	return append(opts, c.kgoOpts...)
+}
+
+// runShare is Run for a share group member: poll a batch, handle it to the
+// end, acknowledge, repeat until ctx is done; then flush acknowledgements
+// and leave.
+func (c *Consumer) runShare(ctx context.Context) error {
+	c.log.Info("share consumer starting", "topics", c.cfg.topics, "brokers", c.cfg.brokers)
+	c.setShareGroupConfig(ctx)
+	c.cl.AddConsumeTopics(c.cfg.topics...)
+	for ctx.Err() == nil {
+		fetches := c.cl.PollRecords(ctx, int(c.cfg.share.maxRecords))
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			break
+		}
+		fetched := time.Now()
+		fetches.EachError(c.fetchError)
+		byTP := map[pipeline.TopicPartition][]*kgo.Record{}
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if fp.Err == nil {
+				c.auth.ok(fp.Topic, AuthTopic)
+			}
+			if len(fp.Records) == 0 {
+				return
+			}
+			c.joined.Store(true)
+			tp := pipeline.TopicPartition{Topic: fp.Topic, Partition: fp.Partition}
+			byTP[tp] = append(byTP[tp], fp.Records...)
+			var bytes int64
+			for _, r := range fp.Records {
+				bytes += recordSize(r)
+			}
+			each(c.hooks, func(h HookFetched) { h.OnFetched(tp, len(fp.Records), bytes) })
+		})
+		if len(byTP) > 0 {
+			c.handleShareBatch(ctx, byTP, fetched)
+		}
+	}
+	c.cl.PauseFetchTopics(c.cfg.topics...)
+	// Every polled record is acknowledged by now (handleShareBatch
+	// settles or releases each); send the acknowledgements before leaving.
+	flushCtx, cancel := context.WithTimeout(context.Background(), c.cfg.closeGrace)
+	if err := c.cl.FlushAcks(flushCtx); err != nil {
+		c.log.Warn("share acknowledgements not all sent before leaving; the broker redelivers what it did not get after the record lock expires", "err", err)
+	}
+	cancel()
+	c.closeClient()
+	c.cancelWork()
+
+	c.joined.Store(false)
+	c.stateMu.Lock()
+	c.state = done
+	err := c.fatalErr
+	c.stateMu.Unlock()
+	c.log.Info("share consumer stopped")
+	return err
+}
+
+// setShareGroupConfig sets the group's share.auto.offset.reset (from Start)
+// and share.delivery.count.limit (ShareDeliveryLimit). A failure is logged:
+// the broker's settings then hold.
+func (c *Consumer) setShareGroupConfig(ctx context.Context) {
+	reset := "earliest"
+	if c.cfg.start == Latest {
+		reset = "latest"
+	}
+	limit := strconv.Itoa(int(c.cfg.share.limit))
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = c.cfg.share.group
+	for _, kv := range [][2]string{{"share.auto.offset.reset", reset}, {"share.delivery.count.limit", limit}} {
+		rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		rc.Name, rc.Op, rc.Value = kv[0], kmsg.IncrementalAlterConfigOpSet, kmsg.StringPtr(kv[1])
+		res.Configs = append(res.Configs, rc)
+	}
+	req.Resources = append(req.Resources, res)
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(actx, c.cl)
+	if err == nil {
+		for _, r := range resp.Resources {
+			if e := kerr.ErrorForCode(r.ErrorCode); e != nil {
+				err = fmt.Errorf("%w: %s", e, deref(r.ErrorMessage))
+			}
+		}
+	}
+	if err != nil {
+		c.log.Warn("could not set the share group's configuration; the broker's settings hold",
+			"share.auto.offset.reset", reset, "share.delivery.count.limit", limit, "err", err)
+	}
+}
+
+// shareBatch is one poll's records, being handled: it acknowledges each as
+// it settles and releases the rest at the end.
+type shareBatch struct {
+	c     *Consumer
+	recs  []pipeline.Record
+	krs   []*kgo.Record
+	state []atomic.Int32 // 0: pending; 1: acknowledged
+	index map[*pipeline.Record]int
+	left  atomic.Int64
+}
+
+// Settled implements pipeline.Settler: the record's fate becomes its
+// acknowledgement.
+func (b *shareBatch) Settled(r *pipeline.Record) {
+	i, ok := b.index[r]
+	if !ok || !b.state[i].CompareAndSwap(0, 1) {
+		return
+	}
+	status := kgo.AckAccept
+	switch r.Fate() {
+	case pipeline.FateRejected:
+		status = kgo.AckReject
+	case pipeline.FateReleased:
+		status = kgo.AckRelease
+	}
+	b.krs[i].Ack(status)
+	b.left.Add(-1)
+}
+
+// renew extends the locks of the records not yet settled.
+func (b *shareBatch) renew() {
+	for i := range b.krs {
+		if b.state[i].Load() == 0 {
+			b.krs[i].Ack(kgo.AckRenew)
+		}
+	}
+}
+
+// releaseRest releases every record that has not settled, so the broker
+// delivers it again (to any member). It returns how many it released.
+func (b *shareBatch) releaseRest() int {
+	n, last := 0, 0
+	for i := range b.krs {
+		if !b.state[i].CompareAndSwap(0, 1) {
+			continue
+		}
+		b.krs[i].Ack(kgo.AckRelease)
+		b.left.Add(-1)
+		n++
+		if r := &b.recs[i]; r.DeliveryLimit > 0 && r.Deliveries >= r.DeliveryLimit {
+			last++
+		}
+	}
+	if last > 0 {
+		b.c.log.Error("records released unfinished on their last delivery: the broker archives them; give the pipeline a DeadLetterer wrapped with ShareDeadLetters to keep them",
+			"records", last)
+	}
+	return n
+}
+
+// handleShareBatch hands a poll's records to fresh pipeline partitions,
+// closes them (finishing every record), renews locks meanwhile, and
+// releases what did not settle. A shutdown (stop done) lets the batch finish
+// for DrainTimeout; Stop cancels it at once.
+func (c *Consumer) handleShareBatch(stop context.Context, byTP map[pipeline.TopicPartition][]*kgo.Record, fetched time.Time) {
+	n := 0
+	for _, krs := range byTP {
+		n += len(krs)
+	}
+	b := &shareBatch{
+		c:     c,
+		recs:  make([]pipeline.Record, n),
+		krs:   make([]*kgo.Record, 0, n),
+		state: make([]atomic.Int32, n),
+		index: make(map[*pipeline.Record]int, n),
+	}
+	b.left.Store(int64(n))
+	var budget time.Time
+	if d := c.cfg.recordBudget; d > 0 {
+		budget = fetched.Add(d)
+	}
+	parts := make(map[pipeline.TopicPartition][]*pipeline.Record, len(byTP))
+	for tp, krs := range byTP {
+		prs := make([]*pipeline.Record, len(krs))
+		for j, kr := range krs {
+			i := len(b.krs)
+			b.krs = append(b.krs, kr)
+			r := &b.recs[i]
+			c.shareConvert(r, kr, fetched, budget)
+			b.index[r] = i
+			prs[j] = r
+		}
+		parts[tp] = prs
+	}
+
+	bctx, cancel := context.WithCancel(c.workCtx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for tp, prs := range parts {
+		part, err := c.openPartition(bctx, tp)
+		if err != nil {
+			c.fail(fmt.Errorf("open partition %s: %w", tp, err))
+			break
+		}
+		for _, r := range prs {
+			r.Bind(b)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := part.Handle(bctx, prs); err != nil && bctx.Err() == nil {
+				c.fail(fmt.Errorf("handle %s: %w", tp, err))
+			}
+			part.Close()
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+
+	renew := time.NewTicker(c.cfg.share.renewEvery)
+	defer renew.Stop()
+	var drainEnd, graceEnd <-chan time.Time
+	stopping, stopped := stop.Done(), c.workCtx.Done()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-renew.C:
+			b.renew()
+		case <-stopping:
+			stopping = nil
+			// Fetch no more: every record fetched now would only be
+			// released again on close, its delivery count spent.
+			c.cl.PauseFetchTopics(c.cfg.topics...)
+			t := time.NewTimer(c.cfg.drainTimeout)
+			defer t.Stop()
+			drainEnd = t.C
+		case <-drainEnd:
+			drainEnd = nil
+			cancel()
+			t := time.NewTimer(c.cfg.closeGrace)
+			defer t.Stop()
+			graceEnd = t.C
+		case <-stopped:
+			// Stop: the partitions' contexts are cancelled with it.
+			stopped = nil
+			if graceEnd == nil {
+				t := time.NewTimer(c.cfg.closeGrace)
+				defer t.Stop()
+				graceEnd = t.C
+			}
+		case <-graceEnd:
+			c.log.Error("share batch abandoned: its handler ignored cancellation for CloseGrace", "grace", c.cfg.closeGrace)
+			break wait
+		}
+	}
+	cancel()
+	if released := b.releaseRest(); released > 0 {
+		c.log.Info("unfinished share records released for redelivery", "records", released)
+	}
+}
+
+// shareConvert fills r from kr, as partition.convert does for a classic
+// group, plus the delivery count and limit.
+func (c *Consumer) shareConvert(r *pipeline.Record, kr *kgo.Record, fetched, budget time.Time) {
+	r.Topic, r.Partition, r.Offset = kr.Topic, kr.Partition, kr.Offset
+	r.Key, r.Value = kr.Key, kr.Value
+	r.Timestamp, r.Fetched = kr.Timestamp, fetched
+	if len(kr.Headers) > 0 {
+		r.Headers = make([]pipeline.Header, len(kr.Headers))
+		for j, h := range kr.Headers {
+			r.Headers[j] = pipeline.Header(h)
+		}
+	}
+	r.Deliveries = kr.DeliveryCount()
+	r.DeliveryLimit = c.cfg.share.limit
+	r.Deadline = budget
+	if v, ok := r.Header(pipeline.DeadlineHeader); ok {
+		if ms, ok := parseMillis(v); ok {
+			if d := time.UnixMilli(ms); r.Deadline.IsZero() || d.Before(r.Deadline) {
+				r.Deadline = d
+			}
+		} else if c.errLog.due("deadline/share", time.Now()) {
+			c.log.Warn("malformed deadline header ignored (want Unix milliseconds)", "header", pipeline.DeadlineHeader,
+				"record", r.String())
+		}
+	}
+}
+
+// ShareDeadLetters wraps a pipeline's DeadLetterer for a share group
+// consumer: pass pipeline.DeadLetters(consumer.ShareDeadLetters(dl)).
+//
+// A record from a share group (pipeline.Record.Deliveries above 0) that
+// failed transiently (pipeline.ClassExhausted, ClassBudget, ClassDeadline,
+// ClassError) before its last delivery is handed back instead of being
+// dead-lettered: nothing is written, and the consumer releases it for
+// redelivery, its delivery count one higher. On its last delivery it is
+// dead-lettered with class pipeline.ClassDeliveryLimit (its error is the
+// last failure's) and rejected. Any other failure (ClassDecode, ClassPanic,
+// ClassPermanent) is dead-lettered at once and the record rejected. Records
+// of a classic group pass through unchanged.
+//
+// The pipeline counts a handed-back record as dead-lettered in its
+// HookDeadLetter and outcome hooks.
+func ShareDeadLetters(dl pipeline.DeadLetterer) pipeline.DeadLetterer {
+	return shareDeadLetters{dl}
+}
+
+type shareDeadLetters struct{ next pipeline.DeadLetterer }
+
+func (s shareDeadLetters) DeadLetter(ctx context.Context, dl pipeline.DeadLetter) error {
+	r := dl.Record
+	if r == nil || r.Deliveries == 0 {
+		return s.next.DeadLetter(ctx, dl)
+	}
+	switch dl.Class {
+	case pipeline.ClassExhausted, pipeline.ClassBudget, pipeline.ClassDeadline, pipeline.ClassError:
+		if r.DeliveryLimit == 0 || r.Deliveries < r.DeliveryLimit {
+			r.SetFate(pipeline.FateReleased)
+			return nil
+		}
+		dl.Class = pipeline.ClassDeliveryLimit
+	}
+	if err := s.next.DeadLetter(ctx, dl); err != nil {
+		return err
+	}
+	r.SetFate(pipeline.FateRejected)
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
