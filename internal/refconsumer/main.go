@@ -173,6 +173,16 @@ type config struct {
 	// txnTimeout, if positive, overrides the consumer's transaction
 	// timeout (kgo.TransactionTimeout through consumer.ClientOpts).
 	txnTimeout time.Duration
+	// protocol is the group protocol: "classic" or "consumer" (KIP-848).
+	protocol string
+}
+
+// groupProtocol maps --group-protocol to the consumer's protocol.
+func groupProtocol(name string) consumer.Protocol {
+	if name == "consumer" {
+		return consumer.ProtocolConsumer
+	}
+	return consumer.ProtocolClassic
 }
 
 // kafkaMode reports whether the sink writes outputs to Kafka.
@@ -244,6 +254,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.kafkaSink, "kafka-sink", false, "at-least-once Kafka sink: write every handled record to --output-topic")
 	fs.DurationVar(&c.txnTimeout, "transaction-timeout", 0, "with --eos, the transaction timeout (0: the consumer's, its RebalanceTimeout)")
 	fs.StringVar(&c.outTopic, "output-topic", "", "output topic of the Kafka sink modes (default: the record's topic + \".out\")")
+	fs.StringVar(&c.protocol, "group-protocol", "classic", "group protocol: classic (cooperative-sticky) or consumer (KIP-848, server-side assignment)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -262,6 +273,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--eos and --kafka-sink: choose one mode")
 	case c.outTopic != "" && !c.kafkaMode():
 		return c, errors.New("--output-topic needs --eos or --kafka-sink")
+	case c.protocol != "classic" && c.protocol != "consumer":
+		return c, fmt.Errorf("--group-protocol %q: want classic or consumer", c.protocol)
 	case c.txnTimeout != 0 && c.eos == "":
 		return c, errors.New("--transaction-timeout needs --eos")
 	}
@@ -342,6 +355,7 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 		consumer.RecordBudget(c.budget),
 		consumer.MaxUnsettled(consumer.Water{Records: c.partRecords}, consumer.Water{Records: c.totalRecords}),
 		consumer.ClientOpts(clientOpts(c, dial)...),
+		consumer.GroupProtocol(groupProtocol(c.protocol)),
 	}, eosOpts...)...)
 	if err != nil {
 		return err

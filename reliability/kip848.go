@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-go/sluice/reliability/check"
+)
+
+// The KIP-848 scenarios run the kill and rebalance-storm scenarios with
+// members that speak the next-generation group protocol (the reference
+// consumer's --group-protocol consumer, consumer.ProtocolConsumer): the
+// broker assigns partitions, and a member learns of a change on its next
+// heartbeat. Under KIP-848 the session timeout is the group's
+// (consumer.session.timeout.ms, set on the group before the members join)
+// and the heartbeat interval the broker's (group.consumer.heartbeat.interval.ms;
+// kfake accepts the group-level consumer.heartbeat.interval.ms but does not
+// use it), not the members' --session-timeout. The checks are the same as
+// for the classic scenarios: nothing lost, no duplicates beyond what kills
+// explain, and none at all in the storm, whose moves are all graceful.
+func init() {
+	scenarios = append(scenarios,
+		scenario{
+			name:   "kill-kip848",
+			what:   "kill under KIP-848: 3 consumers under load; for 50s, SIGKILL a random one at a random point and restart it at once, the next kill 0.5-3s after the group recovered; group session timeout 3s, heartbeat 500ms, rebalance timeout 6s",
+			expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
+			run:    scKill848,
+		},
+		scenario{
+			name: "rebalance-storm-kip848",
+			what: "rebalance-storm under KIP-848: 2 steady consumers; every second a consumer joins or one of up to 3 extra ones leaves gracefully (SIGTERM), for 60s under load; group session timeout 10s, heartbeat 500ms",
+			run:  scStorm848,
+		},
+	)
+}
+
+// kip848Heartbeat is the broker's heartbeat interval in the KIP-848
+// scenarios: a member learns of an assignment change within it.
+const kip848Heartbeat = 500 * time.Millisecond
+
+func scKill848(r *run) error {
+	r.memberArgs = []string{"--group-protocol", "consumer", "--session-timeout", "3s", "--rebalance-timeout", "6s", "--drain-timeout", "3s"}
+	p, err := r.standard848(3*time.Second, "c1", "c2", "c3")
+	if err != nil {
+		return err
+	}
+	end := time.Now().Add(r.d(50 * time.Second))
+	kills, stuck := 0, 0
+	for time.Now().Before(end) {
+		// A random point in the flow: 0.5-3s after the group recovered
+		// from the last kill (as in scKill).
+		time.Sleep(500*time.Millisecond + time.Duration(r.rnd.Int64N(int64(2500*time.Millisecond))))
+		live := r.live()
+		if len(live) == 0 {
+			break
+		}
+		at, err := r.killAndRestart(live[r.rnd.IntN(len(live))])
+		if err != nil {
+			return err
+		}
+		kills++
+		if !r.waitProgress(at, time.Minute) {
+			stuck++
+		}
+	}
+	r.notef("%d SIGKILLs, each victim restarted at once; each kill came 0.5-3s after every partition had delivered again since the previous one", kills)
+	if stuck > 0 {
+		r.notef("%d times the group did not recover within a minute of a kill", stuck)
+	}
+	err = p.close(time.Minute)
+	r.checkSpoke848()
+	return err
+}
+
+func scStorm848(r *run) error {
+	r.memberArgs = []string{"--group-protocol", "consumer", "--session-timeout", "10s"}
+	p, err := r.standard848(10*time.Second, "s1", "s2")
+	if err != nil {
+		return err
+	}
+	if err := r.storm(60 * time.Second); err != nil {
+		return err
+	}
+	err = p.close(time.Minute)
+	r.checkSpoke848()
+	return err
+}
+
+// checkSpoke848 makes sure the members used KIP-848: franz-go logs when it
+// begins to manage a next-gen group, and when it falls back to the classic
+// protocol for lack of broker support.
+func (r *run) checkSpoke848() {
+	r.mu.Lock()
+	ms := append([]*member(nil), r.members...)
+	r.mu.Unlock()
+	nextGen := 0
+	for _, m := range ms {
+		b, err := os.ReadFile(m.logPath)
+		if err != nil {
+			r.failf("read %s's log: %v", m.name, err)
+			continue
+		}
+		if bytes.Contains(b, []byte("falling back to standard consumer group management")) {
+			r.failf("%s fell back to the classic protocol", m.name)
+		}
+		if bytes.Contains(b, []byte("beginning to manage the next-gen group lifecycle")) {
+			nextGen++
+		}
+	}
+	if nextGen == 0 {
+		r.failf("no member logged that it manages a next-gen (KIP-848) group")
+	} else {
+		r.notef("%d of %d member incarnations logged that they manage a KIP-848 group; none fell back to the classic protocol", nextGen, len(ms))
+	}
+}
+
+// standard848 is standard for a KIP-848 group: the broker, the group's
+// session timeout and the broker's heartbeat interval, the named members
+// (waiting for their assignments) and the steady load.
+func (r *run) standard848(session time.Duration, names ...string) (*producer, error) {
+	if err := r.begin(brokerOpts{}); err != nil {
+		return nil, err
+	}
+	if err := r.configure848(session); err != nil {
+		return nil, err
+	}
+	if _, err := r.startMembers(names...); err != nil {
+		return nil, err
+	}
+	return r.loaded()
+}
+
+// configure848 sets the group's consumer.session.timeout.ms and the
+// broker's group.consumer.heartbeat.interval.ms.
+func (r *run) configure848(session time.Duration) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.broker.addr))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resource := func(typ kmsg.ConfigResourceType, name, key string, v time.Duration) kmsg.IncrementalAlterConfigsRequestResource {
+		res := kmsg.NewIncrementalAlterConfigsRequestResource()
+		res.ResourceType, res.ResourceName = typ, name
+		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		c.Name, c.Op = key, kmsg.IncrementalAlterConfigOpSet
+		c.Value = kmsg.StringPtr(strconv.Itoa(int(v.Milliseconds())))
+		res.Configs = append(res.Configs, c)
+		return res
+	}
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	req.Resources = append(req.Resources,
+		resource(kmsg.ConfigResourceTypeGroupConfig, r.group, "consumer.session.timeout.ms", session),
+		resource(kmsg.ConfigResourceTypeBroker, "", "group.consumer.heartbeat.interval.ms", kip848Heartbeat),
+	)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("configure the KIP-848 group: %w", err)
+	}
+	for _, res := range resp.Resources {
+		if err := kerr.ErrorForCode(res.ErrorCode); err != nil {
+			return fmt.Errorf("configure the KIP-848 group: %s %q: %w", res.ResourceType, res.ResourceName, err)
+		}
+	}
+	return nil
+}
