@@ -73,7 +73,8 @@ type cfg struct {
 
 	authFailures int
 
-	eos *eosCfg // exactly-once mode; nil: at least once
+	eos        *eosCfg       // exactly-once mode; nil: at least once
+	txnTimeout time.Duration // TransactionTimeout; zero: derived
 
 	protocol Protocol // group protocol; default ProtocolClassic
 

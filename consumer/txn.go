@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -44,8 +45,8 @@ type eosCfg struct {
 // transactionalID names this member's producer. Give each member its own,
 // stable across restarts (the host or pod name, say): a restarted member
 // with the same ID fences its previous incarnation's open transaction at
-// once, where a new ID leaves it open until the transaction timeout
-// (RebalanceTimeout), blocking read_committed readers of its outputs.
+// once, where a new ID leaves it open until the transaction timeout (see
+// TransactionTimeout), blocking read_committed readers of its outputs.
 //
 // How it works: every CommitInterval the poll loop stops fetching, lets
 // every fetched record be handed over and settle (a barrier, bounded by
@@ -69,6 +70,40 @@ func ExactlyOnce(transactionalID string, writers ...TxnWriter) Opt {
 	})
 }
 
+// Kafka's default cap on a producer's transaction timeout
+// (transaction.max.timeout.ms): a broker refuses a longer one.
+const maxTxnTimeout = 15 * time.Minute
+
+// txnSlack is the part of the transaction timeout left for ending a
+// transaction that the commit gave up on: the commit must finish this long
+// before the broker could abort the transaction by timeout.
+const txnSlack = 5 * time.Second
+
+// TransactionTimeout sets the transaction timeout of exactly-once mode: how
+// long the broker lets a transaction stay open before it aborts it and bumps
+// the producer's epoch. The default covers the longest a transaction lasts:
+// CommitInterval until its barrier, DrainTimeout for the barrier, then its
+// commit, which may wait up to RebalanceTimeout for a rebalance (or retry
+// through a coordinator outage), plus a margin of 15s. The consumer gives
+// up on a commit, and aborts, txnSlack (5s) before the timeout, so that a
+// transaction is ended by the member and not by the broker.
+//
+// It must exceed CommitInterval + DrainTimeout + 5s and not exceed 15m, the
+// default of the broker's transaction.max.timeout.ms (a broker refuses a
+// longer timeout). A longer timeout does not slow anything down; it only
+// bounds how long a crashed member's open transaction, with a new
+// transactional ID, blocks read_committed readers.
+func TransactionTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.txnTimeout = d }) }
+
+// transactionTimeout is the transaction timeout: TransactionTimeout, or the
+// default that covers a transaction's barrier and commit.
+func (c *cfg) transactionTimeout() time.Duration {
+	if c.txnTimeout > 0 {
+		return c.txnTimeout
+	}
+	return c.commitInterval + c.drainTimeout + c.rebalanceTimeout + commitTimeout + txnSlack
+}
+
 // txnState is the transactional client of exactly-once mode.
 type txnState struct {
 	sess    *kgo.GroupTransactSession
@@ -80,12 +115,24 @@ type txnState struct {
 // validateEOS checks the exactly-once configuration.
 func (c *cfg) validateEOS() error {
 	if c.eos == nil {
+		if c.txnTimeout != 0 {
+			return &ConfigError{Field: "TransactionTimeout", Reason: "applies only with ExactlyOnce"}
+		}
 		return nil
 	}
 	bad := func(format string, args ...any) error {
 		return &ConfigError{Field: "ExactlyOnce", Reason: fmt.Sprintf(format, args...)}
 	}
+	timeout := c.transactionTimeout()
 	switch {
+	case c.txnTimeout < 0:
+		return &ConfigError{Field: "TransactionTimeout", Reason: fmt.Sprintf("must not be negative, got %v", c.txnTimeout)}
+	case timeout > maxTxnTimeout:
+		return &ConfigError{Field: "TransactionTimeout", Reason: fmt.Sprintf("%v exceeds %v, the default of the broker's transaction.max.timeout.ms "+
+			"(default: CommitInterval + DrainTimeout + RebalanceTimeout + %v); shorten those timeouts", timeout, maxTxnTimeout, commitTimeout+txnSlack)}
+	case timeout <= c.commitInterval+c.drainTimeout+txnSlack:
+		return &ConfigError{Field: "TransactionTimeout", Reason: fmt.Sprintf("%v must exceed CommitInterval + DrainTimeout + %v (%v), "+
+			"or the broker aborts transactions before their barrier commits them", timeout, txnSlack, c.commitInterval+c.drainTimeout+txnSlack)}
 	case c.eos.txnID == "":
 		return bad("a transactional ID is required")
 	case len(c.eos.writers) == 0:
@@ -106,9 +153,10 @@ func (c *cfg) eosClientOpts() []kgo.Opt {
 	}
 	return []kgo.Opt{
 		kgo.TransactionalID(c.eos.txnID),
-		// A transaction lives at most a barrier (DrainTimeout) past
-		// CommitInterval; the broker aborts one that outlives this.
-		kgo.TransactionTimeout(c.rebalanceTimeout),
+		// A transaction lives CommitInterval, then its barrier
+		// (DrainTimeout), then its commit; the broker aborts one
+		// that outlives this.
+		kgo.TransactionTimeout(c.transactionTimeout()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Sinks wait for their outputs; batches form while a produce
 		// request is in flight, so lingering would only add latency.
@@ -165,6 +213,15 @@ func (c *Consumer) maybeBarrier() {
 // last record if everything settled, aborted otherwise. After an abort
 // every partition is handled again from its last committed offset. why
 // says what ended the transaction, for the logs.
+//
+// An end that fails (its commit refused, its EndTxn of unknown outcome, a
+// broker that aborted the transaction by timeout) is resolved before the
+// next Begin: the transaction is aborted again until the abort succeeds
+// (franz-go's End(TryAbort), which re-initialises the producer after an
+// unknown outcome: the new epoch aborts whatever is still open), and the
+// positions rewind to the offsets the group holds, so that a commit the
+// broker applied although its answer was lost is not handled again. A
+// producer the broker fenced for good fails the next Begin.
 func (c *Consumer) endTxn(why string, timeout time.Duration) (committed bool, offsets map[pipeline.TopicPartition]int64) {
 	began := time.Now()
 	idle := c.flow.waitIdle(timeout, c.workCtx.Done())
@@ -185,9 +242,23 @@ func (c *Consumer) endTxn(why string, timeout time.Duration) (committed bool, of
 	default:
 		try = kgo.TryCommit
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.finalCommitTimeout())
-	defer cancel()
+	ctx, cancel := context.WithDeadline(context.Background(), c.endDeadline())
 	committed, err := c.txn.sess.End(ctx, try)
+	cancel()
+	if err != nil {
+		if rerr := c.resolveTxn(err); rerr != nil {
+			c.fail(rerr)
+			return false, offsets
+		}
+		if perr := c.producerUsable(); perr != nil {
+			c.fail(perr)
+			return false, offsets
+		}
+		if try == kgo.TryCommit && c.appliedAfterAll(offsets) {
+			committed = true
+			c.log.Warn("transaction end failed, but the group holds its offsets: the broker committed it", "on", why, "err", err)
+		}
+	}
 	took := time.Since(began)
 	switch {
 	case committed:
@@ -197,9 +268,14 @@ func (c *Consumer) endTxn(why string, timeout time.Duration) (committed bool, of
 			each(c.hooks, func(h HookCommitted) { h.OnCommitted(tp, off, nil) })
 		}
 		c.log.Debug("transaction committed", "on", why, "partitions", len(offsets), "took", took)
+		if err != nil && why != "shutdown" {
+			c.rewindAll() // the failed end reset the client's positions; they start again from the group's
+		}
 		return true, offsets
 	case reason == "" && err == nil:
 		reason = "a rebalance revoked or lost partitions during the transaction, or the group refused its offsets"
+	case reason == "":
+		reason = "its commit or its end failed"
 	}
 	c.txn.aborted++
 	abortErr := ErrAborted
@@ -211,19 +287,161 @@ func (c *Consumer) endTxn(why string, timeout time.Duration) (committed bool, of
 	}
 	c.log.Warn("transaction aborted: its outputs are discarded and records are handled again from the last committed offsets",
 		"on", why, "reason", reason, "err", err, "took", took, "aborted_in_a_row", c.txn.aborted)
-	if err != nil && fatalTxnErr(err) {
-		c.fail(fmt.Errorf("end transaction: %w", err))
-		return false, offsets
-	}
 	if why != "shutdown" {
 		c.rewindAll()
 	}
 	return false, offsets
 }
 
-// fatalTxnErr reports whether err leaves the transactional producer unable
-// to go on: fenced by a newer member with the same transactional ID, or
-// refused by the broker's configuration or ACLs.
+// endDeadline is when the current transaction's end must give up on its
+// commit and abort: txnSlack before the broker could abort it by timeout,
+// and at most finalCommitTimeout from now (a commit held by a rebalance).
+func (c *Consumer) endDeadline() time.Time {
+	d := c.txn.began.Add(c.cfg.transactionTimeout() - txnSlack)
+	if limit := time.Now().Add(c.finalCommitTimeout()); limit.Before(d) {
+		d = limit
+	}
+	if least := time.Now().Add(time.Second); d.Before(least) {
+		d = least // the barrier itself ran late: still try
+	}
+	return d
+}
+
+// resolveTxn makes sure no transaction is open after an End that failed
+// with err: it aborts again (End with TryAbort, which after an EndTxn of
+// unknown outcome re-initialises the producer, bumping its epoch and so
+// aborting whatever the broker still has open) until the abort succeeds,
+// for at most the transaction timeout. It returns an error only if the
+// transaction cannot be resolved (the consumer must stop).
+func (c *Consumer) resolveTxn(err error) error {
+	deadline := time.Now().Add(c.cfg.transactionTimeout())
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		c.log.Warn("transaction end failed; aborting it before the next one begins", "err", err, "attempt", attempt)
+		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		_, err = c.txn.sess.End(ctx, kgo.TryAbort)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case fatalTxnErr(err):
+			return fmt.Errorf("end transaction: %w", err)
+		case time.Now().Add(backoff).After(deadline):
+			return fmt.Errorf("end transaction: the abort of a failed transaction did not succeed within %v: %w", c.cfg.transactionTimeout(), err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-c.workCtx.Done():
+			t.Stop()
+			return fmt.Errorf("end transaction: stopped while aborting a failed transaction: %w", err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// producerUsable fails fast for a producer the broker fenced for good,
+// before the consumer waits for the group's offsets: franz-go keeps the
+// fatal error, and the next Begin would fail with it anyway.
+func (c *Consumer) producerUsable() error {
+	ctx, cancel := context.WithTimeout(c.workCtx, commitTimeout)
+	defer cancel()
+	if _, _, err := c.cl.ProducerID(ctx); err != nil && fatalTxnErr(err) {
+		return fmt.Errorf("end transaction: the producer is fenced: %w", err)
+	}
+	return nil
+}
+
+// appliedAfterAll reads the offsets the group holds for the owned
+// partitions (waiting for pending transactional ones to settle) after a
+// transaction whose end failed, and starts the partitions from them: an
+// EndTxn of unknown outcome may have committed, and rewinding to the
+// offsets before it would hand the committed records over again (their
+// outputs read twice by a read_committed reader). It reports whether the
+// group holds exactly the offsets the transaction tried to commit, i.e.
+// the transaction committed, and fails the consumer if the group's offsets
+// cannot be read within the transaction timeout (by when every pending
+// transaction has ended).
+func (c *Consumer) appliedAfterAll(offsets map[pipeline.TopicPartition]int64) bool {
+	if len(offsets) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(c.workCtx, c.cfg.transactionTimeout())
+	defer cancel()
+	adm := kadm.NewClient(c.cl)
+	backoff := 50 * time.Millisecond
+	for {
+		got, err := adm.FetchOffsets(kadm.RequireStable(ctx), c.cfg.group)
+		if err == nil {
+			err = c.offsetsErr(got, offsets)
+		}
+		if err == nil {
+			return c.rewindTo(got, offsets)
+		}
+		c.log.Debug("reading the group's offsets after a failed transaction end", "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			c.fail(fmt.Errorf("end transaction: the group's offsets could not be read after a transaction end of unknown outcome: %w", err))
+			return false
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// offsetsErr is the first error among the owned and tried partitions of an
+// offset fetch (UNSTABLE_OFFSET_COMMIT while a transaction holds pending
+// offsets).
+func (c *Consumer) offsetsErr(got kadm.OffsetResponses, tried map[pipeline.TopicPartition]int64) error {
+	check := func(tp pipeline.TopicPartition) error {
+		if r, ok := got.Lookup(tp.Topic, tp.Partition); ok && r.Err != nil {
+			return fmt.Errorf("partition %s: %w", tp, r.Err)
+		}
+		return nil
+	}
+	for _, tp := range c.Assigned() {
+		if err := check(tp); err != nil {
+			return err
+		}
+	}
+	for tp := range tried {
+		if err := check(tp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewindTo sets the fetch positions of the owned partitions to the offsets
+// the group holds and reports whether those are the offsets tried.
+func (c *Consumer) rewindTo(got kadm.OffsetResponses, tried map[pipeline.TopicPartition]int64) bool {
+	set := map[string]map[int32]kgo.EpochOffset{}
+	for _, tp := range c.Assigned() {
+		r, ok := got.Lookup(tp.Topic, tp.Partition)
+		if !ok || r.At < 0 {
+			continue
+		}
+		if set[tp.Topic] == nil {
+			set[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		set[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.At}
+	}
+	applied := true
+	for tp, off := range tried {
+		if r, ok := got.Lookup(tp.Topic, tp.Partition); !ok || r.At != off {
+			applied = false
+		}
+	}
+	c.cl.SetOffsets(set)
+	return applied
+}
+
+// fatalTxnErr reports whether an abort that failed with err leaves the
+// transactional producer unable to go on: fenced by a newer member with
+// the same transactional ID, or refused by the broker's configuration or
+// ACLs.
 func fatalTxnErr(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.InvalidTransactionTimeout) ||
