@@ -145,8 +145,17 @@ func resolvableStep(sigma float64) float64 {
 	return clamp(1+zStep*sigma/math.Min(paid, 1-paid), growFactor, fastFactor)
 }
 
-// queued reports whether window lo, compared with hi, was queueing.
-func queued(hi, lo point) bool { return knee(hi, lo) <= lo.n*(1+kneeMargin) }
+// queued reports whether window lo, compared with hi, was queueing. Where
+// the windows' throughput resolves the step (see resolvable), throughput
+// alone decides: under a busy caller the latency quantile of a window swings
+// by more than the step, its throughput measured on many completions less.
+func queued(hi, lo point, sigma float64) bool {
+	k := knee(hi, lo)
+	if resolvable(hi, lo, sigma) {
+		k = gained(hi, lo)
+	}
+	return k <= lo.n*(1+kneeMargin)
+}
 
 // shard accumulates part of a window's samples. Releases pick a shard at
 // random, so they rarely wait for each other; a decision merges them all.
@@ -510,7 +519,7 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 	}
 	if c.verifying {
 		c.verifying = false
-		if pt.n >= c.verify.n*(1+evalStep) && queued(pt, c.verify) {
+		if pt.n >= c.verify.n*(1+evalStep) && queued(pt, c.verify, c.noise) {
 			// Latency rose in proportion to concurrency: the window the
 			// rebaseline was decided on was queueing after all (or the
 			// downstream changed in between). Restore the old baseline
@@ -646,7 +655,7 @@ func (c *controller) onRun(now time.Time, pt point, r float64) (Reason, bool) {
 		}
 	}
 	if ref != nil {
-		if queued(*ref, pt) {
+		if queued(*ref, pt, c.noise) {
 			if r > c.tol {
 				// Latency fell in proportion to concurrency: both windows
 				// queued, so this one still does and the full gradient
@@ -691,7 +700,7 @@ func (c *controller) startProbe(pt point) {
 // otherwise its latency is the no-load latency and the learned limit is
 // restored.
 func (c *controller) onProbe(now time.Time, pt point) Reason {
-	if pt.n <= c.prev.n*(1-evalStep) && queued(c.prev, pt) && float64(c.eff) > c.minL && c.depth < probeDepth {
+	if pt.n <= c.prev.n*(1-evalStep) && queued(c.prev, pt, c.noise) && float64(c.eff) > c.minL && c.depth < probeDepth {
 		c.prev = pt
 		c.depth++
 		c.eff = int(math.Max(c.minL, float64(c.eff/2)))
