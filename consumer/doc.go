@@ -188,14 +188,15 @@
 // franz-go accepts, at the next poll, every record of the previous poll that
 // has not been acknowledged. So the consumer never polls while a record of
 // the last poll is unacknowledged: it polls a batch (at most ShareMaxRecords
-// records, default 500), opens one pipeline partition per topic partition in
-// the batch, hands the records over, closes the partitions (which finishes
-// every record handed over, flushing windows and batches), acknowledges each
-// record as it settles, releases what did not settle, and polls again.
-// franz-go keeps fetching in the background meanwhile. Work runs in parallel
-// across the batch's partitions and inside each as the pipeline allows
-// (FanOut); the next batch starts when the slowest record of this one is
-// done, so a batch is as slow as its slowest record.
+// records, default 500), opens ShareLanes (default 4) pipeline partitions
+// per topic partition in the batch, hands each record to the lane of its
+// key, closes the partitions (which finishes every record handed over,
+// flushing windows and batches), acknowledges each record as it settles,
+// releases what did not settle, and polls again. franz-go keeps fetching in
+// the background meanwhile. Work runs in parallel across lanes and inside
+// each as the pipeline allows (FanOut); the next batch starts when the
+// slowest record of this one is done, so a batch is as slow as its slowest
+// record.
 //
 // Records that take long are renewed (AckRenew, Kafka 4.2 and later) every
 // ShareRenewEvery (default 10s) until they settle, so the broker does not
@@ -205,8 +206,8 @@
 //
 // A share group keeps no order: a released record comes back later, maybe to
 // another member. Inside one batch, records of a partition reach the
-// pipeline in offset order, so a key-ordered FanOut orders a key's records
-// of one batch, not across batches. Window and Batch stages see one batch:
+// pipeline in offset order, each key's in one lane, so a key's records of
+// one batch keep their order, not across batches. Window and Batch stages see one batch:
 // each batch's pipeline partitions are closed at its end, which emits what
 // windows hold early. Use time windows and cross-batch order with a classic
 // Group.

@@ -23,10 +23,11 @@ type shareCfg struct {
 	maxRecords int32
 	limit      int32
 	renewEvery time.Duration
+	lanes      int
 }
 
 func defaultShare() shareCfg {
-	return shareCfg{maxRecords: 500, limit: 5, renewEvery: 10 * time.Second}
+	return shareCfg{maxRecords: 500, limit: 5, renewEvery: 10 * time.Second, lanes: 4}
 }
 
 // shareOpt applies to the share configuration, creating it if needed; the
@@ -69,6 +70,17 @@ func ShareRenewEvery(d time.Duration) Opt {
 	return shareOpt(func(s *shareCfg) { s.renewEvery = d })
 }
 
+// ShareLanes sets how many pipeline partitions, run in parallel, share a
+// batch's records of one topic partition, overriding the default of 4. A
+// record goes to the lane of its key's hash (records without a key in
+// turn), so a key's records of one batch keep their offset order. A share
+// group fills a batch from one partition at a time, so without lanes a
+// plain sequential Sink would handle one record at a time per member; a
+// classic member owning n partitions runs n. Only with ShareGroup.
+func ShareLanes(n int) Opt {
+	return shareOpt(func(s *shareCfg) { s.lanes = n })
+}
+
 func (c *cfg) validateShare() error {
 	s := c.share
 	if s == nil {
@@ -92,6 +104,8 @@ func (c *cfg) validateShare() error {
 		return bad("ShareDeliveryLimit", "must be positive, got %d", s.limit)
 	case s.renewEvery <= 0:
 		return bad("ShareRenewEvery", "must be positive, got %v", s.renewEvery)
+	case s.lanes < 1:
+		return bad("ShareLanes", "must be positive, got %d", s.lanes)
 	}
 	return nil
 }
@@ -296,24 +310,32 @@ func (c *Consumer) handleShareBatch(stop context.Context, byTP map[pipeline.Topi
 	if d := c.cfg.recordBudget; d > 0 {
 		budget = fetched.Add(d)
 	}
-	parts := make(map[pipeline.TopicPartition][]*pipeline.Record, len(byTP))
+	type lane struct {
+		tp pipeline.TopicPartition
+		n  int
+	}
+	lanes := c.cfg.share.lanes
+	parts := make(map[lane][]*pipeline.Record, len(byTP)*lanes)
 	for tp, krs := range byTP {
-		prs := make([]*pipeline.Record, len(krs))
 		for j, kr := range krs {
 			i := len(b.krs)
 			b.krs = append(b.krs, kr)
 			r := &b.recs[i]
 			c.shareConvert(r, kr, fetched, budget)
 			b.index[r] = i
-			prs[j] = r
+			l := lane{tp, j % lanes}
+			if kr.Key != nil {
+				l.n = int(fnv32(kr.Key) % uint32(lanes))
+			}
+			parts[l] = append(parts[l], r)
 		}
-		parts[tp] = prs
 	}
 
 	bctx, cancel := context.WithCancel(c.workCtx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for tp, prs := range parts {
+	for l, prs := range parts {
+		tp := l.tp
 		part, err := c.openPartition(bctx, tp)
 		if err != nil {
 			c.fail(fmt.Errorf("open partition %s: %w", tp, err))
@@ -454,4 +476,14 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// fnv32 is FNV-1a, to spread keys over lanes.
+func fnv32(b []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
 }
