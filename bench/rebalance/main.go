@@ -12,13 +12,13 @@
 // and their ratio.
 //
 // The broker is franz-go's kfake, in process. Both protocols get the same
-// heartbeat interval (-heartbeat): the classic members through the
-// client's heartbeat interval, the KIP-848 group through the broker's
-// group.consumer.heartbeat.interval.ms (under KIP-848 the broker sets it).
-// A heartbeat is how a member learns that the group changed, under either
-// protocol, so the interval is a floor of both figures.
+// heartbeat interval (-heartbeat, one broker and one table per interval):
+// the classic members through the client's heartbeat interval, the KIP-848
+// group through the broker's group.consumer.heartbeat.interval.ms (under
+// KIP-848 the broker sets it). A heartbeat is how a member learns that the
+// group changed, under either protocol, so the figures follow the interval.
 //
-//	go run ./bench/rebalance -rounds 5
+//	go run ./bench/rebalance -rounds 7 -heartbeat 250ms,1s
 package main
 
 import (
@@ -30,6 +30,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +45,8 @@ var (
 	partitions = flag.Int("partitions", 12, "partitions of the topic")
 	members    = flag.Int("members", 3, "members after the join (the last one joins)")
 	rounds     = flag.Int("rounds", 5, "rounds per protocol")
-	heartbeat  = flag.Duration("heartbeat", time.Second, "heartbeat interval of both protocols")
+	heartbeats = flag.String("heartbeat", "250ms,1s", "heartbeat intervals of both protocols, comma-separated: one broker and one table each")
+	heartbeat  time.Duration // the interval of the current table
 	rate       = flag.Int("rate", 2000, "records per second produced over all partitions")
 	work       = flag.Duration("work", time.Millisecond, "handling time per record")
 	verbose    = flag.Bool("v", false, "print each round")
@@ -52,9 +54,17 @@ var (
 
 func main() {
 	flag.Parse()
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "rebalance:", err)
-		os.Exit(1)
+	for _, hb := range strings.Split(*heartbeats, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(hb))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "rebalance: -heartbeat:", err)
+			os.Exit(2)
+		}
+		heartbeat = d
+		if err := run(); err != nil {
+			fmt.Fprintln(os.Stderr, "rebalance:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -101,7 +111,7 @@ func run() error {
 	<-prodDone
 
 	fmt.Printf("\n%d -> %d members, %d partitions, heartbeat %v, %d records/s, %v per record, %d rounds each\n\n",
-		*members-1, *members, *partitions, *heartbeat, *rate, *work, *rounds)
+		*members-1, *members, *partitions, heartbeat, *rate, *work, *rounds)
 	fmt.Println("| protocol | median | min | max |")
 	fmt.Println("|---|---:|---:|---:|")
 	for _, p := range protocols {
@@ -273,7 +283,7 @@ func round(addrs []string, p consumer.Protocol, groupName string) (time.Duration
 			consumer.ClientID(name),
 			consumer.Hooks(memberHooks{g, name}),
 			consumer.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-			consumer.ClientOpts(kgo.HeartbeatInterval(*heartbeat)),
+			consumer.ClientOpts(kgo.HeartbeatInterval(heartbeat)),
 		)
 		if err != nil {
 			return err
