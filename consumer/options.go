@@ -258,8 +258,7 @@ func AuthFailures(n int) Opt { return optFunc(func(c *cfg) { c.authFailures = n 
 // ProtocolClassic (cooperative-sticky, assigned by a member).
 // ProtocolConsumer is KIP-848's: the broker assigns, and a join or leave
 // moves only the partitions that change owner, member by member, without
-// the group-wide JoinGroup barrier, so a slow or dying member holds up only
-// the partitions it gives away (docs/BENCHMARKS.md has the rebalance times).
+// the group-wide JoinGroup barrier (docs/BENCHMARKS.md has rebalance times).
 // It needs Kafka 4.0+ (a broker without it gets the classic protocol);
 // its group session timeout and heartbeat interval are the broker's
 // group.consumer.* settings (or the group's consumer.* configs), not
