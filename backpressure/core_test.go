@@ -24,8 +24,10 @@ func TestFixedBoundsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !l.TryAcquire() || !l.TryAcquire() {
-		t.Fatal("could not take 2 slots of 2")
+	for i := range 2 {
+		if !l.TryAcquire() {
+			t.Fatalf("could not take slot %d of 2", i+1)
+		}
 	}
 	if l.TryAcquire() {
 		t.Fatal("took a third slot of 2")
@@ -193,7 +195,9 @@ func TestPartitionsReserveAndLend(t *testing.T) {
 	for range 6 {
 		high.Release(time.Millisecond, Success)
 	}
-	order = append(order, <-served)
+	if got := <-served; got != "low" {
+		t.Fatalf("the last waiter served was %s, want low", got)
+	}
 	for range 5 {
 		low.Release(time.Millisecond, Success)
 	}

@@ -46,7 +46,6 @@ func (h eventHeap) Less(i, j int) bool {
 func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *eventHeap) Push(x any)   { *h = append(*h, x.(event)) }
 func (h *eventHeap) Pop() any     { old := *h; e := old[len(old)-1]; *h = old[:len(old)-1]; return e }
-func (h eventHeap) peek() event   { return h[0] }
 func (h *eventHeap) add(e event)  { heap.Push(h, e) }
 func (h *eventHeap) take() event  { return heap.Pop(h).(event) }
 func (h eventHeap) empty() bool   { return len(h) == 0 }
