@@ -21,6 +21,10 @@
 // Throughput is input records per second from the start of a run until the
 // group's committed offsets reach the end of the input; ratios compare each
 // Sluice mode with the raw loop of the same guarantee in the same round.
+// Each run also reports the CPU time per input record of this process and
+// of the broker, and how many outputs a produce request carried (how well
+// the producer batched). -cpuprofile and -memprofile profile the runs;
+// -linger and -max-unsettled try other producer lingers and consumer marks.
 //
 //	go run ./bench/etl -records 200000 -partitions 6 -rounds 5
 package main
@@ -38,6 +42,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -59,6 +64,8 @@ var (
 	batch      = flag.Int("batch", 500, "batch size of the -batch modes (stages.Batch before kafka.BatchSink)")
 	workers    = flag.Int("workers", 64, "fan-out workers per partition in the Sluice modes")
 	interval   = flag.Duration("commit-interval", 200*time.Millisecond, "commit (transaction) interval of the Sluice modes")
+	linger     = flag.Duration("linger", -1, "producer linger of the Sluice modes (kafka.ClientOpts at least once, consumer.ClientOpts exactly once); negative keeps the library's")
+	unsettled  = flag.Int("max-unsettled", 0, "per-partition high-water mark of unsettled records of the Sluice modes (consumer.MaxUnsettled); 0 keeps the consumer's")
 	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the runs (not the produce) to this file")
 	memProfile = flag.String("memprofile", "", "write an allocation profile of the runs (not the produce) to this file")
@@ -134,6 +141,7 @@ func run() error {
 	}
 	rates := map[string][]float64{}
 	ratios := map[string][]float64{}
+	cpus, bcpus, perReq := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	for r := range *rounds {
 		got := map[string]float64{}
 		for _, m := range selected {
@@ -142,6 +150,7 @@ func run() error {
 			if err := createTopic(ctx, addr, out); err != nil {
 				return err
 			}
+			stats.reset()
 			began, bcpu, cpu := time.Now(), brokerCPU(), proc.CPU(os.Getpid())
 			if err := m.run(ctx, addr, group, out); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
@@ -150,8 +159,13 @@ func run() error {
 			rate := float64(*records) / took.Seconds()
 			got[m.name] = rate
 			rates[m.name] = append(rates[m.name], rate)
+			pcpu, brcpu := nsPerRecord(proc.CPU(os.Getpid())-cpu), nsPerRecord(brokerCPU()-bcpu)
+			cpus[m.name] = append(cpus[m.name], pcpu)
+			bcpus[m.name] = append(bcpus[m.name], brcpu)
+			perReq[m.name] = append(perReq[m.name], stats.perRequest())
 			line := fmt.Sprintf("round %d  %-17s %9.0f rec/s  cpu/rec: this process %4.0f ns, broker %4.0f ns",
-				r+1, m.name, rate, nsPerRecord(proc.CPU(os.Getpid())-cpu), nsPerRecord(brokerCPU()-bcpu))
+				r+1, m.name, rate, pcpu, brcpu)
+			line += fmt.Sprintf(", %4.0f outputs/produce request", stats.perRequest())
 			if base, ok := got[m.baseline]; ok && m.baseline != "" {
 				ratios[m.name] = append(ratios[m.name], rate/base)
 				line += fmt.Sprintf("  %.2f of %s", rate/base, m.baseline)
@@ -160,8 +174,8 @@ func run() error {
 		}
 	}
 	fmt.Println()
-	fmt.Println("| mode | records/s (median) | vs raw (median, range) |")
-	fmt.Println("|---|---:|---:|")
+	fmt.Println("| mode | records/s (median) | vs raw (median, range) | CPU/record, process | CPU/record, broker | outputs/produce request |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	for _, m := range selected {
 		rs := ratios[m.name]
 		cmp := "baseline"
@@ -169,7 +183,8 @@ func run() error {
 			lo, hi := minMax(rs)
 			cmp = fmt.Sprintf("%.2f (%.2f-%.2f)", proc.Median(rs), lo, hi)
 		}
-		fmt.Printf("| %s | %.0f | %s |\n", m.name, proc.Median(rates[m.name]), cmp)
+		fmt.Printf("| %s | %.0f | %s | %.0f ns | %.0f ns | %.0f |\n", m.name, proc.Median(rates[m.name]), cmp,
+			proc.Median(cpus[m.name]), proc.Median(bcpus[m.name]), proc.Median(perReq[m.name]))
 	}
 	return nil
 }
@@ -239,7 +254,7 @@ func waitCommitted(ctx context.Context, addr, group string) error {
 
 func groupOpts(addr, group string) []kgo.Opt {
 	return []kgo.Opt{kgo.SeedBrokers(addr), kgo.ConsumerGroup(group), kgo.ConsumeTopics(input),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit()}
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.WithHooks(&stats)}
 }
 
 // rawALO: poll, produce one output per record, wait for the acks, commit.
@@ -341,7 +356,11 @@ func route(out string) kafka.Route[[]byte] {
 
 func sluiceALO(how sinkKind) func(ctx context.Context, addr, group, out string) error {
 	return func(ctx context.Context, addr, group, out string) error {
-		w, err := kafka.NewWriter(kafka.Brokers(addr))
+		opts := []kafka.Opt{kafka.Brokers(addr), kafka.ClientOpts(kgo.WithHooks(&stats))}
+		if *linger >= 0 {
+			opts = append(opts, kafka.ClientOpts(kgo.ProducerLinger(*linger)))
+		}
+		w, err := kafka.NewWriter(opts...)
 		if err != nil {
 			return err
 		}
@@ -356,7 +375,11 @@ func sluiceEOS(how sinkKind) func(ctx context.Context, addr, group, out string) 
 		if err != nil {
 			return err
 		}
-		return runSluice(ctx, addr, group, out, w, how, consumer.ExactlyOnce(group, w))
+		extra := []consumer.Opt{consumer.ExactlyOnce(group, w), consumer.ClientOpts(kgo.WithHooks(&stats))}
+		if *linger >= 0 {
+			extra = append(extra, consumer.ClientOpts(kgo.ProducerLinger(*linger)))
+		}
+		return runSluice(ctx, addr, group, out, w, how, extra...)
 	}
 }
 
@@ -382,6 +405,9 @@ func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, ho
 	default:
 		pipeline.Sink(stages.FanOut(src, "workers", *workers), "out", kafka.Sink(w, route(out)))
 	}
+	if *unsettled > 0 {
+		extra = append(extra, consumer.MaxUnsettled(consumer.Water{Records: *unsettled}, consumer.Water{}))
+	}
 	c, err := consumer.New(append([]consumer.Opt{consumer.Brokers(addr), consumer.Group(group), consumer.Handle(p),
 		consumer.CommitInterval(*interval), consumer.Logger(quiet)}, extra...)...)
 	if err != nil {
@@ -397,6 +423,28 @@ func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, ho
 		return err
 	}
 	return werr
+}
+
+// produceStats counts the produce requests of the clients that write the
+// outputs, and the records they carry: how well the producer batches.
+type produceStats struct{ requests, records atomic.Int64 }
+
+var stats produceStats
+
+func (s *produceStats) reset() { s.requests.Store(0); s.records.Store(0) }
+
+func (s *produceStats) perRequest() float64 {
+	return float64(s.records.Load()) / float64(max(1, s.requests.Load()))
+}
+
+func (s *produceStats) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == 0 && err == nil { // Produce
+		s.requests.Add(1)
+	}
+}
+
+func (s *produceStats) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	s.records.Add(int64(m.NumRecords))
 }
 
 // writeMemProfile writes the allocation profile to path.
