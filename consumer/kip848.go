@@ -68,6 +68,8 @@ func (c *cfg) validateProtocol() error {
 		// under it (aborts on revoke, fenced commits): refuse rather
 		// than promise.
 		return bad("ExactlyOnce is not supported with ProtocolConsumer yet; use ProtocolClassic")
+	case c.protocol == ProtocolConsumer && c.share != nil:
+		return bad("a share group (ShareGroup) has its own protocol; GroupProtocol applies to consumer groups")
 	}
 	return nil
 }

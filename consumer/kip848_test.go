@@ -560,3 +560,30 @@ func TestKIP848KillsAndChurnLoseNothing(t *testing.T) {
 		t.Fatalf("%d records never handled after two kills and churn under KIP-848", lost)
 	}
 }
+
+// TestGroupProtocolConfigErrors: an unknown protocol, and KIP-848 with
+// modes it does not support, fail in New naming GroupProtocol.
+func TestGroupProtocolConfigErrors(t *testing.T) {
+	h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
+	base := []consumer.Opt{consumer.Brokers("127.0.0.1:1"), consumer.Topics("t"), consumer.Handle(h), consumer.Logger(quietLogger())}
+	for name, opts := range map[string][]consumer.Opt{
+		"unknown":     {consumer.Group("g"), consumer.GroupProtocol(consumer.Protocol(7))},
+		"exactlyOnce": {consumer.Group("g"), consumer.GroupProtocol(consumer.ProtocolConsumer), consumer.ExactlyOnce("tx", nopTxnWriter{})},
+		"shareGroup":  {consumer.ShareGroup("g"), consumer.GroupProtocol(consumer.ProtocolConsumer)},
+	} {
+		_, err := consumer.New(append(base, opts...)...)
+		var ce *consumer.ConfigError
+		if !errors.As(err, &ce) || ce.Field != "GroupProtocol" {
+			t.Errorf("%s: got %v, want a ConfigError naming GroupProtocol", name, err)
+		}
+	}
+	c, err := consumer.New(append(base, consumer.Group("g"), consumer.GroupProtocol(consumer.ProtocolConsumer))...)
+	if err != nil {
+		t.Fatalf("a plain KIP-848 consumer: %v", err)
+	}
+	c.Close()
+}
+
+type nopTxnWriter struct{}
+
+func (nopTxnWriter) InTransactions(*kgo.Client) error { return nil }
