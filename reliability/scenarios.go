@@ -35,10 +35,6 @@ type scenario struct {
 	wait time.Duration
 }
 
-// producerFenced is the evidence of the transaction timeout bug (eos-kill):
-// a member stopped by PRODUCER_FENCED.
-var producerFenced = regexp.MustCompile(`(exited on its own|stopped without a graceful end): ERROR consumer stopping on a fatal error: end transaction: .*PRODUCER_FENCED`)
-
 // Load shared by the scenarios: 6 partitions, 120 keys, 800 records/s, a
 // 2ms sink with 8 key-ordered workers per partition.
 const (
@@ -147,13 +143,9 @@ var scenarios = []scenario{
 	},
 	{
 		name:   "eos-kill",
-		what:   "exactly-once Kafka sink (each record written to orders.out in a transaction with its offset; one record in 397 a poison record, dead-lettered in the transaction): 3 consumers under load; for 50s, SIGKILL a random one while it has outputs in its open transaction and restart it at once with the same transactional ID, the next kill 0.5-3s after the group recovered; session timeout 6.75s, rebalance (and transaction) timeout 4.5s, drain (barrier) timeout 3s",
+		what:   "exactly-once Kafka sink (each record written to orders.out in a transaction with its offset; one record in 397 a poison record, dead-lettered in the transaction): 3 consumers under load; for 50s, SIGKILL a random one while it has outputs in its open transaction and restart it at once with the same transactional ID, the next kill 0.5-3s after the group recovered; session timeout 6.75s, rebalance timeout 4.5s, drain (barrier) timeout 3s, transaction timeout the consumer's default (commit interval + drain + rebalance timeouts + 15s)",
 		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
 		run:    scEOSKill,
-		knownBug: "consumer/txn.go: the transaction timeout is RebalanceTimeout, but a transaction lasts up to CommitInterval plus its barrier plus whatever its commit waits for; " +
-			"after a kill the survivors' TxnOffsetCommit waits for the rebalance, which waits up to RebalanceTimeout for the killed member, so the broker aborts the transaction by timeout and bumps the epoch; " +
-			"TxnOffsetCommit then answers PRODUCER_FENCED, which endTxn takes for a newer producer (fatal), and the surviving members stop",
-		knownEvidence: producerFenced,
 	},
 	{
 		name:   "eos-storm",
@@ -167,9 +159,6 @@ var scenarios = []scenario{
 		what:   "exactly-once Kafka sink, as eos-kill, 2 consumers through TCP proxies: kfake faults through `sluice dev broker --control`, 3-5s each, 3s apart, on the transaction's requests (TxnOffsetCommit, EndTxn; franz-go sends no AddPartitionsToTxn or AddOffsetsToTxn to kfake, which supports KIP-890's implicit ones), on the writes of outputs and dead letters (Produce), and on the group (a forced rebalance, a fenced member); then all of one consumer's connections cut, twice, while it has work in its open transaction",
 		expect: check.Expectations{AllowForcedDuplicates: true, AllowLostAssignments: true},
 		run:    scEOSBrokerFaults,
-		knownBug: "consumer/txn.go, two bugs. (1) As in eos-kill: a TxnOffsetCommit retried through a 3s coordinator outage outlives the transaction timeout (RebalanceTimeout, 4.5s, from the first output); the broker aborts the transaction and bumps the epoch, TxnOffsetCommit answers PRODUCER_FENCED, endTxn takes it for fatal and the member stops. " +
-			"(2) An EndTxn answered REQUEST_TIMED_OUT leaves franz-go's session with a commit of unknown outcome, to be resolved by End(TryAbort); endTxn logs an abort and rewinds instead, and the next Begin fails with \"invalid attempt to begin a transaction while already in a transaction\", which stops the member",
-		knownEvidence: regexp.MustCompile(producerFenced.String() + `|invalid attempt to begin a transaction while already in a transaction`),
 	},
 	{
 		name:   "alo-kill",
