@@ -238,7 +238,8 @@
 // InstanceID, CommitInterval's commits, rebalance callbacks and the
 // partition water marks (a batch is bounded by ShareMaxRecords) do not
 // apply. Status.Assigned is empty: a share group assigns no partitions of
-// its own to a member; Status.Joined turns true with the first records.
+// its own to a member; Status.Joined turns true once a share group
+// heartbeat is answered.
 // A record that never settles (a sink retrying through an outage, a held
 // failure behind a key-ordered FanOut) keeps its batch, and the member,
 // waiting and renewing its lock, as it would stall a classic partition:

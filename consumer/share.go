@@ -118,10 +118,16 @@ func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
 		kgo.ClientID(c.clientID),
 		kgo.ShareGroup(c.share.group),
 		kgo.ShareMaxRecords(c.share.maxRecords),
+		// A batch holds at most ShareMaxRecords records: the broker
+		// splits its record batches rather than hand out more.
+		kgo.ShareMaxRecordsStrict(),
+		// Strict mode fetches only when polled; one fetch ahead keeps
+		// the next batch ready while this one is handled.
+		kgo.MaxConcurrentFetches(1),
 		kgo.FetchMaxWait(c.fetchWait),
 		kgo.FetchMaxBytes(int32(min(c.totalHigh.Bytes, 50<<20))),
 		kgo.WithLogger(kslogAdapter(c.logger)),
-		kgo.WithHooks(cs.conns),
+		kgo.WithHooks(cs.conns, shareJoinHook{cs}),
 	}
 	for _, s := range c.sasl {
 		switch s.mechanism {
@@ -137,6 +143,23 @@ func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
 		opts = append(opts, kgo.DialTLSConfig(c.tls.Clone()))
 	}
 	return append(opts, c.kgoOpts...)
+}
+
+// shareJoinHook marks the member joined once a share group heartbeat has
+// been answered: franz-go tells nothing else of a share group session.
+type shareJoinHook struct{ c *Consumer }
+
+var _ kgo.HookBrokerRead = shareJoinHook{}
+
+func (h shareJoinHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key != int16(kmsg.ShareGroupHeartbeat) || err != nil {
+		return
+	}
+	h.c.stateMu.Lock()
+	if h.c.state == running {
+		h.c.joined.Store(true)
+	}
+	h.c.stateMu.Unlock()
 }
 
 // runShare is Run for a share group member: poll a batch, handle it to the
@@ -161,7 +184,6 @@ func (c *Consumer) runShare(ctx context.Context) error {
 			if len(fp.Records) == 0 {
 				return
 			}
-			c.joined.Store(true)
 			tp := pipeline.TopicPartition{Topic: fp.Topic, Partition: fp.Partition}
 			byTP[tp] = append(byTP[tp], fp.Records...)
 			var bytes int64

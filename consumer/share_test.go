@@ -505,3 +505,72 @@ func countHandled(m map[int32][]int64) int {
 	}
 	return n
 }
+
+// TestShareJoinedWhileIdle: a share member with nothing to read reports
+// Joined (readiness) once the group answers its heartbeat.
+func TestShareJoinedWhileIdle(t *testing.T) {
+	const topic = "idle"
+	kc := shareCluster(t, topic, 2)
+	p := sharePipeline(t, topic, nil, func(context.Context, *pipeline.Record) error { return nil })
+	c, stop := runConsumer(t, shareOpts(kc, "idle", p)...)
+	kafkatest.Eventually(t, 30*time.Second, func() bool { return c.Status().Joined }, "never joined")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Status().Joined {
+		t.Fatal("still joined after Run returned")
+	}
+}
+
+// TestShareStopReleasesAtOnce: Stop cancels a record in progress without
+// waiting for the drain timeout, and the record is released to the next
+// member.
+func TestShareStopReleasesAtOnce(t *testing.T) {
+	const topic = "stop"
+	kc := shareCluster(t, topic, 1)
+	kc.ProduceN(t, topic, 1, kafkatest.KeyedValue(1))
+	started := make(chan struct{})
+	var once sync.Once
+	p1 := sharePipeline(t, topic, &memDLQ{}, func(ctx context.Context, r *pipeline.Record) error {
+		once.Do(func() { close(started) })
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	c1, err := consumer.New(shareOpts(kc, "stop", p1, consumer.DrainTimeout(time.Hour), consumer.RebalanceTimeout(2*time.Hour))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- c1.Run(context.Background()) }()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the record never arrived")
+	}
+	c1.Stop() // with a drain timeout of an hour, only Stop can end this in time
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return 30s after Stop")
+	}
+	got := make(chan int32, 1)
+	p2 := sharePipeline(t, topic, &memDLQ{}, func(ctx context.Context, r *pipeline.Record) error {
+		got <- r.Deliveries
+		return nil
+	})
+	_, stop2 := runConsumer(t, shareOpts(kc, "stop", p2)...)
+	select {
+	case d := <-got:
+		if d != 2 {
+			t.Fatalf("delivery %d, want 2", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stopped record never reached the next member")
+	}
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+}
