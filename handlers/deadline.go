@@ -102,13 +102,6 @@ func budget[M any](d time.Duration, clock Clock) Middleware[M] {
 	}
 }
 
-// room reports whether ctx leaves at least need before its deadline at now;
-// a context without a deadline always does.
-func room(ctx context.Context, now time.Time, need time.Duration) bool {
-	dl, ok := ctx.Deadline()
-	return !ok || dl.Sub(now) >= need
-}
-
 // waitErr maps the error of a wait that ended because the record's context
 // is done: a cancellation is passed on as is; anything else (the record's
 // deadline) means no attempt was started for lack of time.

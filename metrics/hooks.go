@@ -25,6 +25,7 @@ var (
 	_ pipeline.HookHandled         = (*Metrics)(nil)
 	_ pipeline.HookDeadLetter      = (*Metrics)(nil)
 	_ pipeline.HookDeadLetterError = (*Metrics)(nil)
+	_ pipeline.HookSinkRetry       = (*Metrics)(nil)
 
 	_ handlers.HookAttempt      = (*Metrics)(nil)
 	_ handlers.HookRetry        = (*Metrics)(nil)
@@ -173,6 +174,12 @@ func (m *Metrics) OnDeadLetter(stage, class string, records int) {
 // (pipeline.HookDeadLetterError).
 func (m *Metrics) OnDeadLetterError(stage string, _ error) {
 	m.deadErrors.WithLabelValues(stage).Inc()
+}
+
+// OnSinkRetry counts transient sink failures the pipeline retries
+// (pipeline.HookSinkRetry).
+func (m *Metrics) OnSinkRetry(stage string, _ int, _ error) {
+	m.stageRetries.WithLabelValues(stage).Inc()
 }
 
 // ---- dlq ----

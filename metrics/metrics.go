@@ -116,6 +116,7 @@ type Metrics struct {
 	handleSeconds *prometheus.HistogramVec
 	deadLetters   *prometheus.CounterVec
 	deadErrors    *prometheus.CounterVec
+	stageRetries  *prometheus.CounterVec
 
 	// dlq
 	dlqWrite *prometheus.HistogramVec
@@ -214,6 +215,7 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 	m.handleSeconds = histVec(HandleDuration, "Time a sink took to handle a message, guards (retries, waits) included.", LabelStage)
 	m.deadLetters = counterVec(DeadLetters, "Records dead-lettered and acknowledged, by the stage that gave up and the failure class.", LabelStage, LabelReason)
 	m.deadErrors = counterVec(DeadLetterErrors, "Failed dead-letter writes; the record stays unsettled and the write is retried.", LabelStage)
+	m.stageRetries = counterVec(StageRetries, "Transient sink failures after which the pipeline calls the sink again for the same message (backoffs started).", LabelStage)
 
 	m.dlqWrite = histVec(DeadLetterWriteDuration, "Time a dead-letter write took until acknowledged or failed, by dead-letter topic and result.", LabelTopic, LabelResult)
 
@@ -231,7 +233,7 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 	for _, col := range []prometheus.Collector{
 		m.consumed, m.consumedBytes, m.fetchErrors, m.assigned, m.paused, m.committed, m.commitErrors,
 		m.rebalances, m.drain, m.drainTimeouts, m.authErrors, m.badDeadlines, m.lagErrors, m.watch,
-		m.handled, m.handleSeconds, m.deadLetters, m.deadErrors, m.dlqWrite,
+		m.handled, m.handleSeconds, m.deadLetters, m.deadErrors, m.stageRetries, m.dlqWrite,
 		m.attempts, m.attemptSeconds, m.outcomes, m.retries, m.breaker, m.breakerSwitches, m.rateWait,
 		m.limit, m.inFlight,
 	} {

@@ -66,6 +66,7 @@ func exercise(m *metrics.Metrics) {
 	m.OnHandled("store", pipeline.OutcomeDeadLettered, 1, time.Millisecond)
 	m.OnDeadLetter("store", pipeline.ClassPermanent, 1)
 	m.OnDeadLetterError("store", errors.New("dlq down"))
+	m.OnSinkRetry("store", 1, errors.New("db down"))
 	m.OnDeadLetterWritten(dlq.WriteInfo{Topic: "orders.dlq", Latency: 3 * time.Millisecond})
 	m.OnDeadLetterWriteFailed(dlq.WriteInfo{Topic: "orders.dlq", Latency: time.Second}, errors.New("dlq down"))
 	m.OnAttempt("store", 5*time.Millisecond, nil)
@@ -111,6 +112,7 @@ func TestHooksSetMetrics(t *testing.T) {
 		{metricstest.Key(metrics.HandleDuration+"_count", "stage", "valid"), 0}, // stages are not timed
 		{metricstest.Key(metrics.DeadLetters, "stage", "store", "reason", "permanent"), 1},
 		{metricstest.Key(metrics.DeadLetterErrors, "stage", "store"), 1},
+		{metricstest.Key(metrics.StageRetries, "stage", "store"), 1},
 		{metricstest.Key(metrics.DeadLetterWriteDuration+"_count", "topic", "orders.dlq", "result", "ok"), 1},
 		{metricstest.Key(metrics.DeadLetterWriteDuration+"_count", "topic", "orders.dlq", "result", "error"), 1},
 		{metricstest.Key(metrics.SinkAttempts, "sink", "store", "result", "ok"), 1},

@@ -31,6 +31,7 @@ const (
 	HandleDuration   = "sluice_handle_duration_seconds"
 	DeadLetters      = "sluice_dead_letters_total"
 	DeadLetterErrors = "sluice_dead_letter_errors_total"
+	StageRetries     = "sluice_stage_retries_total"
 
 	// Dead-letter publisher (dlq hooks).
 
@@ -98,7 +99,7 @@ func Names() []string {
 		RecordsConsumed, BytesConsumed, FetchErrors, PartitionsAssigned, PartitionsPaused,
 		CommittedOffset, CommitErrors, Rebalances, RebalanceDrain, RebalanceDrainTimeouts, AuthErrors, MalformedDeadlines,
 		PartitionsStalled, ConsumerLag, LagErrors,
-		RecordsHandled, HandleDuration, DeadLetters, DeadLetterErrors,
+		RecordsHandled, HandleDuration, DeadLetters, DeadLetterErrors, StageRetries,
 		DeadLetterWriteDuration,
 		SinkAttempts, SinkAttemptDuration, SinkOutcomes, Retries, BreakerState, BreakerTransitions, RateLimitWait,
 		ConcurrencyLimit, ConcurrencyInFlight,

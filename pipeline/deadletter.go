@@ -21,8 +21,9 @@ const (
 	ClassBudget = "budget"
 	// ClassDeadline: the record's deadline left no time for another attempt.
 	ClassDeadline = "deadline"
-	// ClassError: the sink returned an error that no guard classified; it
-	// was tried once.
+	// ClassError: a transient error that nobody retried: a stage function
+	// (not a sink) failed, or a guard without a retry policy gave up after
+	// one attempt. A sink that returns it is called again (see Sink).
 	ClassError = "error"
 	// ClassDeliveryLimit: the record failed on its last allowed delivery
 	// (a share group's delivery count limit), after earlier deliveries
@@ -31,8 +32,9 @@ const (
 )
 
 // Failure is implemented by errors that describe a record given up on. The
-// pipeline reads it with errors.As to fill in a DeadLetter; an error that does
-// not implement it is dead-lettered as ClassError after one attempt.
+// pipeline reads it with errors.As to fill in a DeadLetter. A sink's error
+// that does not implement it is transient and retried (see Sink); a stage
+// function's is dead-lettered as ClassError after one attempt.
 type Failure interface {
 	error
 	// FailureClass is one of the Class constants.

@@ -64,15 +64,26 @@
 // # Sinks and failures
 //
 // Sink calls the user's function with a context carrying the message's
-// deadline (when it has one) and settles on nil. Any other error, a decode
-// error, or a panic in any user function (sink, stage function, codec; the
-// stack goes to the log) sends every record of the message to the
-// DeadLetterer with a class, attempt count and failure times read from the
-// error through the Failure interface (ClassError and one attempt if the
-// error does not implement it; ClassDeadline for a context deadline that
-// came from the record's own deadline; ClassDecode; ClassPanic). Retries,
-// breakers and budgets are not this package's job: wrap the sink with
-// package handlers, whose guarded handler type is accepted by Sink as is.
+// deadline (when it has one) and settles on nil. Its errors are sorted so
+// that an outage never becomes dead letters:
+//
+//   - Transient (the default for an error that says nothing else): the sink
+//     is called again after a capped, jittered backoff (SinkBackoff, default
+//     100ms doubling to 30s), for as long as the partition is not cancelled
+//     and the message's deadline allows; the partition holds (commits stop
+//     before the message, backpressure pauses fetching). SinkAttempts caps
+//     the attempts (default none).
+//   - Final: an error marked Permanent, a decode error, a panic in any user
+//     function (sink, stage function, codec; the stack goes to the log), a
+//     deadline that passed, or any Failure other than ClassError (a guard's
+//     verdict). Every record of the message goes to the DeadLetterer with a
+//     class, attempt count and failure times read from the error through the
+//     Failure interface.
+//
+// Package handlers adds what a production sink needs beyond that (a circuit
+// breaker, adaptive concurrency, rate limits, retry budgets, classification
+// of HTTP and gRPC errors); its guarded sink is accepted by Sink as is, and
+// its final errors are Failures, which the pipeline does not retry again.
 // Failed dead-letter writes are retried with jittered, capped backoff
 // (DeadLetterBackoff) until acknowledged or the partition is cancelled.
 //
@@ -89,9 +100,9 @@
 //
 // # Observing
 //
-// Hooks (HookHandled, HookDeadLetter, HookDeadLetterError) report records
-// handled by each sink or stage with their Outcome and the sink's latency,
-// and dead letters by stage and class. They are small interfaces so that a
+// Hooks (HookHandled, HookDeadLetter, HookDeadLetterError, HookSinkRetry)
+// report records handled by each sink or stage with their Outcome and the
+// sink's latency, dead letters by stage and class, and sink retries. They are small interfaces so that a
 // metrics package can implement them; this package imports no metrics
 // library.
 //

@@ -46,7 +46,7 @@ func ExampleSink() {
 	p := pipeline.New(pipeline.DeadLetters(dlq), pipeline.Logger(quiet))
 	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(ctx context.Context, m pipeline.Message[string]) error {
 		if m.Value() == "bad" {
-			return errors.New("rejected") // dead-lettered, then settled
+			return pipeline.Permanent(errors.New("rejected")) // dead-lettered, then settled
 		}
 		return nil // settled
 	})
@@ -56,7 +56,7 @@ func ExampleSink() {
 	}
 	fmt.Println("commit at offset", s.Watermark(tp0))
 	// Output:
-	// dead letter: orders/0@1 from save: rejected (class error, 1 attempt)
+	// dead letter: orders/0@1 from save: rejected (class permanent, 1 attempt)
 	// commit at offset 3
 }
 

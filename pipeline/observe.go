@@ -61,10 +61,19 @@ type HookDeadLetterError interface {
 	OnDeadLetterError(stage string, err error)
 }
 
+// HookSinkRetry is told when a sink failed transiently and will be called
+// again for the same message after a backoff (see Sink).
+type HookSinkRetry interface {
+	// OnSinkRetry reports that stage's attempt number attempt failed with
+	// err and the message will be tried again.
+	OnSinkRetry(stage string, attempt int, err error)
+}
+
 type hooks struct {
 	handled  []HookHandled
 	dead     []HookDeadLetter
 	deadErrs []HookDeadLetterError
+	retries  []HookSinkRetry
 }
 
 func (h *hooks) add(x Hook) bool {
@@ -77,6 +86,9 @@ func (h *hooks) add(x Hook) bool {
 	}
 	if v, is := x.(HookDeadLetterError); is {
 		h.deadErrs, ok = append(h.deadErrs, v), true
+	}
+	if v, is := x.(HookSinkRetry); is {
+		h.retries, ok = append(h.retries, v), true
 	}
 	return ok
 }

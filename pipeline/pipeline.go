@@ -30,6 +30,10 @@ type Pipeline struct {
 	dlMax      time.Duration
 	timedSinks bool
 
+	retryMin      time.Duration
+	retryMax      time.Duration
+	retryAttempts int
+
 	mu      sync.Mutex
 	errs    []error
 	names   map[string]bool
@@ -92,15 +96,32 @@ func DeadLetterBackoff(min, max time.Duration) Opt {
 	return optFunc(func(p *Pipeline) { p.dlMin, p.dlMax = min, max })
 }
 
+// SinkBackoff sets the wait between attempts of a message whose sink failed
+// transiently (see Sink): it starts at min and doubles up to max, with
+// jitter. Default 100ms and 30s. A short max finds a recovered downstream
+// sooner and sends it more calls while it is down.
+func SinkBackoff(min, max time.Duration) Opt {
+	return optFunc(func(p *Pipeline) { p.retryMin, p.retryMax = min, max })
+}
+
+// SinkAttempts limits how many times a sink is called for a message that
+// keeps failing transiently; the message is then dead-lettered as
+// ClassExhausted. Default 0: no limit, the message's deadline (if any) and
+// the partition's cancellation end the retries. A limit trades an outage's
+// dead letters (which must then be replayed) for a partition that moves on.
+func SinkAttempts(n int) Opt { return optFunc(func(p *Pipeline) { p.retryAttempts = n }) }
+
 // New returns an empty pipeline. Options are checked here; problems are
 // reported by Err, naming the option.
 func New(opts ...Opt) *Pipeline {
 	p := &Pipeline{
-		inBuf:   1024,
-		dlMin:   100 * time.Millisecond,
-		dlMax:   10 * time.Second,
-		names:   map[string]bool{},
-		sources: map[string]opener{},
+		inBuf:    1024,
+		dlMin:    100 * time.Millisecond,
+		dlMax:    10 * time.Second,
+		retryMin: 100 * time.Millisecond,
+		retryMax: 30 * time.Second,
+		names:    map[string]bool{},
+		sources:  map[string]opener{},
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -120,6 +141,14 @@ func New(opts ...Opt) *Pipeline {
 	if p.dlMin <= 0 || p.dlMax < p.dlMin {
 		p.errs = append(p.errs, &BuildError{Stage: "DeadLetterBackoff", Err: fmt.Errorf("need 0 < min <= max, got %v and %v", p.dlMin, p.dlMax)})
 		p.dlMin, p.dlMax = 100*time.Millisecond, 10*time.Second
+	}
+	if p.retryMin <= 0 || p.retryMax < p.retryMin {
+		p.errs = append(p.errs, &BuildError{Stage: "SinkBackoff", Err: fmt.Errorf("need 0 < min <= max, got %v and %v", p.retryMin, p.retryMax)})
+		p.retryMin, p.retryMax = 100*time.Millisecond, 30*time.Second
+	}
+	if p.retryAttempts < 0 {
+		p.errs = append(p.errs, &BuildError{Stage: "SinkAttempts", Err: fmt.Errorf("must be at least 0, got %d", p.retryAttempts)})
+		p.retryAttempts = 0
 	}
 	p.timedSinks = len(p.hooks.handled) > 0
 	return p

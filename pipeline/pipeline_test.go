@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,6 +188,7 @@ type recorder struct {
 	handled map[string]int // "stage/outcome" -> records
 	dead    map[string]int // "stage/class" -> records
 	dlErrs  int
+	retries int
 }
 
 func newRecorder() *recorder { return &recorder{handled: map[string]int{}, dead: map[string]int{}} }
@@ -203,6 +205,31 @@ func (r *recorder) OnDeadLetter(stage, class string, n int) {
 	r.mu.Unlock()
 }
 
+func (r *recorder) OnSinkRetry(string, int, error) {
+	r.mu.Lock()
+	r.retries++
+	r.mu.Unlock()
+}
+
+// failTimes returns a sink that fails n times with err, then succeeds.
+func failTimes(n int, err error) func(context.Context, pipeline.Message[string]) error {
+	var calls atomic.Int32
+	return func(context.Context, pipeline.Message[string]) error {
+		if int(calls.Add(1)) <= n {
+			return err
+		}
+		return nil
+	}
+}
+
+// countIs reports whether got is want, or more than one for want -1.
+func countIs(got, want int) bool {
+	if want == -1 {
+		return got > 1
+	}
+	return got == want
+}
+
 func (r *recorder) OnDeadLetterError(string, error) {
 	r.mu.Lock()
 	r.dlErrs++
@@ -213,6 +240,7 @@ var (
 	_ pipeline.HookHandled         = (*recorder)(nil)
 	_ pipeline.HookDeadLetter      = (*recorder)(nil)
 	_ pipeline.HookDeadLetterError = (*recorder)(nil)
+	_ pipeline.HookSinkRetry       = (*recorder)(nil)
 )
 
 func TestSinkOutcomes(t *testing.T) {
@@ -223,8 +251,10 @@ func TestSinkOutcomes(t *testing.T) {
 		deadline     time.Duration // record deadline from now; 0 for none
 		wantSettled  bool
 		wantClass    string // dead letter class; "" for no dead letter
-		wantAttempts int
+		wantAttempts int    // -1: more than one
 		wantOutcome  string
+		opts         []pipeline.Opt
+		wantRetries  int // -1: more than one
 	}{
 		{
 			name:        "nil settles",
@@ -232,9 +262,36 @@ func TestSinkOutcomes(t *testing.T) {
 			wantSettled: true, wantOutcome: "ok",
 		},
 		{
-			name:        "plain error dead-letters as error after one attempt",
-			give:        func(context.Context, pipeline.Message[string]) error { return errors.New("boom") },
-			wantSettled: true, wantClass: pipeline.ClassError, wantAttempts: 1, wantOutcome: "dead_lettered",
+			name: "permanent error dead-letters at once",
+			give: func(context.Context, pipeline.Message[string]) error {
+				return pipeline.Permanent(errors.New("bad order"))
+			},
+			wantSettled: true, wantClass: pipeline.ClassPermanent, wantAttempts: 1, wantOutcome: "dead_lettered",
+		},
+		{
+			name:        "transient error is retried until the sink recovers",
+			give:        failTimes(3, errors.New("connection refused")),
+			opts:        []pipeline.Opt{pipeline.SinkBackoff(time.Millisecond, 2*time.Millisecond)},
+			wantSettled: true, wantOutcome: "ok", wantRetries: 3,
+		},
+		{
+			name:        "a guard's error of class error is retried too",
+			give:        failTimes(2, failure{pipeline.ClassError, 1, at}),
+			opts:        []pipeline.Opt{pipeline.SinkBackoff(time.Millisecond, 2*time.Millisecond)},
+			wantSettled: true, wantOutcome: "ok", wantRetries: 2,
+		},
+		{
+			name:        "transient errors up to the deadline dead-letter as deadline",
+			give:        func(context.Context, pipeline.Message[string]) error { return errors.New("connection refused") },
+			opts:        []pipeline.Opt{pipeline.SinkBackoff(time.Millisecond, 2*time.Millisecond)},
+			deadline:    100 * time.Millisecond,
+			wantSettled: true, wantClass: pipeline.ClassDeadline, wantAttempts: -1, wantOutcome: "dead_lettered", wantRetries: -1,
+		},
+		{
+			name:        "SinkAttempts dead-letters as exhausted",
+			give:        func(context.Context, pipeline.Message[string]) error { return errors.New("connection refused") },
+			opts:        []pipeline.Opt{pipeline.SinkBackoff(time.Millisecond, 2*time.Millisecond), pipeline.SinkAttempts(3)},
+			wantSettled: true, wantClass: pipeline.ClassExhausted, wantAttempts: 3, wantOutcome: "dead_lettered", wantRetries: 2,
 		},
 		{
 			name: "failure error carries its class and attempts",
@@ -262,7 +319,7 @@ func TestSinkOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dl := &pipelinetest.DeadLetters{}
 			rec := newRecorder()
-			p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.Hooks(rec))
+			p := pipeline.New(append([]pipeline.Opt{pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.Hooks(rec)}, tt.opts...)...)
 			pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", tt.give)
 			s := pipelinetest.NewSettler()
 			recs := s.Records(tp0, 0, 1, func(_ int, r *pipeline.Record) {
@@ -287,7 +344,7 @@ func TestSinkOutcomes(t *testing.T) {
 					t.Fatalf("dead letters = %v, want 1", letters)
 				}
 				got := letters[0]
-				if got.Class != tt.wantClass || got.Attempts != tt.wantAttempts || got.Stage != "save" || got.Record != recs[0] || got.Err == nil {
+				if got.Class != tt.wantClass || !countIs(got.Attempts, tt.wantAttempts) || got.Stage != "save" || got.Record != recs[0] || got.Err == nil {
 					t.Errorf("dead letter = %+v, want class %s, %d attempts, stage save", got, tt.wantClass, tt.wantAttempts)
 				}
 				if rec.dead["save/"+tt.wantClass] != 1 {
@@ -296,6 +353,9 @@ func TestSinkOutcomes(t *testing.T) {
 			}
 			if rec.handled["save/"+tt.wantOutcome] != 1 {
 				t.Errorf("handled hook = %v, want save/%s", rec.handled, tt.wantOutcome)
+			}
+			if !countIs(rec.retries, tt.wantRetries) {
+				t.Errorf("retry hook told %d times, want %d (-1: more than one)", rec.retries, tt.wantRetries)
 			}
 		})
 	}
@@ -323,7 +383,7 @@ func TestWithoutDeadLettererFailedRecordIsHeld(t *testing.T) {
 	p := pipeline.New(pipeline.Logger(quiet), pipeline.Hooks(rec))
 	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(_ context.Context, m pipeline.Message[string]) error {
 		if m.Offset() == 1 {
-			return errors.New("boom")
+			return pipeline.Permanent(errors.New("boom"))
 		}
 		return nil
 	})
@@ -414,7 +474,7 @@ func TestDeadLetterRetriedUntilAcknowledged(t *testing.T) {
 	p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.WithClock(clock),
 		pipeline.DeadLetterBackoff(time.Second, 2*time.Second), pipeline.Hooks(rec))
 	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(context.Context, pipeline.Message[string]) error {
-		return errors.New("boom")
+		return pipeline.Permanent(errors.New("boom"))
 	})
 	s := pipelinetest.NewSettler()
 	recs := s.Records(tp0, 0, 1, nil)
@@ -448,7 +508,7 @@ func TestCancelDuringDeadLetterLeavesRecordUnsettled(t *testing.T) {
 	}}
 	p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet))
 	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(context.Context, pipeline.Message[string]) error {
-		return errors.New("boom")
+		return pipeline.Permanent(errors.New("boom"))
 	})
 	s := pipelinetest.NewSettler()
 	recs := s.Records(tp0, 0, 3, nil)

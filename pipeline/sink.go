@@ -11,14 +11,33 @@ import (
 )
 
 // Sink ends a stream: fn is called for each message and its error decides
-// the message's fate. nil settles it. If the partition's context is done
-// (revoke, loss, shutdown) the message is abandoned, unsettled. Any other
-// error dead-letters every record of the message with a class read from the
-// error (errors.As Failure; otherwise ClassError after one attempt; a
-// context.DeadlineExceeded past the message's deadline is ClassDeadline), and
-// settles it once the dead letters are acknowledged; without a DeadLetterer
-// the message is held unsettled. A panic in fn is recovered and dead-lettered
-// as ClassPanic, with its stack in the log.
+// the message's fate.
+//
+//   - nil settles the message.
+//   - If the partition's context is done (revoke, loss, shutdown) the message
+//     is abandoned, unsettled: it is redelivered after the next assignment.
+//   - A final error is dead-lettered at once, with its class: a Failure (for
+//     example the final error of a guarded sink from package handlers, whose
+//     policy already retried), an error marked Permanent, a panic in fn
+//     (ClassPanic, its stack in the log), or a context.DeadlineExceeded past
+//     the message's own deadline (ClassDeadline). The message settles once
+//     its dead letters are acknowledged; without a DeadLetterer it is held
+//     unsettled.
+//   - Any other error is transient: a downstream that is down, slow or
+//     refusing must not turn into dead letters. fn is called again after a
+//     capped, jittered backoff (SinkBackoff; default 100ms doubling to 30s),
+//     for as long as it fails transiently, the partition is not cancelled and
+//     the message's deadline allows another attempt; a message whose deadline
+//     passes is dead-lettered as ClassDeadline with its attempt count, and a
+//     SinkAttempts limit (default none) dead-letters it as ClassExhausted.
+//     While it waits the sink holds its place: a sequential sink stops its
+//     partition, whose commits stop before the message, and the consumer's
+//     backpressure pauses fetching; nothing is skipped.
+//
+// So a poison record that fails with a plain error holds its partition until
+// its deadline: mark such errors with Permanent (or classify them with a
+// guard) to dead-letter them at once. Retries are counted by HookSinkRetry
+// and logged once per message and then each time the backoff reaches its cap.
 //
 // fn is called with a context that carries the message's deadline, if it has
 // one, and is cancelled when the partition is. Calls are sequential unless the
@@ -48,14 +67,48 @@ func newSink[T any](env *Env, name string, fn func(context.Context, Message[T]) 
 
 func (s *sink[T]) Push(m Message[T]) bool {
 	env := s.env
-	ctx := env.ctx
 	n := env.Count(m.tok) // before anything settles it
-	if ctx.Err() != nil {
+	if env.ctx.Err() != nil {
 		env.Handled(s.name, OutcomeAbandoned, n, 0)
 		return false
 	}
-	var cancel context.CancelFunc
 	deadline := m.meta.Deadline
+	r := retrier{p: env.p, ctx: env.ctx, stage: s.name, deadline: deadline}
+	var latency time.Duration
+	var err error
+	for {
+		latency, err = s.attempt(m, deadline)
+		if err == nil || env.ctx.Err() != nil {
+			break
+		}
+		if err = finalize(err, deadline, env.p.clock.Now()); !retryable(err) {
+			break
+		}
+		if err = r.wait(m.tok, err); err == nil {
+			continue // waited; try again
+		}
+		break
+	}
+	var o Outcome
+	switch {
+	case err == nil:
+		m.tok.Settle()
+		o = OutcomeOK
+	case env.ctx.Err() != nil:
+		o = OutcomeAbandoned
+	default:
+		o = env.Fail(s.name, m.tok, err)
+	}
+	env.Handled(s.name, o, n, latency)
+	return o != OutcomeAbandoned
+}
+
+// attempt calls fn once with the message's deadline on its context and
+// reports how long it ran (zero unless sinks are timed).
+func (s *sink[T]) attempt(m Message[T], deadline time.Time) (time.Duration, error) {
+	env := s.env
+	ctx := env.ctx
+	var cancel context.CancelFunc
 	if !deadline.IsZero() {
 		// A deadline nobody waits on costs no timer (internal/deadline).
 		ctx, cancel = dl.With(ctx, deadline)
@@ -72,24 +125,31 @@ func (s *sink[T]) Push(m Message[T]) bool {
 	if cancel != nil {
 		cancel()
 	}
-	var o Outcome
-	switch {
-	case err == nil:
-		m.tok.Settle()
-		o = OutcomeOK
-	case env.ctx.Err() != nil:
-		o = OutcomeAbandoned
-	default:
-		if !deadline.IsZero() && errors.Is(err, context.DeadlineExceeded) && !env.p.clock.Now().Before(deadline) {
-			var f Failure
-			if !errors.As(err, &f) {
-				err = &DeadlineError{Err: err, Deadline: deadline}
-			}
+	return latency, err
+}
+
+// finalize turns a context.DeadlineExceeded that came from the message's own
+// deadline into a *DeadlineError.
+func finalize(err error, deadline, now time.Time) error {
+	if !deadline.IsZero() && errors.Is(err, context.DeadlineExceeded) && !now.Before(deadline) {
+		var f Failure
+		if !errors.As(err, &f) {
+			return &DeadlineError{Err: err, Deadline: deadline}
 		}
-		o = env.Fail(s.name, m.tok, err)
 	}
-	env.Handled(s.name, o, n, latency)
-	return o != OutcomeAbandoned
+	return err
+}
+
+// retryable reports whether a sink error is transient: not a Failure (a
+// guard's final error, a panic, a decode or deadline error, an error marked
+// Permanent), or a Failure of ClassError, which a guard without a retry
+// policy returns for a transient error it tried once.
+func retryable(err error) bool {
+	var f Failure
+	if errors.As(err, &f) {
+		return f.FailureClass() == ClassError
+	}
+	return true
 }
 
 // call runs the user's function, turning a panic into a *PanicError.

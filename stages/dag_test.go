@@ -186,7 +186,7 @@ func dagSink[T any](d *dag, s *pipeline.Stream[T], pass func(int64) bool, member
 		if flaky {
 			switch coin(name+"fail", offs[0], 6) {
 			case 0:
-				return errors.New("flaky sink")
+				return pipeline.Permanent(errors.New("flaky sink"))
 			case 1:
 				panic("flaky sink panicked")
 			}

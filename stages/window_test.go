@@ -251,7 +251,7 @@ func TestFailedWindowDeadLettersEveryMember(t *testing.T) {
 	pipeline.Sink(stages.Window(pipeline.Source(p, "orders", intCodec), "w", stages.TumblingCount(3)), "totals",
 		func(_ context.Context, m pipeline.Message[stages.Pane[int]]) error {
 			if m.Value().Index == 1 {
-				return errors.New("db down")
+				return pipeline.Permanent(errors.New("bad pane"))
 			}
 			return nil
 		})
@@ -259,7 +259,7 @@ func TestFailedWindowDeadLettersEveryMember(t *testing.T) {
 	feed(t, p, numbers(s, 9))
 	var got []int64
 	for _, l := range dl.Letters() {
-		if l.Stage != "totals" || l.Class != pipeline.ClassError {
+		if l.Stage != "totals" || l.Class != pipeline.ClassPermanent {
 			t.Errorf("dead letter %+v", l)
 		}
 		got = append(got, l.Record.Offset)

@@ -306,12 +306,8 @@ func TestKcatInterop(t *testing.T) {
 
 func perKey(kvs []string) string {
 	m := map[string][]string{}
-	var keys []string
 	for _, kv := range kvs {
 		k, v, _ := strings.Cut(kv, "=")
-		if _, ok := m[k]; !ok {
-			keys = append(keys, k)
-		}
 		m[k] = append(m[k], v)
 	}
 	var b strings.Builder

@@ -56,7 +56,7 @@ func TestDLQThroughPipelineAndConsumer(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if m.Value().Poison && !healed {
-			return errors.New("store: order rejected")
+			return pipeline.Permanent(errors.New("store: order rejected"))
 		}
 		rc, _ := m.Header(dlq.HeaderReplayCount)
 		handled[string(m.Key())] = append(handled[string(m.Key())], string(rc))
@@ -114,7 +114,7 @@ func TestDLQThroughPipelineAndConsumer(t *testing.T) {
 		var i int
 		fmt.Sscanf(l.Key, "k%d", &i)
 		src, pv := produced[i], l.Provenance
-		wantClass, wantSink := pipeline.ClassError, "store"
+		wantClass, wantSink := pipeline.ClassPermanent, "store"
 		if i%4 == 0 {
 			wantClass, wantSink = pipeline.ClassDecode, "orders"
 		}
@@ -125,7 +125,7 @@ func TestDLQThroughPipelineAndConsumer(t *testing.T) {
 		}
 	}
 	out = mustCLI(t, "dlq", "stats", "orders.dlq", b)
-	if !strings.Contains(out, "6 dead letters") || !strings.Contains(out, "decode  3") || !strings.Contains(out, "error   3") {
+	if !strings.Contains(out, "6 dead letters") || !strings.Contains(out, "decode     3") || !strings.Contains(out, "permanent  3") {
 		t.Fatalf("stats:\n%s", out)
 	}
 

@@ -1,8 +1,14 @@
 // Command quickstart is the smallest useful Sluice consumer: it reads JSON
-// orders from a topic, handles them with up to 8 at a time (in order per
-// key), and commits an offset only once every record before it was handled.
-// Records that are not valid JSON go to the topic's dead-letter topic
-// (orders.dlq) instead of stopping the partition.
+// orders from a topic, saves them with up to 8 at a time (in order per key),
+// and commits an offset only once every record before it was saved.
+//
+// What can go wrong goes where it belongs: a record that is not valid JSON,
+// or an order the sink marks Permanent, goes to the topic's dead-letter topic
+// (orders.dlq) instead of stopping the partition; an error of the store (a
+// database that is down) is retried with capped, jittered backoff and holds
+// the partition until the store is back, so an outage loses nothing and
+// dead-letters nothing. Wrap the sink with package handlers for a circuit
+// breaker, adaptive concurrency, a rate limit or a retry budget.
 //
 // Run it against the embedded broker:
 //
@@ -37,6 +43,20 @@ type Order struct {
 	Amount   float64 `json:"amount"`
 }
 
+// Store is where orders go: a database, a service. Save's errors are taken
+// as transient (retried) unless marked with pipeline.Permanent.
+type Store interface {
+	Save(ctx context.Context, o Order) error
+}
+
+// printer is the quickstart's store: it prints each order.
+type printer struct{ out io.Writer }
+
+func (p printer) Save(_ context.Context, o Order) error {
+	_, err := fmt.Fprintf(p.out, "order %s from %s: %.2f\n", o.ID, o.Customer, o.Amount)
+	return err
+}
+
 // Config is what the command line sets.
 type Config struct {
 	Brokers []string
@@ -52,14 +72,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := Config{Brokers: strings.Split(*brokers, ","), Group: *group, Topic: *topic}
-	if err := run(ctx, cfg, os.Stdout, slog.Default()); err != nil {
+	if err := run(ctx, cfg, printer{os.Stdout}, slog.Default()); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
 // run consumes until ctx is cancelled, then drains and commits.
-func run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
+func run(ctx context.Context, cfg Config, store Store, log *slog.Logger) error {
 	dead, err := dlq.New(dlq.Brokers(cfg.Brokers...), dlq.Group(cfg.Group), dlq.AutoCreate(1))
 	if err != nil {
 		return err
@@ -68,19 +88,17 @@ func run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error
 
 	p := pipeline.New(pipeline.DeadLetters(dead), pipeline.Logger(log))
 	orders := pipeline.Source(p, cfg.Topic, pipeline.JSON[Order]())
-	pipeline.Sink(stages.FanOut(orders, "workers", 8), "print", func(ctx context.Context, m pipeline.Message[Order]) error {
+	pipeline.Sink(stages.FanOut(orders, "workers", 8), "save", func(ctx context.Context, m pipeline.Message[Order]) error {
 		o := m.Value()
 		if o.ID == "" {
-			return errors.New("order without an id") // dead-lettered
+			return pipeline.Permanent(errors.New("order without an id")) // dead-lettered at once
 		}
-		_, err := fmt.Fprintf(out, "order %s from %s: %.2f\n", o.ID, o.Customer, o.Amount)
-		return err
+		return store.Save(ctx, o) // an error is retried with backoff: an outage holds, it does not dead-letter
 	})
 
 	c, err := consumer.New(
 		consumer.Brokers(cfg.Brokers...),
 		consumer.Group(cfg.Group),
-		consumer.Topics(cfg.Topic),
 		consumer.Handle(p),
 		consumer.Logger(log),
 	)

@@ -1,0 +1,100 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// FailureError is the final error of a sink that gave up on a message after
+// retrying it: its deadline left no time for another attempt
+// (ClassDeadline), or SinkAttempts were used up (ClassExhausted). It is a
+// Failure, so the message is dead-lettered with this class and count.
+type FailureError struct {
+	// Class is one of the Class constants.
+	Class string
+	// Attempts is how many times the sink was called for the message.
+	Attempts int
+	// First and Last are the times of the first and the last failed attempt.
+	First, Last time.Time
+	// Err is the last error the sink returned.
+	Err error
+}
+
+func (e *FailureError) Error() string {
+	s := "s"
+	if e.Attempts == 1 {
+		s = ""
+	}
+	return fmt.Sprintf("%s after %d attempt%s: %v", e.Class, e.Attempts, s, e.Err)
+}
+
+// Unwrap returns the sink's last error.
+func (e *FailureError) Unwrap() error { return e.Err }
+
+// FailureClass is e.Class.
+func (e *FailureError) FailureClass() string { return e.Class }
+
+// FailureAttempts is e.Attempts.
+func (e *FailureError) FailureAttempts() int { return e.Attempts }
+
+// FailureTimes are e.First and e.Last.
+func (e *FailureError) FailureTimes() (first, last time.Time) { return e.First, e.Last }
+
+// retrier paces the attempts of one message at a sink that fails
+// transiently.
+type retrier struct {
+	p        *Pipeline
+	ctx      context.Context
+	stage    string
+	deadline time.Time
+
+	attempts    int
+	first, last time.Time
+	backoff     time.Duration
+}
+
+// wait records a failed attempt with a transient err and waits before the
+// next one. It returns nil to try again, the partition's context error if it
+// was cancelled while waiting, or a *FailureError when the message must be
+// given up: the deadline would pass before the next attempt, or the attempt
+// limit was reached.
+func (r *retrier) wait(t Token, err error) error {
+	p := r.p
+	now := p.clock.Now()
+	r.attempts++
+	if r.attempts == 1 {
+		r.first, r.backoff = now, p.retryMin
+	} else {
+		r.backoff = min(2*r.backoff, p.retryMax)
+	}
+	r.last = now
+	if p.retryAttempts > 0 && r.attempts >= p.retryAttempts {
+		return r.give(ClassExhausted, err)
+	}
+	// Full jitter in [backoff/2, backoff): many partitions failing on one
+	// downstream do not come back in step.
+	wait := r.backoff/2 + rand.N(r.backoff/2+1)
+	if !r.deadline.IsZero() && !now.Add(wait).Before(r.deadline) {
+		return r.give(ClassDeadline, err)
+	}
+	for _, h := range p.hooks.retries {
+		h.OnSinkRetry(r.stage, r.attempts, err)
+	}
+	if r.attempts == 1 || (r.backoff == p.retryMax && r.attempts%8 == 0) {
+		p.log.Warn("pipeline: sink failed; retrying", "stage", r.stage, "first_record", firstRecord(t), "attempt", r.attempts, "retry_in", wait, "err", err)
+	}
+	tm := p.clock.NewTimer(wait)
+	select {
+	case <-tm.C():
+		return nil
+	case <-r.ctx.Done():
+		tm.Stop()
+		return r.ctx.Err()
+	}
+}
+
+func (r *retrier) give(class string, err error) error {
+	return &FailureError{Class: class, Attempts: r.attempts, First: r.first, Last: r.last, Err: err}
+}
