@@ -85,7 +85,7 @@ const txnSlack = 5 * time.Second
 // CommitInterval until its barrier, DrainTimeout for the barrier, then its
 // commit, which may wait up to RebalanceTimeout for a rebalance (or retry
 // through a coordinator outage), plus a margin of 15s. The consumer gives
-// up on a commit, and aborts, txnSlack (5s) before the timeout, so that a
+// up on a commit, and aborts, 5s before the timeout, so that a
 // transaction is ended by the member and not by the broker.
 //
 // It must exceed CommitInterval + DrainTimeout + 5s and not exceed 15m, the
@@ -102,6 +102,15 @@ func (c *cfg) transactionTimeout() time.Duration {
 		return c.txnTimeout
 	}
 	return c.commitInterval + c.drainTimeout + c.rebalanceTimeout + commitTimeout + txnSlack
+}
+
+// txnTimeout is the client's transaction timeout: TransactionTimeout or
+// its default, unless ClientOpts set kgo.TransactionTimeout.
+func (c *Consumer) txnTimeout() time.Duration {
+	if d, ok := c.cl.OptValue(kgo.TransactionTimeout).(time.Duration); ok && d > 0 {
+		return d
+	}
+	return c.cfg.transactionTimeout()
 }
 
 // txnState is the transactional client of exactly-once mode.
@@ -297,7 +306,7 @@ func (c *Consumer) endTxn(why string, timeout time.Duration) (committed bool, of
 // commit and abort: txnSlack before the broker could abort it by timeout,
 // and at most finalCommitTimeout from now (a commit held by a rebalance).
 func (c *Consumer) endDeadline() time.Time {
-	d := c.txn.began.Add(c.cfg.transactionTimeout() - txnSlack)
+	d := c.txn.began.Add(c.txnTimeout() - txnSlack)
 	if limit := time.Now().Add(c.finalCommitTimeout()); limit.Before(d) {
 		d = limit
 	}
@@ -314,7 +323,7 @@ func (c *Consumer) endDeadline() time.Time {
 // for at most the transaction timeout. It returns an error only if the
 // transaction cannot be resolved (the consumer must stop).
 func (c *Consumer) resolveTxn(err error) error {
-	deadline := time.Now().Add(c.cfg.transactionTimeout())
+	deadline := time.Now().Add(c.txnTimeout())
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		c.log.Warn("transaction end failed; aborting it before the next one begins", "err", err, "attempt", attempt)
@@ -327,7 +336,7 @@ func (c *Consumer) resolveTxn(err error) error {
 		case fatalTxnErr(err):
 			return fmt.Errorf("end transaction: %w", err)
 		case time.Now().Add(backoff).After(deadline):
-			return fmt.Errorf("end transaction: the abort of a failed transaction did not succeed within %v: %w", c.cfg.transactionTimeout(), err)
+			return fmt.Errorf("end transaction: the abort of a failed transaction did not succeed within %v: %w", c.txnTimeout(), err)
 		}
 		t := time.NewTimer(backoff)
 		select {
@@ -366,7 +375,7 @@ func (c *Consumer) appliedAfterAll(offsets map[pipeline.TopicPartition]int64) bo
 	if len(offsets) == 0 {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(c.workCtx, c.cfg.transactionTimeout())
+	ctx, cancel := context.WithTimeout(c.workCtx, c.txnTimeout())
 	defer cancel()
 	adm := kadm.NewClient(c.cl)
 	backoff := 50 * time.Millisecond
