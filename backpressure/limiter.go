@@ -1,5 +1,3 @@
-// Package backpressure holds concurrency limiters: a fixed bulkhead and
-// adaptive limiters that find a downstream's capacity and follow it.
 package backpressure
 
 import (

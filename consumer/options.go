@@ -384,7 +384,7 @@ func (c *cfg) validate() error {
 	return nil
 }
 
-// kgoOpts translates the config into franz-go options.
+// clientOpts translates the config into franz-go options.
 func (c *cfg) clientOpts(cs *Consumer) []kgo.Opt {
 	start := kgo.NewOffset().AtStart()
 	if c.start == Latest {

@@ -1,5 +1,5 @@
 // Command reliability is Sluice's reliability suite. It proves the promises
-// of DESIGN.md under faults, with processes and sockets as a user sees them:
+// of the README's "Delivery guarantees" under faults, with processes and sockets as a user sees them:
 // every scenario runs `sluice dev broker` and reference consumers
 // (internal/refconsumer) as separate processes, injects its faults (SIGKILL,
 // rebalance storms, sink outages, a TCP proxy that cuts, stalls and slows,

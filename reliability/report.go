@@ -117,7 +117,7 @@ func report(rs []result, info reportInfo) string {
 	var b strings.Builder
 	cmd := "go run ./reliability -out docs/RELIABILITY.md"
 	b.WriteString("# Reliability\n\n")
-	b.WriteString("Sluice's promises (`DESIGN.md`, \"Promises\") checked under faults, with processes and\n")
+	b.WriteString("Sluice's promises (the README's \"Delivery guarantees\") checked under faults, with processes and\n")
 	b.WriteString("sockets as a user sees them. Reproduce with:\n\n")
 	fmt.Fprintf(&b, "```sh\n%s\n```\n\n", cmd)
 	extra := ""
