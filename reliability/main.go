@@ -16,7 +16,7 @@
 // the exactly-once scenarios' members another transaction timeout (to look
 // past a known bug; it cannot write the report), -v prints each
 // scenario's notes. It exits 1 if any scenario breaks a promise. It is not
-// part of `go test ./...`: it takes about sixteen minutes; `go test ./...`
+// part of `go test ./...`: it takes about twenty minutes; `go test ./...`
 // runs the fast tests of its parts (ledger, checker, proxy, reference
 // consumer).
 //
