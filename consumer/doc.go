@@ -244,4 +244,9 @@
 // failure behind a key-ordered FanOut) keeps its batch, and the member,
 // waiting and renewing its lock, as it would stall a classic partition:
 // give records a RecordBudget to bound it.
+//
+// Acknowledgements the broker refuses or that cannot be sent (an expired
+// lock, a lost connection) are logged at most every 10s per partition and
+// told to HookShareAckError: their records come again, so a sink may see a
+// record twice. Share groups are at least once, as consumer groups are.
 package consumer

@@ -124,6 +124,7 @@ func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
 		// Strict mode fetches only when polled; one fetch ahead keeps
 		// the next batch ready while this one is handled.
 		kgo.MaxConcurrentFetches(1),
+		kgo.ShareAckCallback(cs.shareAcked),
 		kgo.FetchMaxWait(c.fetchWait),
 		kgo.FetchMaxBytes(int32(min(c.totalHigh.Bytes, 50<<20))),
 		kgo.WithLogger(kslogAdapter(c.logger)),
@@ -143,6 +144,29 @@ func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
 		opts = append(opts, kgo.DialTLSConfig(c.tls.Clone()))
 	}
 	return append(opts, c.kgoOpts...)
+}
+
+// HookShareAckError is told of acknowledgements of a share group member that
+// the broker refused or that could not be sent (a record lock that expired,
+// a connection lost): the records concerned are delivered again, to this
+// member or another, so a sink may see them twice.
+type HookShareAckError interface {
+	OnShareAckError(tp pipeline.TopicPartition, err error)
+}
+
+// shareAcked logs (at most every 10s per partition and error) and reports
+// acknowledgements that failed.
+func (c *Consumer) shareAcked(_ *kgo.Client, res kgo.ShareAckResults) {
+	for _, r := range res {
+		if r.Err == nil {
+			continue
+		}
+		tp := pipeline.TopicPartition{Topic: r.Topic, Partition: r.Partition}
+		each(c.hooks, func(h HookShareAckError) { h.OnShareAckError(tp, r.Err) })
+		if c.errLog.due("ack/"+tp.String()+r.Err.Error(), time.Now()) {
+			c.log.Warn("share acknowledgements failed; the broker delivers their records again", "partition", tp.String(), "err", r.Err)
+		}
+	}
 }
 
 // shareJoinHook marks the member joined once a share group heartbeat has

@@ -574,3 +574,45 @@ func TestShareStopReleasesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestShareDeadLettersFates: what ShareDeadLetters makes of each failure.
+func TestShareDeadLettersFates(t *testing.T) {
+	tests := []struct {
+		name              string
+		class             string
+		deliveries, limit int32
+		wantFate          pipeline.Fate
+		wantWritten       bool
+		wantClass         string
+	}{
+		{"classic group passes through", pipeline.ClassExhausted, 0, 0, pipeline.FateDone, true, pipeline.ClassExhausted},
+		{"transient before the limit is released", pipeline.ClassExhausted, 1, 5, pipeline.FateReleased, false, ""},
+		{"unclassified before the limit is released", pipeline.ClassError, 4, 5, pipeline.FateReleased, false, ""},
+		{"deadline before the limit is released", pipeline.ClassDeadline, 2, 5, pipeline.FateReleased, false, ""},
+		{"transient on the last delivery", pipeline.ClassBudget, 5, 5, pipeline.FateRejected, true, pipeline.ClassDeliveryLimit},
+		{"permanent at once", pipeline.ClassPermanent, 1, 5, pipeline.FateRejected, true, pipeline.ClassPermanent},
+		{"decode at once", pipeline.ClassDecode, 1, 5, pipeline.FateRejected, true, pipeline.ClassDecode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dlq := &memDLQ{}
+			r := &pipeline.Record{Topic: "t", Deliveries: tt.deliveries, DeliveryLimit: tt.limit}
+			err := consumer.ShareDeadLetters(dlq).DeadLetter(context.Background(), pipeline.DeadLetter{Record: r, Class: tt.class})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dls := dlq.all()
+			if r.Fate() != tt.wantFate || (len(dls) == 1) != tt.wantWritten || (tt.wantWritten && dls[0].Class != tt.wantClass) {
+				t.Fatalf("fate %d, dead letters %v; want fate %d, written %v with class %q", r.Fate(), dls, tt.wantFate, tt.wantWritten, tt.wantClass)
+			}
+		})
+	}
+	// The strongest fate of several holders wins: a released branch is
+	// not lost to a rejected or successful one.
+	r := &pipeline.Record{}
+	r.SetFate(pipeline.FateReleased)
+	r.SetFate(pipeline.FateRejected)
+	if r.Fate() != pipeline.FateReleased {
+		t.Fatalf("fate %d after release then reject, want released", r.Fate())
+	}
+}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/sluice-go/sluice/internal/devbroker"
 	"github.com/sluice-go/sluice/reliability/check"
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 // Settings of the Kafka sink scenarios, by the rule for groups on kfake

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 var (

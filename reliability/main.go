@@ -98,7 +98,7 @@ import (
 	"time"
 
 	"github.com/sluice-go/sluice/reliability/check"
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 const sigterm = syscall.SIGTERM

@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-go/sluice/reliability/check"
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 // producer writes the run's records, each with a unique rid header, and

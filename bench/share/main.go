@@ -12,8 +12,13 @@
 //
 // It starts `sluice dev broker` (kfake) as a separate process, produces the
 // input once, then runs every mode in turn for several rounds, each run with
-// a fresh group. A run's throughput is the input records over the time from
-// starting the members until every record has been handled once. Ratios
+// a fresh group. A run has two figures: from the start, the input records
+// over the time from starting the members until every record has been
+// handled once; and steady, the records handled after every member that can
+// get work (all of a share group's, at most one per partition of a classic
+// group's) has handled one, over the time since then. Joining takes
+// heartbeats (kfake's share heartbeat interval is 5s), so the figure from
+// the start counts it against the short runs of the faster modes. Ratios
 // compare each mode with the classic group of one member in the same round.
 //
 //	go run ./bench/share -records 3000 -rounds 3
@@ -91,45 +96,70 @@ func main() {
 	}
 	fmt.Printf("# %d records, %d partitions, sink %v per record, share batch %d, %d lanes, %d rounds\n\n",
 		*records, *partitions, *sinkTime, *batch, *lanes, *rounds)
-	rates := map[string][]float64{}
-	ratios := map[string][]float64{}
+	rates, steady := map[string][]float64{}, map[string][]float64{}
+	ratios, sratios := map[string][]float64{}, map[string][]float64{}
 	for r := range *rounds {
-		var base float64
+		var base, sbase float64
 		for i, m := range modes {
-			rate, err := run(b.Addr, topic, fmt.Sprintf("g-%d-%d", r, i), m)
+			rate, srate, err := run(b.Addr, topic, fmt.Sprintf("g-%d-%d", r, i), m)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "round %d %s: %v\n", r+1, m.name, err)
 				os.Exit(1)
 			}
 			if i == 0 {
-				base = rate
+				base, sbase = rate, srate
 			}
 			rates[m.name] = append(rates[m.name], rate)
 			ratios[m.name] = append(ratios[m.name], rate/base)
-			fmt.Fprintf(os.Stderr, "round %d %-10s %8.0f records/s\n", r+1, m.name, rate)
+			steady[m.name] = append(steady[m.name], srate)
+			sratios[m.name] = append(sratios[m.name], srate/sbase)
+			fmt.Fprintf(os.Stderr, "round %d %-10s %8.0f records/s from the start, %8.0f steady\n", r+1, m.name, rate, srate)
 		}
 	}
-	fmt.Printf("| mode | members | records/s (median) | vs %s (median, min-max) |\n|---|---|---|---|\n", modes[0].name)
+	fmt.Printf("| mode | members | steady records/s (median) | steady vs %s (median, min-max) | from the start, records/s | from the start vs %s |\n|---|---|---|---|---|---|\n", modes[0].name, modes[0].name)
 	for _, m := range modes {
 		rs := append([]float64(nil), ratios[m.name]...)
 		sort.Float64s(rs)
-		fmt.Printf("| %s | %d | %.0f | %.2f (%.2f-%.2f) |\n", m.name, m.members, proc.Median(rates[m.name]), proc.Median(rs), rs[0], rs[len(rs)-1])
+		ss := append([]float64(nil), sratios[m.name]...)
+		sort.Float64s(ss)
+		fmt.Printf("| %s | %d | %.0f | %.2f (%.2f-%.2f) | %.0f | %.2f (%.2f-%.2f) |\n", m.name, m.members,
+			proc.Median(steady[m.name]), proc.Median(ss), ss[0], ss[len(ss)-1],
+			proc.Median(rates[m.name]), proc.Median(rs), rs[0], rs[len(rs)-1])
 	}
 }
 
 // run starts m.members members in group, waits until every record has been
-// handled once, stops them and returns records per second.
-func run(addr, topic, group string, m mode) (float64, error) {
+// handled once, stops them and returns records per second from the start
+// and steady (from when every member that can work has handled a record).
+func run(addr, topic, group string, m mode) (rate, steady float64, err error) {
 	var mu sync.Mutex
 	seen := make(map[[2]int64]bool, *records)
 	all := make(chan struct{})
+	working := m.members
+	if !m.share {
+		working = min(m.members, *partitions)
+	}
+	perMember := make([]int, m.members)
+	var t0 time.Time
+	var n0 int
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var cs []*consumer.Consumer
-	for range m.members {
+	for member := range m.members {
 		p := pipeline.New(pipeline.Logger(log))
 		pipeline.Sink(pipeline.Source(p, topic, pipeline.Bytes()), "work", func(ctx context.Context, msg pipeline.Message[[]byte]) error {
 			time.Sleep(*sinkTime) // the downstream call
 			mu.Lock()
+			if perMember[member]++; perMember[member] == 1 && t0.IsZero() {
+				started := 0
+				for _, c := range perMember {
+					if c > 0 {
+						started++
+					}
+				}
+				if started == working {
+					t0, n0 = time.Now(), len(seen)
+				}
+			}
 			k := [2]int64{int64(msg.Partition()), msg.Offset()}
 			if !seen[k] {
 				seen[k] = true
@@ -148,7 +178,7 @@ func run(addr, topic, group string, m mode) (float64, error) {
 		}
 		c, err := consumer.New(opts...)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		cs = append(cs, c)
 	}
@@ -164,7 +194,6 @@ func run(addr, topic, group string, m mode) (float64, error) {
 			}
 		}()
 	}
-	var err error
 	select {
 	case <-all:
 	case <-time.After(*timeout):
@@ -172,7 +201,7 @@ func run(addr, topic, group string, m mode) (float64, error) {
 		err = fmt.Errorf("handled %d of %d records in %v", len(seen), *records, *timeout)
 		mu.Unlock()
 	}
-	took := time.Since(began)
+	ended := time.Now()
 	for _, c := range cs {
 		go c.Close()
 	}
@@ -183,5 +212,10 @@ func run(addr, topic, group string, m mode) (float64, error) {
 			err = e
 		}
 	}
-	return float64(*records) / took.Seconds(), err
+	mu.Lock()
+	defer mu.Unlock()
+	if t0.IsZero() {
+		return 0, 0, fmt.Errorf("only some of %d members ever handled a record: %v", working, perMember)
+	}
+	return float64(*records) / ended.Sub(began).Seconds(), float64(*records-n0) / ended.Sub(t0).Seconds(), err
 }

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluice-go/sluice/dlq"
-	"github.com/sluice-go/sluice/examples/pipeline/orders"
+	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
 )

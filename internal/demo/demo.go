@@ -21,7 +21,7 @@ import (
 
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
-	"github.com/sluice-go/sluice/examples/pipeline/orders"
+	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/health"
 	"github.com/sluice-go/sluice/internal/devbroker"

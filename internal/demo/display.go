@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sluice-go/sluice/examples/pipeline/orders"
+	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/metrics"
 )
 

@@ -10,7 +10,7 @@
 //     the downstream's client has no rate for (it panics); 1% are test
 //     orders, which the pipeline's filter drops.
 //   - The consumer (group "sluice-demo") runs the example pipeline of
-//     examples/pipeline/orders: decode, filter, duplicate, a per-second
+//     internal/orders: decode, filter, duplicate, a per-second
 //     window on one branch, a key-ordered fan-out to the guarded ship sink on
 //     the other, dead letters through a dlq.Publisher to orders.dlq.
 //   - The ship sink calls a simulated downstream whose schedule repeats

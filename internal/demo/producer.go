@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluice-go/sluice/examples/pipeline/orders"
+	"github.com/sluice-go/sluice/internal/orders"
 )
 
 // Kind is what the producer made a record to be.

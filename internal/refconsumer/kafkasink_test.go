@@ -10,7 +10,7 @@ import (
 
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/reliability/check"
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 // TestReferenceConsumerKafkaSink runs the reference consumer in each Kafka

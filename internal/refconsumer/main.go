@@ -1,6 +1,6 @@
 // Command refconsumer is the reliability suite's reference consumer: a
 // Sluice consumer written the way the README tells users to write one, that
-// records in a ledger (package reliability/ledger) every record it handled
+// records in a ledger (package internal/ledger) every record it handled
 // or dead-lettered and every assignment, revocation, loss and commit, so
 // that the checker can prove nothing was lost, duplicated without cause, or
 // handled out of order.
@@ -117,7 +117,7 @@ import (
 	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/internal/deadline"
 	"github.com/sluice-go/sluice/pipeline"
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 	"github.com/sluice-go/sluice/sinks/kafka"
 	"github.com/sluice-go/sluice/stages"
 )

@@ -19,7 +19,7 @@ import (
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/reliability/check"
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

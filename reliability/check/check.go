@@ -97,7 +97,7 @@ import (
 	"time"
 
 	"github.com/sluice-go/sluice/pipeline"
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 // Outcome is what should become of a produced record.

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-go/sluice/dlq"
-	"github.com/sluice-go/sluice/reliability/ledger"
+	"github.com/sluice-go/sluice/internal/ledger"
 	kafkasink "github.com/sluice-go/sluice/sinks/kafka"
 )
 
