@@ -27,9 +27,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-go/sluice/internal/devbroker"
+	"github.com/sluice-go/sluice/internal/ledger"
 	"github.com/sluice-go/sluice/reliability/check"
 	"github.com/sluice-go/sluice/reliability/faultproxy"
-	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 // suite is one run of the suite: the binaries and the processes it started.

@@ -17,8 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-go/sluice/internal/devbroker"
-	"github.com/sluice-go/sluice/reliability/check"
 	"github.com/sluice-go/sluice/internal/ledger"
+	"github.com/sluice-go/sluice/reliability/check"
 )
 
 // Settings of the Kafka sink scenarios, by the rule for groups on kfake

@@ -97,8 +97,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sluice-go/sluice/reliability/check"
 	"github.com/sluice-go/sluice/internal/ledger"
+	"github.com/sluice-go/sluice/reliability/check"
 )
 
 const sigterm = syscall.SIGTERM

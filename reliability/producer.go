@@ -8,8 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluice-go/sluice/reliability/check"
 	"github.com/sluice-go/sluice/internal/ledger"
+	"github.com/sluice-go/sluice/reliability/check"
 )
 
 // producer writes the run's records, each with a unique rid header, and

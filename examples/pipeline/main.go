@@ -30,8 +30,8 @@ import (
 
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
-	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/pipeline"
 )
 

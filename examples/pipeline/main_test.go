@@ -17,8 +17,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluice-go/sluice/dlq"
-	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/internal/kafkatest"
+	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/pipeline"
 )
 

@@ -21,10 +21,10 @@ import (
 
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
-	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/health"
 	"github.com/sluice-go/sluice/internal/devbroker"
+	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/metrics"
 )
 

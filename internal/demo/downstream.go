@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/internal/deadline"
+	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/pipeline"
 )
 

@@ -11,8 +11,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/pipeline/pipelinetest"
 )

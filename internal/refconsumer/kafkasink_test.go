@@ -9,8 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-go/sluice/internal/kafkatest"
-	"github.com/sluice-go/sluice/reliability/check"
 	"github.com/sluice-go/sluice/internal/ledger"
+	"github.com/sluice-go/sluice/reliability/check"
 )
 
 // TestReferenceConsumerKafkaSink runs the reference consumer in each Kafka

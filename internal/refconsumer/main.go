@@ -116,8 +116,8 @@ import (
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/internal/deadline"
-	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/internal/ledger"
+	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/sinks/kafka"
 	"github.com/sluice-go/sluice/stages"
 )

@@ -17,9 +17,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluice-go/sluice/internal/kafkatest"
+	"github.com/sluice-go/sluice/internal/ledger"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/reliability/check"
-	"github.com/sluice-go/sluice/internal/ledger"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -96,8 +96,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/internal/ledger"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 // Outcome is what should become of a produced record.
