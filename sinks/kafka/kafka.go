@@ -325,13 +325,28 @@ func fillRecord[T any](r *kgo.Record, w *Writer, ctx context.Context, m pipeline
 			r.Headers = append(r.Headers, kgo.RecordHeader(h))
 		}
 	}
-	if rec, ok := m.Token().(*pipeline.Record); ok {
+	if rec := oneRecord(m.Token()); rec != nil {
 		// A message of one record, the common case: no iterator.
 		addInputHeaders(r, w, rec)
 		return
 	}
 	for rec := range pipeline.Records(m.Token()) {
 		addInputHeaders(r, w, rec)
+	}
+}
+
+// oneRecord is the record t stands for if it stands for one through
+// wrappers (a FanOut lease, say), and nil otherwise.
+func oneRecord(t pipeline.Token) *pipeline.Record {
+	for {
+		switch x := t.(type) {
+		case *pipeline.Record:
+			return x
+		case pipeline.Wrapper:
+			t = x.Unwrap()
+		default:
+			return nil
+		}
 	}
 }
 
