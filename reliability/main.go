@@ -111,7 +111,7 @@ func main() {
 		scale   = flag.Float64("scale", 1, "multiply every scenario phase by this factor")
 		seed    = flag.Uint64("seed", 0, "random seed (0: from the clock); printed for reproduction")
 		verbose = flag.Bool("v", false, "log every process start and each scenario's notes")
-		txnTO   = flag.Duration("txn-timeout", 0, "exactly-once scenarios: the members' transaction timeout (0: the consumer's, its rebalance timeout); to look past a known bug, never for the report")
+		txnTO   = flag.Duration("txn-timeout", 0, "exactly-once scenarios: the members' transaction timeout (0: the consumer's default); changes what the scenarios test, never for the report")
 	)
 	flag.Parse()
 	if *txnTO != 0 && *out != "" {

@@ -43,7 +43,7 @@
 //     every partition the transaction held), and an R event a revocation
 //     whose transaction aborts. The consumer partitions dead letters with
 //     dlq.Partitioner and outputs by key. --transaction-timeout overrides
-//     the consumer's transaction timeout (its RebalanceTimeout).
+//     the consumer's transaction timeout (consumer.TransactionTimeout).
 //
 // # Control file
 //
@@ -252,7 +252,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level")
 	fs.StringVar(&c.eos, "eos", "", "exactly-once Kafka sink with this transactional ID (stable across restarts of a member)")
 	fs.BoolVar(&c.kafkaSink, "kafka-sink", false, "at-least-once Kafka sink: write every handled record to --output-topic")
-	fs.DurationVar(&c.txnTimeout, "transaction-timeout", 0, "with --eos, the transaction timeout (0: the consumer's, its RebalanceTimeout)")
+	fs.DurationVar(&c.txnTimeout, "transaction-timeout", 0, "with --eos, the transaction timeout (0: the consumer's default, CommitInterval + DrainTimeout + RebalanceTimeout + 15s)")
 	fs.StringVar(&c.outTopic, "output-topic", "", "output topic of the Kafka sink modes (default: the record's topic + \".out\")")
 	fs.StringVar(&c.protocol, "group-protocol", "classic", "group protocol: classic (cooperative-sticky) or consumer (KIP-848, server-side assignment)")
 	if err := fs.Parse(args); err != nil {
@@ -321,7 +321,7 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 			consumer.ClientOpts(kgo.RecordPartitioner(dlq.Partitioner(nil)))}
 		if c.txnTimeout > 0 {
 			// Client options come after the consumer's own.
-			eosOpts = append(eosOpts, consumer.ClientOpts(kgo.TransactionTimeout(c.txnTimeout)))
+			eosOpts = append(eosOpts, consumer.TransactionTimeout(c.txnTimeout))
 		}
 	case c.kafkaSink:
 		out, err = kafka.NewWriter(kafka.Brokers(c.brokers...), kafka.Provenance(""),
