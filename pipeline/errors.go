@@ -33,12 +33,16 @@ func (e *BuildError) Unwrap() error { return e.Err }
 func (e *BuildError) Is(target error) bool { return target == ErrBuild }
 
 // PanicError is a panic recovered from user code (a stage func, a sink, a
-// codec). It is a Failure of class ClassPanic; the stack is logged when the
-// record is dead-lettered.
+// codec, a guarded sink of package handlers). It is a Failure of class
+// ClassPanic and matches ErrPanic; the stack is logged when the record is
+// dead-lettered.
 type PanicError struct {
+	// Value is what the code panicked with.
 	Value any
+	// Stack is the goroutine's stack at the panic.
 	Stack []byte
-	At    time.Time
+	// At is when the panic was recovered.
+	At time.Time
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
@@ -51,6 +55,9 @@ func (e *PanicError) FailureAttempts() int { return 1 }
 
 // FailureTimes are both when the panic was recovered.
 func (e *PanicError) FailureTimes() (first, last time.Time) { return e.At, e.At }
+
+// Is reports whether target is ErrPanic.
+func (e *PanicError) Is(target error) bool { return target == ErrPanic }
 
 // Unwrap returns the panic value if it is an error.
 func (e *PanicError) Unwrap() error {

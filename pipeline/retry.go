@@ -2,26 +2,47 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 )
 
+// Sentinels of the failure classes. A *FailureError matches the one of its
+// class with errors.Is, so callers can write errors.Is(err, ErrExhausted)
+// (ErrPermanent, in errors.go, for class permanent).
+var (
+	// ErrExhausted matches final errors of class ClassExhausted.
+	ErrExhausted = errors.New("pipeline: attempts exhausted")
+	// ErrBudget matches final errors of class ClassBudget.
+	ErrBudget = errors.New("pipeline: retry budget exhausted")
+	// ErrDeadline matches final errors of class ClassDeadline.
+	ErrDeadline = errors.New("pipeline: deadline budget exhausted")
+	// ErrPanic matches final errors of class ClassPanic and *PanicError.
+	ErrPanic = errors.New("pipeline: panic")
+)
+
 // FailureError is the final error of a sink that gave up on a message after
-// retrying it: its deadline left no time for another attempt
-// (ClassDeadline), or SinkAttempts were used up (ClassExhausted). It is a
-// Failure, so the message is dead-lettered with this class and count.
+// retrying it: the pipeline's own retries (a plain Sink: ClassDeadline when
+// the deadline left no time for another attempt, ClassExhausted when
+// SinkAttempts were used up), or a guarded sink's from package handlers
+// (any class). It is a Failure, so the message is dead-lettered with this
+// class and count, and it matches the sentinel of its class (errors.Is:
+// ErrPermanent, ErrExhausted, ErrBudget, ErrDeadline, ErrPanic).
 type FailureError struct {
 	// Class is one of the Class constants.
 	Class string
 	// Attempts is how many times the sink was called for the message.
 	Attempts int
-	// First and Last are the times of the first and the last failed attempt.
+	// First and Last are the times of the first and the last failed
+	// attempt (both the time of giving up if no attempt was made).
 	First, Last time.Time
-	// Err is the last error the sink returned.
+	// Err is the last error the sink returned, or the guard's reason if the
+	// sink was never called.
 	Err error
 }
 
+// Error says why the sink gave up and shows the last error.
 func (e *FailureError) Error() string {
 	s := "s"
 	if e.Attempts == 1 {
@@ -33,6 +54,23 @@ func (e *FailureError) Error() string {
 // Unwrap returns the sink's last error.
 func (e *FailureError) Unwrap() error { return e.Err }
 
+// Is ties the error to the sentinel of its class.
+func (e *FailureError) Is(target error) bool {
+	switch e.Class {
+	case ClassPermanent:
+		return target == ErrPermanent
+	case ClassExhausted:
+		return target == ErrExhausted
+	case ClassBudget:
+		return target == ErrBudget
+	case ClassDeadline:
+		return target == ErrDeadline
+	case ClassPanic:
+		return target == ErrPanic
+	}
+	return false
+}
+
 // FailureClass is e.Class.
 func (e *FailureError) FailureClass() string { return e.Class }
 
@@ -41,6 +79,8 @@ func (e *FailureError) FailureAttempts() int { return e.Attempts }
 
 // FailureTimes are e.First and e.Last.
 func (e *FailureError) FailureTimes() (first, last time.Time) { return e.First, e.Last }
+
+var _ Failure = (*FailureError)(nil)
 
 // retrier paces the attempts of one message at a sink that fails
 // transiently.
