@@ -192,15 +192,19 @@
 // per topic partition in the batch, hands each record to the lane of its
 // key, closes the partitions (which finishes every record handed over,
 // flushing windows and batches), acknowledges each record as it settles,
-// releases what did not settle, and polls again. franz-go keeps fetching in
-// the background meanwhile. Work runs in parallel across lanes and inside
+// releases what did not settle, and polls again. The next batch is fetched
+// when it is polled, so that no record waits locked, and not renewed, in
+// franz-go's buffer while a long batch is handled. Work runs in parallel across lanes and inside
 // each as the pipeline allows (FanOut); the next batch starts when the
 // slowest record of this one is done, so a batch is as slow as its slowest
 // record.
 //
 // Records that take long are renewed (AckRenew, Kafka 4.2 and later) every
 // ShareRenewEvery (default 10s) until they settle, so the broker does not
-// hand them to another member while they are being handled.
+// hand them to another member while they are being handled; a record whose
+// lock would expire before the first renewal (it waited in franz-go's
+// buffer while the batch before it was handled) is renewed when its batch
+// starts. Records polled as a shutdown begins are released unhandled.
 //
 // # Share groups: order
 //

@@ -319,7 +319,7 @@ func (c *cfg) validate() error {
 	case len(c.brokers) == 0:
 		return bad("Brokers", "at least one broker address is required")
 	case c.group == "" && c.share == nil:
-		return bad("Group", "a consumer group name (Group) or a share group name (ShareGroup) is required")
+		return bad("Group", "a consumer group name is required")
 	case c.handler == nil:
 		return bad("Handle", "a handler is required")
 	case c.commitInterval <= 0:

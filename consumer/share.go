@@ -64,7 +64,8 @@ func ShareDeliveryLimit(n int) Opt {
 // ShareRenewEvery sets how often the lock of a record still being handled
 // is renewed (AckRenew), overriding the default of 10s. It must be well
 // under the group's record lock duration (share.record.lock.duration.ms,
-// 30s by default), or the broker hands a slow record to another member
+// 30s by default), less the second franz-go may hold an acknowledgement
+// before sending it, or the broker hands a slow record to another member
 // while this one still works on it. Only with ShareGroup.
 func ShareRenewEvery(d time.Duration) Opt {
 	return shareOpt(func(s *shareCfg) { s.renewEvery = d })
@@ -119,11 +120,13 @@ func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
 		kgo.ShareGroup(c.share.group),
 		kgo.ShareMaxRecords(c.share.maxRecords),
 		// A batch holds at most ShareMaxRecords records: the broker
-		// splits its record batches rather than hand out more.
+		// splits its record batches rather than hand out more. Strict
+		// mode also fetches only when polled: no records wait in
+		// franz-go's buffer, locked but not renewed, while a long batch
+		// is handled (their locks could expire, sending them to another
+		// member and spending a delivery). The cost is a fetch round
+		// trip per batch.
 		kgo.ShareMaxRecordsStrict(),
-		// Strict mode fetches only when polled; one fetch ahead keeps
-		// the next batch ready while this one is handled.
-		kgo.MaxConcurrentFetches(1),
 		kgo.ShareAckCallback(cs.shareAcked),
 		kgo.FetchMaxWait(c.fetchWait),
 		kgo.FetchMaxBytes(int32(min(c.totalHigh.Bytes, 50<<20))),
@@ -196,6 +199,9 @@ func (c *Consumer) runShare(ctx context.Context) error {
 	for ctx.Err() == nil {
 		fetches := c.cl.PollRecords(ctx, int(c.cfg.share.maxRecords))
 		if ctx.Err() != nil || fetches.IsClientClosed() {
+			// Records polled as the shutdown began are not handled:
+			// release them, or franz-go would accept them.
+			c.cl.MarkAcks(kgo.AckRelease)
 			break
 		}
 		fetched := time.Now()
@@ -313,6 +319,20 @@ func (b *shareBatch) renew() {
 	}
 }
 
+// lockMargin is how long before a record's lock expires it must be renewed:
+// the deadline franz-go reports is computed on the broker before the
+// fetch response travelled, and a renewal takes a round trip.
+const lockMargin = 3 * time.Second
+
+// renewBefore renews the unsettled records whose lock expires before t.
+func (b *shareBatch) renewBefore(t time.Time) {
+	for i, kr := range b.krs {
+		if d := kr.AcquisitionDeadline(); b.state[i].Load() == 0 && !d.IsZero() && d.Before(t) {
+			kr.Ack(kgo.AckRenew)
+		}
+	}
+}
+
 // releaseRest releases every record that has not settled, so the broker
 // delivers it again (to any member). It returns how many it released.
 func (b *shareBatch) releaseRest() int {
@@ -407,6 +427,10 @@ func (c *Consumer) handleShareBatch(stop context.Context, byTP map[pipeline.Topi
 
 	renew := time.NewTicker(c.cfg.share.renewEvery)
 	defer renew.Stop()
+	// Records wait in franz-go's buffer while the batch before them is
+	// handled, their locks running: renew now those whose lock would
+	// expire before the first tick.
+	b.renewBefore(time.Now().Add(c.cfg.share.renewEvery + lockMargin))
 	var drainEnd, graceEnd <-chan time.Time
 	stopping, stopped := stop.Done(), c.workCtx.Done()
 wait:

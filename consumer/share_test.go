@@ -336,11 +336,12 @@ func TestShareShutdownReleasesUnfinished(t *testing.T) {
 }
 
 // TestShareRenewsLongRecords: a record handled for longer than the record
-// lock (1s here) is renewed and not handed to another member meanwhile.
+// lock (2s here) is renewed and not handed to another member meanwhile.
+// franz-go sends acknowledgements, renewals included, within 1s.
 func TestShareRenewsLongRecords(t *testing.T) {
 	const topic = "renew"
 	kc := kafkatest.New(t, kafkatest.Topic(topic, 1), kafkatest.Kfake(kfake.BrokerConfigs(map[string]string{
-		"group.share.record.lock.duration.ms": "1000",
+		"group.share.record.lock.duration.ms": "2000",
 		"share.record.lock.sweep.interval.ms": "50",
 	})))
 	kc.ProduceN(t, topic, 1, kafkatest.KeyedValue(1))
@@ -354,8 +355,8 @@ func TestShareRenewsLongRecords(t *testing.T) {
 			first := calls == 1
 			mu.Unlock()
 			if first {
-				select { // the work: three lock durations
-				case <-time.After(3 * time.Second):
+				select { // the work: two and a half lock durations
+				case <-time.After(5 * time.Second):
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -364,8 +365,8 @@ func TestShareRenewsLongRecords(t *testing.T) {
 			return nil
 		})
 	}
-	_, stop1 := runConsumer(t, shareOpts(kc, "renew", h("a"), consumer.ShareRenewEvery(200*time.Millisecond))...)
-	_, stop2 := runConsumer(t, shareOpts(kc, "renew", h("b"), consumer.ShareRenewEvery(200*time.Millisecond))...)
+	_, stop1 := runConsumer(t, shareOpts(kc, "renew", h("a"), consumer.ShareRenewEvery(300*time.Millisecond))...)
+	_, stop2 := runConsumer(t, shareOpts(kc, "renew", h("b"), consumer.ShareRenewEvery(300*time.Millisecond))...)
 	select {
 	case <-finished:
 	case <-time.After(30 * time.Second):
