@@ -66,6 +66,7 @@ var (
 	interval   = flag.Duration("commit-interval", 200*time.Millisecond, "commit (transaction) interval of the Sluice modes")
 	linger     = flag.Duration("linger", -1, "producer linger of the Sluice modes (kafka.ClientOpts at least once, consumer.ClientOpts exactly once); negative keeps the library's")
 	unsettled  = flag.Int("max-unsettled", 0, "per-partition high-water mark of unsettled records of the Sluice modes (consumer.MaxUnsettled); 0 keeps the consumer's")
+	debugLog   = flag.Bool("debug-log", false, "log the Sluice modes' consumer and client at debug level to stderr (barrier times: \"transaction committed\" ... took=)")
 	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the runs (not the produce) to this file")
 	memProfile = flag.String("memprofile", "", "write an allocation profile of the runs (not the produce) to this file")
@@ -395,6 +396,9 @@ const (
 
 func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, how sinkKind, extra ...consumer.Opt) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if *debugLog {
+		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	p := pipeline.New(pipeline.Logger(quiet))
 	src := pipeline.Source(p, input, pipeline.Bytes())
 	switch how {
