@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -25,15 +26,14 @@ const DefaultTimeout = 10 * time.Second
 // while records are left before it gives up (StallError).
 const readStall = 30 * time.Second
 
-// Conn says how to reach the cluster.
+// Conn says how to reach the cluster, and how long to wait for it.
 type Conn struct {
-	// Brokers are the seed broker addresses (host:port). Required.
-	Brokers []string
+	// Connection holds the brokers (required), TLS, SASL and client ID,
+	// the same value the consumer and the Publisher are given.
+	sluice.Connection
 	// Timeout bounds dialing and the first request (the reachability
 	// check). Default DefaultTimeout.
 	Timeout time.Duration
-	// ClientOpts add client options: SASL, TLS, a client ID.
-	ClientOpts []kgo.Opt
 }
 
 // Admin reads, counts and replays dead-letter topics. It is what the
@@ -51,14 +51,16 @@ type Admin struct {
 // Timeout also bounds the answer to every later request beyond the
 // request's own wait.
 func NewAdmin(ctx context.Context, conn Conn) (*Admin, error) {
-	if len(conn.Brokers) == 0 {
-		return nil, &ConfigError{Field: "Conn.Brokers", Reason: "no broker address"}
+	if err := conn.Check("dlq"); err != nil {
+		ce := err.(*sluice.ConfigError)
+		ce.Option, ce.Field = "Conn", "Connection."+ce.Field
+		return nil, ce
 	}
 	if conn.Timeout == 0 {
 		conn.Timeout = DefaultTimeout
 	}
 	if conn.Timeout < 0 {
-		return nil, &ConfigError{Field: "Conn.Timeout", Reason: fmt.Sprintf("negative (%v)", conn.Timeout)}
+		return nil, &sluice.ConfigError{Package: "dlq", Option: "Conn", Field: "Timeout", Value: conn.Timeout, Reason: "must not be negative"}
 	}
 	a := &Admin{conn: conn}
 	cl, err := kgo.NewClient(a.opts()...)
@@ -138,9 +140,9 @@ func listening(ctx context.Context, addrs []string) []string {
 }
 
 func (a *Admin) opts(extra ...kgo.Opt) []kgo.Opt {
-	base := []kgo.Opt{kgo.SeedBrokers(a.conn.Brokers...), kgo.DialTimeout(a.conn.Timeout),
-		kgo.RequestTimeoutOverhead(a.conn.Timeout), kgo.WithLogger(nil)}
-	return append(append(base, a.conn.ClientOpts...), extra...)
+	base := append(a.conn.ClientOpts(), kgo.DialTimeout(a.conn.Timeout),
+		kgo.RequestTimeoutOverhead(a.conn.Timeout), kgo.WithLogger(nil))
+	return append(base, extra...)
 }
 
 // Close closes the Admin's client. It may be called more than once.

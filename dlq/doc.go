@@ -13,6 +13,23 @@
 // caller tries again. Because an abandoned write may still land, a dead
 // letter can be written twice: dead-lettering is at-least-once.
 //
+// # Options of New
+//
+//	Connection(conn)     the cluster (sluice.Connection: brokers, TLS, SASL, client ID),
+//	                     for a client of the Publisher's own; or
+//	Client(cl)           a client to share, such as the consumer's (acks=all, idempotent)
+//	ClientOpts(opts...)  more franz-go options for the own client (client hooks); default none
+//	Suffix(s)            dead-letter topic = source topic + s; default ".dlq"
+//	Target(src, dst)     dead letters of src go to dst instead; default none
+//	Group(name)          the group written to sluice.dlq.group; default the Client's group
+//	AutoCreate(rf)       create missing dead-letter topics; default off
+//	Hooks(hs...)         HookWritten, HookWriteFailed; default none
+//	Clock(clk)           times writes for hooks; default sluice.SystemClock
+//
+// Exactly one of Connection and Client is required. New returns a
+// *sluice.ConfigError (errors.Is sluice.ErrConfig) naming the option at
+// fault. Package sluicefx gives the Publisher the consumer's Connection.
+//
 // The dead letter has the original key, value and headers (so a W3C
 // traceparent header travels with it), less any provenance headers of an
 // earlier dead-lettering, plus the provenance headers below. Its timestamp

@@ -22,8 +22,6 @@ var (
 	// ErrNoTarget: replay found a record without HeaderTopic and was not
 	// given a target topic.
 	ErrNoTarget = errors.New("no replay target")
-	// ErrConfig: an option or config field is invalid.
-	ErrConfig = errors.New("invalid config")
 	// ErrStalled: the brokers stopped answering (or acknowledging) in time.
 	ErrStalled = errors.New("brokers stalled")
 )
@@ -111,14 +109,3 @@ func (e *FilterError) Unwrap() error { return e.Err }
 
 // Is ties FilterError to ErrBadFilter.
 func (e *FilterError) Is(target error) bool { return target == ErrBadFilter }
-
-// ConfigError names an invalid option or config field.
-type ConfigError struct {
-	Field  string
-	Reason string
-}
-
-func (e *ConfigError) Error() string { return fmt.Sprintf("dlq: %s: %s", e.Field, e.Reason) }
-
-// Is ties ConfigError to ErrConfig.
-func (e *ConfigError) Is(target error) bool { return target == ErrConfig }

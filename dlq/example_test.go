@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/pipeline"
 )
@@ -48,7 +49,7 @@ func ExampleNew() {
 	defer c.Close()
 	ctx := context.Background()
 
-	pub, err := dlq.New(dlq.Brokers(c.ListenAddrs()...), dlq.Group("billing"), dlq.AutoCreate(-1))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.ListenAddrs()}), dlq.Group("billing"), dlq.AutoCreate(-1))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -58,7 +59,7 @@ func ExampleNew() {
 	err = pub.DeadLetter(ctx, pipeline.DeadLetter{Record: rec, Stage: "decode", Err: errors.New("unexpected end of JSON input"), Class: pipeline.ClassDecode, Attempts: 1})
 	fmt.Println("dead-lettered:", err == nil)
 
-	a, err := dlq.NewAdmin(ctx, dlq.Conn{Brokers: c.ListenAddrs()})
+	a, err := dlq.NewAdmin(ctx, dlq.Conn{Connection: sluice.Connection{Brokers: c.ListenAddrs()}})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -3,8 +3,9 @@ package dlq
 import "time"
 
 // Hook is any of the Hook* interfaces below. A Publisher calls every hook
-// that implements one; hooks are called synchronously from DeadLetter, so
-// they must be fast and safe for concurrent use. A metrics package plugs in
+// that implements one (New rejects a value that implements none); hooks are
+// called synchronously from DeadLetter, so they must be fast and safe for
+// concurrent use. A metrics package plugs in
 // here (dead letters written by class and stage, write failures) without
 // this package importing it.
 type Hook any

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -35,7 +36,7 @@ func TestOversizedDeadLetterLeavesValueOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	hooks := &recorder{}
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...), dlq.Hooks(hooks))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}), dlq.Hooks(hooks))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestOversizedDeadLetterDoesNotStallPartition(t *testing.T) {
 	const maxBytes = 1 << 20
 	kc := kafkatest.New(t, kafkatest.Topic("orders", 1), kafkatest.Topic("orders.dlq", 1),
 		kafkatest.Kfake(kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(maxBytes)})))
-	pub, err := dlq.New(dlq.Brokers(kc.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: kc.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}

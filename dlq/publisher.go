@@ -7,12 +7,12 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -29,6 +29,7 @@ func (f optFunc) apply(c *pubCfg) { f(c) }
 
 type pubCfg struct {
 	client      *kgo.Client
+	conn        *sluice.Connection
 	brokers     []string
 	clientOpts  []kgo.Opt
 	suffix      string
@@ -37,7 +38,7 @@ type pubCfg struct {
 	autoCreate  bool
 	replication int16
 	hooks       []Hook
-	now         func() time.Time
+	clock       sluice.Clock
 }
 
 // Client makes the Publisher produce through cl, for example the consumer's
@@ -46,21 +47,31 @@ type pubCfg struct {
 // cl. Give cl the option kgo.RecordPartitioner(dlq.Partitioner(nil)) to keep
 // each source partition's dead letters in order; with kgo's default
 // partitioner, dead letters are placed by key hash, which keeps the order of
-// records that share a key only. Exactly one of Client and Brokers is
+// records that share a key only. Exactly one of Client and Connection is
 // required.
 func Client(cl *kgo.Client) Opt { return optFunc(func(c *pubCfg) { c.client = cl }) }
 
-// Brokers makes the Publisher create its own client, seeded with addrs, with
-// acks=all, the idempotent producer, no linger (each DeadLetter waits for its
-// write, so lingering would only add latency) and Partitioner(nil). Close
-// closes it.
+// Connection makes the Publisher create its own client on conn (the same
+// value the consumer is given: brokers, TLS, SASL, client ID), with
+// acks=all, the idempotent producer, no linger (each DeadLetter waits for
+// its write, so lingering would only add latency) and Partitioner(nil).
+// Close closes it. Exactly one of Client and Connection is required.
+func Connection(conn sluice.Connection) Opt {
+	return optFunc(func(c *pubCfg) { c.conn = &conn })
+}
+
+// Brokers is Connection with only brokers.
+//
+// Deprecated: use Connection; Brokers goes once its last callers moved.
 func Brokers(addrs ...string) Opt {
 	return optFunc(func(c *pubCfg) { c.brokers = append(c.brokers, addrs...) })
 }
 
-// ClientOpts adds options (SASL, TLS, client ID) to the client that Brokers
-// creates. Options that weaken durability (acks below all, no idempotence)
-// are rejected by New.
+// ClientOpts adds franz-go options to the client that Connection creates,
+// after the connection's and the Publisher's own: client hooks such as
+// metrics.KafkaClient or tracing.KafkaClient, a dialer. Options that weaken
+// durability (acks below all, no idempotence) are rejected by New. Default
+// none.
 func ClientOpts(opts ...kgo.Opt) Opt {
 	return optFunc(func(c *pubCfg) { c.clientOpts = append(c.clientOpts, opts...) })
 }
@@ -94,11 +105,14 @@ func AutoCreate(replicationFactor int16) Opt {
 	return optFunc(func(c *pubCfg) { c.autoCreate, c.replication = true, replicationFactor })
 }
 
-// Hooks adds observability hooks; see Hook.
+// Hooks adds observability hooks, each implementing one or more of
+// HookWritten and HookWriteFailed (a *metrics.Metrics does); New rejects a
+// value that implements neither. Default none.
 func Hooks(hs ...Hook) Opt { return optFunc(func(c *pubCfg) { c.hooks = append(c.hooks, hs...) }) }
 
-// Clock sets the clock used to time writes for hooks. Default time.Now.
-func Clock(now func() time.Time) Opt { return optFunc(func(c *pubCfg) { c.now = now }) }
+// Clock sets the clock that times writes for hooks (WriteInfo.Latency).
+// Default sluice.SystemClock.
+func Clock(clk sluice.Clock) Opt { return optFunc(func(c *pubCfg) { c.clock = clk }) }
 
 // Publisher writes dead letters to Kafka. It implements pipeline.DeadLetterer
 // and is safe for concurrent use.
@@ -121,31 +135,48 @@ var _ pipeline.DeadLetterer = (*Publisher)(nil)
 
 // New validates the options and returns a Publisher.
 func New(opts ...Opt) (*Publisher, error) {
-	cfg := pubCfg{suffix: DefaultSuffix, replication: -1, now: time.Now}
+	cfg := pubCfg{suffix: DefaultSuffix, replication: -1, clock: sluice.SystemClock{}}
 	for _, o := range opts {
+		if o == nil {
+			return nil, configErr("Opt", nil, "nil option")
+		}
 		o.apply(&cfg)
 	}
+	if len(cfg.brokers) > 0 && cfg.conn == nil {
+		cfg.conn = &sluice.Connection{Brokers: cfg.brokers}
+	}
 	switch {
-	case cfg.client == nil && len(cfg.brokers) == 0:
-		return nil, &ConfigError{Field: "Client/Brokers", Reason: "one of them is required"}
-	case cfg.client != nil && (len(cfg.brokers) > 0 || len(cfg.clientOpts) > 0):
-		return nil, &ConfigError{Field: "Client", Reason: "conflicts with Brokers and ClientOpts"}
+	case cfg.client == nil && cfg.conn == nil:
+		return nil, configErr("Connection", nil, "a Connection (or a Client to share) is required")
+	case cfg.client != nil && (cfg.conn != nil || len(cfg.clientOpts) > 0):
+		return nil, configErr("Client", nil, "conflicts with Connection and ClientOpts, which configure a client of the Publisher's own")
 	case cfg.suffix == "":
-		return nil, &ConfigError{Field: "Suffix", Reason: "must not be empty"}
-	case cfg.now == nil:
-		return nil, &ConfigError{Field: "Clock", Reason: "must not be nil"}
+		return nil, configErr("Suffix", nil, "must not be empty")
+	case cfg.clock == nil:
+		return nil, configErr("Clock", nil, "must not be nil")
 	case cfg.replication == 0 || cfg.replication < -1:
-		return nil, &ConfigError{Field: "AutoCreate", Reason: fmt.Sprintf("replication factor %d, want -1 or at least 1", cfg.replication)}
+		return nil, configErr("AutoCreate", cfg.replication, "want a replication factor of -1 (the broker's default) or at least 1")
+	}
+	if cfg.conn != nil {
+		if err := cfg.conn.Check("dlq"); err != nil {
+			return nil, err
+		}
 	}
 	for src, dst := range cfg.targets {
 		if src == "" || dst == "" || src == dst {
-			return nil, &ConfigError{Field: "Target", Reason: fmt.Sprintf("%q -> %q: want two different, non-empty topics", src, dst)}
+			return nil, configErr("Target", fmt.Sprintf("%q -> %q", src, dst), "want two different, non-empty topics")
+		}
+	}
+	for i, h := range cfg.hooks {
+		_, w := h.(HookWritten)
+		_, f := h.(HookWriteFailed)
+		if !w && !f {
+			return nil, configErr("Hooks", fmt.Sprintf("%T", h), fmt.Sprintf("hook %d implements neither HookWritten nor HookWriteFailed", i))
 		}
 	}
 	p := &Publisher{cfg: cfg, cl: cfg.client, ensured: make(map[string]bool)}
 	if p.cl == nil {
-		base := []kgo.Opt{
-			kgo.SeedBrokers(cfg.brokers...),
+		base := append(cfg.conn.ClientOpts(),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
 			kgo.ProducerLinger(0),
 			// Kafka's default max.message.bytes, above franz-go's
@@ -153,7 +184,7 @@ func New(opts ...Opt) (*Publisher, error) {
 			// that fit its source topic fits here too.
 			kgo.ProducerBatchMaxBytes(DefaultMaxMessageBytes),
 			kgo.RecordPartitioner(Partitioner(nil)),
-		}
+		)
 		cl, err := kgo.NewClient(append(base, cfg.clientOpts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("dlq: new client: %w", err)
@@ -179,13 +210,18 @@ func New(opts ...Opt) (*Publisher, error) {
 	return p, nil
 }
 
+// configErr is a *sluice.ConfigError of this package.
+func configErr(option string, value any, reason string) error {
+	return &sluice.ConfigError{Package: "dlq", Option: option, Value: value, Reason: reason}
+}
+
 // checkDurable rejects a client that could lose an acknowledged dead letter.
 func checkDurable(cl *kgo.Client) error {
 	if acks, _ := cl.OptValue(kgo.RequiredAcks).(kgo.Acks); acks != kgo.AllISRAcks() {
-		return &ConfigError{Field: "Client", Reason: "producer must use acks=all (kgo.RequiredAcks(kgo.AllISRAcks()))"}
+		return configErr("Client", nil, "producer must use acks=all (kgo.RequiredAcks(kgo.AllISRAcks()))")
 	}
 	if off, _ := cl.OptValue(kgo.DisableIdempotentWrite).(bool); off {
-		return &ConfigError{Field: "Client", Reason: "producer must be idempotent (drop kgo.DisableIdempotentWrite)"}
+		return configErr("Client", nil, "producer must be idempotent (drop kgo.DisableIdempotentWrite)")
 	}
 	return nil
 }
@@ -207,16 +243,16 @@ func (p *Publisher) TopicFor(source string) string {
 // record: the caller does, after a nil return.
 func (p *Publisher) DeadLetter(ctx context.Context, dl pipeline.DeadLetter) error {
 	if dl.Record == nil {
-		return &ConfigError{Field: "DeadLetter.Record", Reason: "nil"}
+		return &sluice.ConfigError{Package: "dlq", Option: "DeadLetter", Field: "Record", Reason: "a dead letter needs the record"}
 	}
 	src := dl.Record
 	info := WriteInfo{SourceTopic: src.Topic, SourcePartition: src.Partition, Topic: p.TopicFor(src.Topic), Stage: dl.Stage, Class: dl.Class}
 	if info.Class == "" {
 		info.Class = pipeline.ClassError
 	}
-	start := p.cfg.now()
+	start := p.cfg.clock.Now()
 	err := p.write(ctx, dl, &info)
-	info.Latency = p.cfg.now().Sub(start)
+	info.Latency = p.cfg.clock.Now().Sub(start)
 	if err != nil {
 		err = fmt.Errorf("dead-letter %s to %s: %w", src, info.Topic, err)
 		for _, h := range p.failed {
@@ -266,7 +302,7 @@ func (p *Publisher) InTransactions(cl *kgo.Client) error {
 		return err
 	}
 	if id, _ := cl.OptValue(kgo.TransactionalID).(string); id == "" {
-		return &ConfigError{Field: "InTransactions", Reason: "the client has no transactional ID"}
+		return configErr("InTransactions", nil, "the client has no transactional ID")
 	}
 	p.txn.Store(cl)
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -55,7 +56,7 @@ func ctxT(t *testing.T) context.Context {
 
 func newAdmin(t *testing.T, c *kafkatest.Cluster) *dlq.Admin {
 	t.Helper()
-	a, err := dlq.NewAdmin(ctxT(t), dlq.Conn{Brokers: c.Addrs})
+	a, err := dlq.NewAdmin(ctxT(t), dlq.Conn{Connection: sluice.Connection{Brokers: c.Addrs}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestPublisherWritesProvenance(t *testing.T) {
 	c := kafkatest.New(t, kafkatest.Topic("orders", 3))
 	hooks := &recorder{}
 	now := time.UnixMilli(1767225600000)
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...), dlq.AutoCreate(-1), dlq.Group("billing"), dlq.Hooks(hooks))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}), dlq.AutoCreate(-1), dlq.Group("billing"), dlq.Hooks(hooks))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,29 +192,33 @@ func TestPublisherSharedClient(t *testing.T) {
 func TestPublisherConfigErrors(t *testing.T) {
 	c := kafkatest.New(t)
 	weak := c.Client(t, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	conn := dlq.Connection(sluice.Connection{Brokers: c.Addrs})
 	tests := []struct {
-		name      string
-		give      []dlq.Opt
-		wantField string
+		name       string
+		give       []dlq.Opt
+		wantOption string
 	}{
-		{"nothing", nil, "Client/Brokers"},
-		{"both", []dlq.Opt{dlq.Client(weak), dlq.Brokers(c.Addrs...)}, "Client"},
+		{"nothing", nil, "Connection"},
+		{"no broker", []dlq.Opt{dlq.Connection(sluice.Connection{})}, "Connection"},
+		{"nil option", []dlq.Opt{conn, nil}, "Opt"},
+		{"both", []dlq.Opt{dlq.Client(weak), conn}, "Client"},
 		{"weak client", []dlq.Opt{dlq.Client(weak)}, "Client"},
-		{"weak opts", []dlq.Opt{dlq.Brokers(c.Addrs...), dlq.ClientOpts(kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())}, "Client"},
-		{"empty suffix", []dlq.Opt{dlq.Brokers(c.Addrs...), dlq.Suffix("")}, "Suffix"},
-		{"self target", []dlq.Opt{dlq.Brokers(c.Addrs...), dlq.Target("a", "a")}, "Target"},
-		{"replication", []dlq.Opt{dlq.Brokers(c.Addrs...), dlq.AutoCreate(0)}, "AutoCreate"},
-		{"nil clock", []dlq.Opt{dlq.Brokers(c.Addrs...), dlq.Clock(nil)}, "Clock"},
+		{"weak opts", []dlq.Opt{conn, dlq.ClientOpts(kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())}, "Client"},
+		{"empty suffix", []dlq.Opt{conn, dlq.Suffix("")}, "Suffix"},
+		{"self target", []dlq.Opt{conn, dlq.Target("a", "a")}, "Target"},
+		{"replication", []dlq.Opt{conn, dlq.AutoCreate(0)}, "AutoCreate"},
+		{"nil clock", []dlq.Opt{conn, dlq.Clock(nil)}, "Clock"},
+		{"hook that hooks nothing", []dlq.Opt{conn, dlq.Hooks(&recorder{}, struct{}{})}, "Hooks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, err := dlq.New(tt.give...)
-			var ce *dlq.ConfigError
-			if !errors.As(err, &ce) || ce.Field != tt.wantField || !errors.Is(err, dlq.ErrConfig) {
+			var ce *sluice.ConfigError
+			if !errors.As(err, &ce) || ce.Package != "dlq" || ce.Option != tt.wantOption || !errors.Is(err, sluice.ErrConfig) {
 				if p != nil {
 					p.Close()
 				}
-				t.Fatalf("err = %v, want ConfigError for %s", err, tt.wantField)
+				t.Fatalf("err = %v, want a ConfigError of dlq naming %s", err, tt.wantOption)
 			}
 		})
 	}
@@ -222,7 +227,7 @@ func TestPublisherConfigErrors(t *testing.T) {
 func TestPublisherWriteFailureReported(t *testing.T) {
 	c := kafkatest.New(t, kafkatest.Topic("orders", 1))
 	hooks := &recorder{}
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...), dlq.Hooks(hooks))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}), dlq.Hooks(hooks))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -133,13 +134,13 @@ func ReplayGroup(topic, to, filter string) string {
 func (c *ReplayConfig) validate() error {
 	switch {
 	case c.Topic == "":
-		return &ConfigError{Field: "ReplayConfig.Topic", Reason: "required"}
+		return &sluice.ConfigError{Package: "dlq", Option: "ReplayConfig", Field: "Topic", Reason: "required"}
 	case c.To == c.Topic:
-		return &ConfigError{Field: "ReplayConfig.To", Reason: "must differ from the topic being replayed"}
+		return &sluice.ConfigError{Package: "dlq", Option: "ReplayConfig", Field: "To", Reason: "must differ from the topic being replayed"}
 	case c.MaxReplays < 0:
-		return &ConfigError{Field: "ReplayConfig.MaxReplays", Reason: fmt.Sprintf("negative (%d)", c.MaxReplays)}
+		return &sluice.ConfigError{Package: "dlq", Option: "ReplayConfig", Field: "MaxReplays", Value: c.MaxReplays, Reason: "must not be negative"}
 	case c.ProduceTimeout < 0:
-		return &ConfigError{Field: "ReplayConfig.ProduceTimeout", Reason: fmt.Sprintf("negative (%v)", c.ProduceTimeout)}
+		return &sluice.ConfigError{Package: "dlq", Option: "ReplayConfig", Field: "ProduceTimeout", Value: c.ProduceTimeout, Reason: "must not be negative"}
 	}
 	return c.Filter.validate()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/time/rate"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 )
@@ -20,7 +21,7 @@ import (
 func replayFixture(t *testing.T, opts ...kafkatest.Opt) (*kafkatest.Cluster, *dlq.Admin) {
 	t.Helper()
 	c := kafkatest.New(t, append([]kafkatest.Opt{kafkatest.Topic("orders", 1), kafkatest.Topic("orders.dlq", 1)}, opts...)...)
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}

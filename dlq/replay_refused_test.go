@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -46,7 +47,7 @@ func replayedKeys(t *testing.T, a *dlq.Admin) map[string]int {
 // run with Force replays exactly them (and what is new), once.
 func TestReplayRefusedWaitForForce(t *testing.T) {
 	c := kafkatest.New(t, kafkatest.Topic("orders", 2), kafkatest.Topic("orders.dlq", 2))
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestReplayRefusedWaitForForce(t *testing.T) {
 // replays those only.
 func TestReplayForcedRunInterrupted(t *testing.T) {
 	c := kafkatest.New(t, kafkatest.Topic("orders", 2), kafkatest.Topic("orders.dlq", 2))
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -83,7 +84,7 @@ func committed(t *testing.T, c *kafkatest.Cluster, group string) map[int32]int64
 
 func TestReplay(t *testing.T) {
 	c := kafkatest.New(t, kafkatest.Topic("orders", 2), kafkatest.Topic("orders.dlq", 2))
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestReplay(t *testing.T) {
 
 func TestReplayCountGuardStopsLoop(t *testing.T) {
 	c := kafkatest.New(t, kafkatest.Topic("orders", 2), kafkatest.Topic("orders.dlq", 2))
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +204,8 @@ func TestReplayErrors(t *testing.T) {
 	}{
 		{"unknown topic", dlq.ReplayConfig{Topic: "nope.dlq"}, dlq.ErrUnknownTopic},
 		{"unknown target", dlq.ReplayConfig{Topic: "orders.dlq", To: "nope"}, dlq.ErrUnknownTopic},
-		{"self target", dlq.ReplayConfig{Topic: "orders.dlq", To: "orders.dlq"}, dlq.ErrConfig},
-		{"negative max", dlq.ReplayConfig{Topic: "orders.dlq", MaxReplays: -1}, dlq.ErrConfig},
+		{"self target", dlq.ReplayConfig{Topic: "orders.dlq", To: "orders.dlq"}, sluice.ErrConfig},
+		{"negative max", dlq.ReplayConfig{Topic: "orders.dlq", MaxReplays: -1}, sluice.ErrConfig},
 		{"bad filter", dlq.ReplayConfig{Topic: "orders.dlq", Filter: &dlq.Filter{Classes: []string{"oops"}}}, dlq.ErrBadFilter},
 		{"no provenance, no --to", dlq.ReplayConfig{Topic: "bare"}, dlq.ErrNoTarget},
 	}
@@ -224,7 +225,7 @@ func TestReplayErrors(t *testing.T) {
 func TestAdminUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := dlq.NewAdmin(ctx, dlq.Conn{Brokers: []string{"127.0.0.1:1"}, Timeout: time.Second})
+	_, err := dlq.NewAdmin(ctx, dlq.Conn{Connection: sluice.Connection{Brokers: []string{"127.0.0.1:1"}}, Timeout: time.Second})
 	var ue *dlq.UnreachableError
 	if !errors.As(err, &ue) || !errors.Is(err, dlq.ErrUnreachable) || ue.Brokers[0] != "127.0.0.1:1" {
 		t.Fatalf("err = %v, want UnreachableError naming 127.0.0.1:1", err)
@@ -249,7 +250,7 @@ func (c *cancelAfter) Wait(ctx context.Context) error {
 
 func TestReplayInterruptedThenResumed(t *testing.T) {
 	c := kafkatest.New(t, kafkatest.Topic("orders", 2), kafkatest.Topic("orders.dlq", 2))
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
@@ -87,7 +88,7 @@ func isHeaderContext(sc trace.SpanContext, wantParent string) bool {
 func TestTraceContextThroughDeadLetterAndReplay(t *testing.T) {
 	kc := kafkatest.New(t, kafkatest.Topic("orders", 1), kafkatest.Topic("orders.dlq", 1))
 	tr, sr := newTracer(t)
-	pub, err := dlq.New(dlq.Brokers(kc.Addrs...), dlq.Group("shop"))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: kc.Addrs}), dlq.Group("shop"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestTraceContextThroughDeadLetterAndReplay(t *testing.T) {
 	mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	adm, err := dlq.NewAdmin(ctx, dlq.Conn{Brokers: kc.Addrs})
+	adm, err := dlq.NewAdmin(ctx, dlq.Conn{Connection: sluice.Connection{Brokers: kc.Addrs}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestKotelDeadLetterStaysInTrace(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			kc := kafkatest.New(t, kafkatest.Topic("orders.dlq", 1))
 			tr, sr := newTracer(t)
-			pub, err := dlq.New(dlq.Brokers(kc.Addrs...), dlq.ClientOpts(tr.KafkaClient()))
+			pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: kc.Addrs}), dlq.ClientOpts(tr.KafkaClient()))
 			if err != nil {
 				t.Fatal(err)
 			}

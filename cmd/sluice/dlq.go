@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/time/rate"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/devbroker"
 	"github.com/sluice-go/sluice/pipeline"
@@ -59,7 +60,7 @@ func (e *dlqEnv) admin(cmd *cobra.Command) (*dlq.Admin, error) {
 
 // configFlags names the command-line flag of each dlq config field.
 var configFlags = map[string]string{
-	"Conn.Brokers":                "--brokers",
+	"Conn.Connection.Brokers":     "--brokers",
 	"Conn.Timeout":                "--timeout",
 	"ReplayConfig.Topic":          "TOPIC",
 	"ReplayConfig.To":             "--to",
@@ -67,11 +68,15 @@ var configFlags = map[string]string{
 	"ReplayConfig.ProduceTimeout": "--produce-timeout",
 }
 
-// flagError rewrites a *dlq.ConfigError to name the flag, not the field.
+// flagError rewrites a *sluice.ConfigError of package dlq to name the
+// flag, not the field.
 func flagError(err error) error {
-	var ce *dlq.ConfigError
-	if errors.As(err, &ce) {
-		if flag, ok := configFlags[ce.Field]; ok {
+	var ce *sluice.ConfigError
+	if errors.As(err, &ce) && ce.Package == "dlq" {
+		if flag, ok := configFlags[ce.Option+"."+ce.Field]; ok {
+			if ce.Value != nil {
+				return fmt.Errorf("%s %v: %s", flag, ce.Value, ce.Reason)
+			}
 			return fmt.Errorf("%s: %s", flag, ce.Reason)
 		}
 	}

@@ -10,10 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 )
 
@@ -98,21 +99,18 @@ func (c *connFlags) conn(cmd *cobra.Command) (dlq.Conn, error) {
 	if c.timeout <= 0 {
 		return dlq.Conn{}, fmt.Errorf("--timeout %v: must be positive", c.timeout)
 	}
-	conn := dlq.Conn{Brokers: brokers, Timeout: c.timeout}
-	if o, err := c.saslOpt(); err != nil {
+	conn := dlq.Conn{Connection: sluice.Connection{Brokers: brokers}, Timeout: c.timeout}
+	var err error
+	if conn.SASL, err = c.sasl(); err != nil {
 		return dlq.Conn{}, err
-	} else if o != nil {
-		conn.ClientOpts = append(conn.ClientOpts, o)
 	}
-	if o, err := c.tlsOpt(); err != nil {
+	if conn.TLS, err = c.tlsConfig(); err != nil {
 		return dlq.Conn{}, err
-	} else if o != nil {
-		conn.ClientOpts = append(conn.ClientOpts, o)
 	}
 	return conn, nil
 }
 
-func (c *connFlags) saslOpt() (kgo.Opt, error) {
+func (c *connFlags) sasl() (sasl.Mechanism, error) {
 	mech := strings.ToLower(c.saslMechanism)
 	if mech == "" {
 		if c.saslUser != "" || c.saslPassword != "" {
@@ -125,16 +123,16 @@ func (c *connFlags) saslOpt() (kgo.Opt, error) {
 	}
 	switch mech {
 	case "plain":
-		return kgo.SASL(plain.Auth{User: c.saslUser, Pass: c.saslPassword}.AsMechanism()), nil
+		return plain.Auth{User: c.saslUser, Pass: c.saslPassword}.AsMechanism(), nil
 	case "scram-sha-256":
-		return kgo.SASL(scram.Auth{User: c.saslUser, Pass: c.saslPassword}.AsSha256Mechanism()), nil
+		return scram.Auth{User: c.saslUser, Pass: c.saslPassword}.AsSha256Mechanism(), nil
 	case "scram-sha-512":
-		return kgo.SASL(scram.Auth{User: c.saslUser, Pass: c.saslPassword}.AsSha512Mechanism()), nil
+		return scram.Auth{User: c.saslUser, Pass: c.saslPassword}.AsSha512Mechanism(), nil
 	}
 	return nil, fmt.Errorf("--sasl-mechanism %q: want plain, scram-sha-256 or scram-sha-512", c.saslMechanism)
 }
 
-func (c *connFlags) tlsOpt() (kgo.Opt, error) {
+func (c *connFlags) tlsConfig() (*tls.Config, error) {
 	if !c.tls && c.tlsCA == "" && c.tlsCert == "" && c.tlsKey == "" && !c.tlsInsecure {
 		return nil, nil
 	}
@@ -160,5 +158,5 @@ func (c *connFlags) tlsOpt() (kgo.Opt, error) {
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return kgo.DialTLSConfig(cfg), nil
+	return cfg, nil
 }

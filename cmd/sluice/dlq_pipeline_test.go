@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -46,7 +47,7 @@ func TestDLQThroughPipelineAndConsumer(t *testing.T) {
 		healed  bool
 		handled = map[string][]string{} // key -> replay-count header of each delivery
 	)
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...), dlq.Group("shop"))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}), dlq.Group("shop"))
 	if err != nil {
 		t.Fatal(err)
 	}

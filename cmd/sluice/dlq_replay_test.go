@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -30,7 +31,7 @@ import (
 func replayCluster(t *testing.T) *kafkatest.Cluster {
 	t.Helper()
 	c := kafkatest.New(t, kafkatest.Topic("orders", 1), kafkatest.Topic("orders.dlq", 1))
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +357,7 @@ func TestDLQStatsWarnsOfNonDeadLetterTopic(t *testing.T) {
 func TestDLQReplayBrokerDies(t *testing.T) {
 	dir := t.TempDir()
 	c := kafkatest.New(t, kafkatest.Topic("orders", 1), kafkatest.Topic("orders.dlq", 1), kafkatest.Kfake(kfake.DataDir(dir)))
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}

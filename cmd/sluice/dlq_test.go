@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -148,7 +149,7 @@ func TestDLQBadInvocationsExitNonZeroWithOneLine(t *testing.T) {
 // permanent in sink "pg" when odd.
 func publish(t *testing.T, c *kafkatest.Cluster, n int) {
 	t.Helper()
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...), dlq.Group("billing"), dlq.AutoCreate(-1))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}), dlq.Group("billing"), dlq.AutoCreate(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +303,7 @@ func TestDLQReplayGuardStopsLoop(t *testing.T) {
 	c := kafkatest.New(t, kafkatest.Topic("orders", 2))
 	publish(t, c, 2)
 	b := "--brokers=" + c.Addrs[0]
-	pub, err := dlq.New(dlq.Brokers(c.Addrs...))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: c.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/pipeline"
@@ -117,7 +118,7 @@ func route(output string) kafka.Route[Enriched] {
 
 // run consumes until ctx is cancelled, then drains and commits.
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	dead, err := dlq.New(dlq.Brokers(cfg.Brokers...), dlq.Group(cfg.Group), dlq.AutoCreate(1))
+	dead, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: cfg.Brokers}), dlq.Group(cfg.Group), dlq.AutoCreate(1))
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
@@ -65,7 +66,7 @@ func main() {
 // run consumes until ctx is cancelled, then drains (flushing the open
 // windows) and commits.
 func run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
-	dead, err := dlq.New(dlq.Brokers(cfg.Brokers...), dlq.Group(cfg.Group), dlq.AutoCreate(1))
+	dead, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: cfg.Brokers}), dlq.Group(cfg.Group), dlq.AutoCreate(1))
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/internal/orders"
@@ -139,7 +140,7 @@ func TestPipelineShipsInOrderTotalsAndDeadLetters(t *testing.T) {
 		t.Errorf("windows counted %d orders, want %d (every decodable non-test order once)", inWindows, windowed)
 	}
 
-	adm, err := dlq.NewAdmin(context.Background(), dlq.Conn{Brokers: kc.Addrs})
+	adm, err := dlq.NewAdmin(context.Background(), dlq.Conn{Connection: sluice.Connection{Brokers: kc.Addrs}})
 	if err != nil {
 		t.Fatal(err)
 	}

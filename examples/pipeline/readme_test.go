@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
@@ -32,7 +33,7 @@ func readmeExample(ctx context.Context, brokers []string,
 	saveTotals func(context.Context, pipeline.Message[stages.Pane[readmeOrder]]) error) error {
 	type Order = readmeOrder
 	// README:begin
-	pub, err := dlq.New(dlq.Brokers(brokers...), dlq.Group("shop"), dlq.AutoCreate(1))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: brokers}), dlq.Group("shop"), dlq.AutoCreate(1))
 	if err != nil {
 		return err
 	}

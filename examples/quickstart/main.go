@@ -30,6 +30,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/pipeline"
@@ -80,7 +81,7 @@ func main() {
 
 // run consumes until ctx is cancelled, then drains and commits.
 func run(ctx context.Context, cfg Config, store Store, log *slog.Logger) error {
-	dead, err := dlq.New(dlq.Brokers(cfg.Brokers...), dlq.Group(cfg.Group), dlq.AutoCreate(1))
+	dead, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: cfg.Brokers}), dlq.Group(cfg.Group), dlq.AutoCreate(1))
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
@@ -296,7 +297,7 @@ func (r *run) start() error {
 	r.m = m
 	r.defer_(m.Unregister)
 
-	pub, err := dlq.New(dlq.Brokers(r.brokers...), dlq.Group(Group), dlq.AutoCreate(rf),
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: r.brokers}), dlq.Group(Group), dlq.AutoCreate(rf),
 		dlq.Hooks(m), dlq.ClientOpts(m.KafkaClient("dlq")))
 	if err != nil {
 		return err

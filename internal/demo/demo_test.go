@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/devbroker"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -102,7 +103,7 @@ func TestShortDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	adm, err := dlq.NewAdmin(context.Background(), dlq.Conn{Brokers: b.ListenAddrs()})
+	adm, err := dlq.NewAdmin(context.Background(), dlq.Conn{Connection: sluice.Connection{Brokers: b.ListenAddrs()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/pipeline"
 )
@@ -192,7 +193,7 @@ func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]
 // readBack counts, by class, this run's dead letters on the dead-letter
 // topic: those whose provenance points at this run's part of the topic.
 func (r *run) readBack(ctx context.Context, topic string) (map[string]int, error) {
-	adm, err := dlq.NewAdmin(ctx, dlq.Conn{Brokers: r.brokers})
+	adm, err := dlq.NewAdmin(ctx, dlq.Conn{Connection: sluice.Connection{Brokers: r.brokers}})
 	if err != nil {
 		return nil, err
 	}
