@@ -8,7 +8,7 @@ import (
 
 func testRetrier(t *testing.T, p RetryPolicy) *retrier {
 	t.Helper()
-	c, err := newCfg([]Opt{WithSeed(7)})
+	c, err := newCfg([]Opt{Seed(7)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // BenchmarkGuardOverhead measures the chain's cost per call on a no-op sink,
 // against calling the sink directly in the same run. See docs/BENCHMARKS.md.
 func BenchmarkGuardOverhead(b *testing.B) {
-	noop := handlers.Handler[msg](func(context.Context, msg) error { return nil })
+	noop := func(context.Context, msg) error { return nil }
 	fixed, err := backpressure.NewFixed(1 << 20)
 	if err != nil {
 		b.Fatal(err)
@@ -25,14 +25,14 @@ func BenchmarkGuardOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	all := []handlers.Opt{
-		handlers.WithLogger(quiet),
-		handlers.WithRetry(handlers.RetryPolicy{}),
-		handlers.WithBreaker(handlers.BreakerPolicy{}),
-		handlers.WithRateLimit(rate.Limit(1e12), 1<<30),
-		handlers.WithLimiter(fixed),
-		handlers.WithTimeout(time.Minute),
+		handlers.Logger(quiet),
+		handlers.Retry(handlers.RetryPolicy{}),
+		handlers.Breaker(handlers.BreakerPolicy{}),
+		handlers.RateLimit(rate.Limit(1e12), 1<<30),
+		handlers.Limiter(fixed),
+		handlers.Timeout(time.Minute),
 	}
-	guard := func(opts ...handlers.Opt) handlers.Handler[msg] {
+	guard := func(opts ...handlers.Opt) func(context.Context, msg) error {
 		h, err := handlers.Guard(noop, opts...)
 		if err != nil {
 			b.Fatal(err)
@@ -41,11 +41,11 @@ func BenchmarkGuardOverhead(b *testing.B) {
 	}
 	cases := []struct {
 		name     string
-		h        handlers.Handler[msg]
+		h        func(context.Context, msg) error
 		deadline bool
 	}{
 		{"direct", noop, false},
-		{"minimal", guard(handlers.WithLogger(quiet)), false},
+		{"minimal", guard(handlers.Logger(quiet)), false},
 		{"retry", guard(all[0], all[1]), false},
 		{"breaker", guard(all[0], all[2]), false},
 		{"ratelimit", guard(all[0], all[3]), false},
@@ -56,7 +56,7 @@ func BenchmarkGuardOverhead(b *testing.B) {
 		// timeout guard needs no context of its own.
 		{"all+deadline", guard(all...), true},
 		{"all-but-timeout", guard(all[:len(all)-1]...), true},
-		{"all-adaptive+deadline", guard(append(slices.Clone(all[:4]), handlers.WithLimiter(adaptive), all[5])...), true},
+		{"all-adaptive+deadline", guard(append(slices.Clone(all[:4]), handlers.Limiter(adaptive), all[5])...), true},
 	}
 	// One clock read, for scale: the guards read the clock up to seven
 	// times per call, and on a virtual machine a read is not cheap.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 // BreakerPolicy configures a sink's circuit breaker (gobreaker v2). Zero
@@ -26,8 +28,8 @@ import (
 // A success is a nil error, or a permanent error (the downstream answered,
 // it just rejects this record). Errors that say nothing about the
 // downstream are not counted at all: cancellations, panics and other errors
-// implementing the Failure protocol, and attempts a guard inside the breaker
-// refused to start for lack of time. Everything else is a failure.
+// implementing pipeline.Failure with a class other than permanent, and
+// attempts a guard inside the breaker refused to start for lack of time. Everything else is a failure.
 //
 // With a failure ratio of one half, a window full of successes and then 100%
 // failure at a steady rate, the breaker opens within half a window.
@@ -104,26 +106,6 @@ func fromGobreaker(s gobreaker.State) BreakerState {
 	return BreakerClosed
 }
 
-// Breaker returns the breaker guard alone, configured by p and the shared
-// options (name, logger, classifier, hooks, minimum budget).
-//
-// While the breaker is open or its half-open probes are taken, a call waits
-// (it does not fail, spends no attempt and is never dead-lettered) until a
-// probe may go through, or its context is done. A call whose deadline would
-// pass before the breaker half-opens returns an error matching ErrDeadline
-// at once. The breaker's timing follows the wall clock, as gobreaker does.
-func Breaker[M any](p BreakerPolicy, opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(opts)
-	if err != nil {
-		return nil, err
-	}
-	b, err := newBreaker(c, p)
-	if err != nil {
-		return nil, err
-	}
-	return middleware(breakerLayer[M](b)), nil
-}
-
 // Results as the breaker should count them; see judge.
 var (
 	errCountSuccess  = errors.New("handlers: breaker: counted as success")
@@ -151,20 +133,20 @@ type breaker struct {
 }
 
 func newBreaker(c *cfg, p BreakerPolicy) (*breaker, error) {
-	const opt = "WithBreaker"
+	const opt = "Breaker"
 	switch {
 	case p.Window < 0:
-		return nil, fieldErr(opt, "Window", p.Window, "must not be negative")
+		return nil, configErr(opt, "Window", p.Window, "must not be negative")
 	case p.Buckets < 0:
-		return nil, fieldErr(opt, "Buckets", p.Buckets, "must not be negative")
+		return nil, configErr(opt, "Buckets", p.Buckets, "must not be negative")
 	case p.FailureRatio < 0 || p.FailureRatio > 1 || math.IsNaN(p.FailureRatio):
-		return nil, fieldErr(opt, "FailureRatio", p.FailureRatio, "must be in (0, 1]")
+		return nil, configErr(opt, "FailureRatio", p.FailureRatio, "must be in (0, 1]")
 	case p.MinRequests < 0:
-		return nil, fieldErr(opt, "MinRequests", p.MinRequests, "must not be negative")
+		return nil, configErr(opt, "MinRequests", p.MinRequests, "must not be negative")
 	case p.OpenTimeout < 0:
-		return nil, fieldErr(opt, "OpenTimeout", p.OpenTimeout, "must not be negative")
+		return nil, configErr(opt, "OpenTimeout", p.OpenTimeout, "must not be negative")
 	case p.HalfOpenProbes < 0 || p.HalfOpenProbes > math.MaxUint32:
-		return nil, fieldErr(opt, "HalfOpenProbes", p.HalfOpenProbes, "must be in [1, 2^32)")
+		return nil, configErr(opt, "HalfOpenProbes", p.HalfOpenProbes, "must be in [1, 2^32)")
 	}
 	if p.Window == 0 {
 		p.Window = DefaultBreakerWindow
@@ -189,7 +171,7 @@ func newBreaker(c *cfg, p BreakerPolicy) (*breaker, error) {
 	}
 	period := p.Window / time.Duration(p.Buckets)
 	if period <= 0 {
-		return nil, fieldErr(opt, "Buckets", p.Buckets, "leaves buckets shorter than 1ns in Window "+p.Window.String())
+		return nil, configErr(opt, "Buckets", p.Buckets, "leaves buckets shorter than 1ns in Window "+p.Window.String())
 	}
 	b := &breaker{
 		name:        c.name,
@@ -262,8 +244,8 @@ func (b *breaker) judge(ctx context.Context, err error) error {
 	case errors.Is(ctx.Err(), context.Canceled), errors.Is(err, context.Canceled), errors.Is(err, errNoBudget):
 		return errCountExcluded
 	}
-	var f failure
-	if errors.As(err, &f) {
+	var f pipeline.Failure
+	if errors.As(err, &f) && f.FailureClass() != pipeline.ClassPermanent {
 		return errCountExcluded
 	}
 	if verdict(b.classify, err).Permanent {
@@ -290,7 +272,7 @@ func (b *breaker) await(ctx context.Context, at attempt, berr error) error {
 			return errNoBudget
 		}
 	}
-	// A deadline that is not in ctx (Guard's WithBudget) ends the wait
+	// A deadline that is not in ctx (Guard's Budget) ends the wait
 	// as ctx's own would.
 	capped := false
 	if !at.dl.IsZero() {

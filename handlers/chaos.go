@@ -5,10 +5,13 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/sluice-go/sluice"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 // ChaosPolicy injects failures and latency in front of a sink, for tests and
-// demos. Draws come from a random source seeded by WithSeed, so a run can be
+// demos. Draws come from a random source seeded by Seed, so a run can be
 // repeated. Rates are probabilities in [0, 1].
 type ChaosPolicy struct {
 	// LatencyRate is the probability that a call is delayed by Latency
@@ -21,45 +24,32 @@ type ChaosPolicy struct {
 	// without reaching the sink.
 	ErrorRate float64
 	// PermanentRate is the probability that a call fails with
-	// Permanent(Err) without reaching the sink. It is drawn after ErrorRate.
+	// pipeline.Permanent(Err) without reaching the sink. It is drawn after ErrorRate.
 	PermanentRate float64
 	// Err is the injected error. Default ErrInjected.
 	Err error
 }
 
-// Chaos returns the chaos guard alone. Shared options used: clock, seed.
-func Chaos[M any](p ChaosPolicy, opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(opts)
-	if err != nil {
-		return nil, err
-	}
-	ch, err := newChaos(c, p)
-	if err != nil {
-		return nil, err
-	}
-	return middleware(chaosLayer[M](ch)), nil
-}
-
 type chaosGuard struct {
 	p     ChaosPolicy
-	clock Clock
+	clock sluice.Clock
 
 	mu  sync.Mutex
 	rnd *rand.Rand
 }
 
 func newChaos(c *cfg, p ChaosPolicy) (*chaosGuard, error) {
-	const opt = "WithChaos"
+	const opt = "Chaos"
 	for _, f := range []struct {
 		name string
 		v    float64
 	}{{"LatencyRate", p.LatencyRate}, {"ErrorRate", p.ErrorRate}, {"PermanentRate", p.PermanentRate}} {
 		if !(f.v >= 0 && f.v <= 1) {
-			return nil, fieldErr(opt, f.name, f.v, "must be in [0, 1]")
+			return nil, configErr(opt, f.name, f.v, "must be in [0, 1]")
 		}
 	}
 	if p.Latency < 0 {
-		return nil, fieldErr(opt, "Latency", p.Latency, "must not be negative")
+		return nil, configErr(opt, "Latency", p.Latency, "must not be negative")
 	}
 	if p.Err == nil {
 		p.Err = ErrInjected
@@ -76,7 +66,7 @@ func (g *chaosGuard) draw() (delay bool, err error) {
 	case g.rnd.Float64() < g.p.ErrorRate:
 		err = g.p.Err
 	case g.rnd.Float64() < g.p.PermanentRate:
-		err = Permanent(g.p.Err)
+		err = pipeline.Permanent(g.p.Err)
 	}
 	return delay, err
 }
@@ -86,7 +76,7 @@ func chaosLayer[M any](g *chaosGuard) layer[M] {
 		return func(ctx context.Context, m M, at attempt) (time.Time, error) {
 			delay, err := g.draw()
 			if delay {
-				if err := g.clock.Sleep(ctx, g.p.Latency); err != nil {
+				if err := sleep(ctx, g.clock, g.p.Latency); err != nil {
 					return time.Time{}, err
 				}
 				at.now = time.Time{}

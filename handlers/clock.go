@@ -4,25 +4,22 @@ import (
 	"context"
 	"time"
 
-	"github.com/sluice-go/sluice/internal/deadline"
+	"github.com/sluice-go/sluice"
 )
 
-// Clock is the time source of the retry, rate-limit, budget, limiter and
-// chaos guards. Tests inject a fake one so that backoffs and rate-limit waits
-// take no real time. The breaker is the exception: gobreaker reads the wall
-// clock, so its open period and waits use real time (test it under
-// testing/synctest).
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// Sleep waits for d, or until ctx is done and then returns ctx.Err().
-	// A d of zero or less returns at once (nil, or ctx.Err() if ctx is
-	// already done).
-	Sleep(ctx context.Context, d time.Duration) error
+// sleep waits for d on clock's timer, or until ctx is done and then returns
+// ctx.Err(). A d of zero or less returns at once (nil, or ctx.Err() if ctx
+// is already done), and so does a ctx that is already done.
+func sleep(ctx context.Context, clock sluice.Clock, d time.Duration) error {
+	if err := ctx.Err(); err != nil || d <= 0 {
+		return err
+	}
+	t := clock.NewTimer(d)
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		t.Stop()
+		return ctx.Err()
+	}
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) Sleep(ctx context.Context, d time.Duration) error { return deadline.Sleep(ctx, d) }

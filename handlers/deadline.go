@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"time"
-
-	"github.com/sluice-go/sluice/internal/deadline"
 )
 
 // GRPCTimeoutKey is the gRPC metadata key that carries a call's timeout.
@@ -69,37 +67,6 @@ func GRPCTimeoutMetadata(ctx context.Context) (string, bool) {
 		return "", false
 	}
 	return GRPCTimeout(d), true
-}
-
-// Budget returns the outermost guard: it caps the record's deadline at d
-// after the chain is entered, for a sink that must not take the record's
-// whole budget (a side branch, a cache write). d must be positive. The checks
-// that no attempt starts with less than the minimum budget and that no
-// backoff overruns the deadline live in the retry layer, which reads the
-// deadline this guard sets.
-func Budget[M any](d time.Duration, opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(opts)
-	if err != nil {
-		return nil, err
-	}
-	if d <= 0 {
-		return nil, fieldErr("Budget", "d", d, "must be positive")
-	}
-	return budget[M](d, c.clock), nil
-}
-
-func budget[M any](d time.Duration, clock Clock) Middleware[M] {
-	return func(next Handler[M]) Handler[M] {
-		return func(ctx context.Context, m M) error {
-			dl := clock.Now().Add(d)
-			if cur, ok := ctx.Deadline(); !ok || dl.Before(cur) {
-				var cancel context.CancelFunc
-				ctx, cancel = deadline.With(ctx, dl) // no timer until someone waits
-				defer cancel()
-			}
-			return next(ctx, m)
-		}
-	}
 }
 
 // waitErr maps the error of a wait that ended because the record's context

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 func TestGRPCTimeout(t *testing.T) {
@@ -198,7 +199,7 @@ func TestChainNeverOverrunsDeadline(t *testing.T) {
 			latency := time.Duration(rng.IntN(300)) * time.Millisecond
 			failP, hintP := rng.Float64(), rng.Float64()/2
 			// Half the cases give the record no deadline of its own and
-			// the sink a WithBudget: Guard carries that deadline down in
+			// the sink a Budget: Guard carries that deadline down in
 			// the attempt, not in a context, until the timeout layer.
 			useBudget := rng.IntN(2) == 0
 			var early, unbounded atomic.Int64
@@ -223,16 +224,16 @@ func TestChainNeverOverrunsDeadline(t *testing.T) {
 				}
 				return nil
 			}
-			opts := []handlers.Opt{handlers.WithMinBudget(minBudget), handlers.WithSeed(uint64(i))}
+			opts := []handlers.Opt{handlers.MinBudget(minBudget), handlers.Seed(uint64(i))}
 			if useBudget {
-				opts = append(opts, handlers.WithBudget(budget))
+				opts = append(opts, handlers.Budget(budget))
 			}
 			h := mustGuard(t, sink, append(opts,
-				handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 1 + rng.IntN(10), BaseDelay: time.Duration(1+rng.IntN(100)) * time.Millisecond}),
-				handlers.WithBreaker(handlers.BreakerPolicy{MinRequests: 3, OpenTimeout: time.Duration(1+rng.IntN(2000)) * time.Millisecond}),
-				handlers.WithRateLimit(rate.Limit(5+500*rng.Float64()), 1+rng.IntN(5)),
-				handlers.WithLimiter(newFixedLimiter(1+rng.IntN(4))),
-				handlers.WithTimeout(time.Duration(1+rng.IntN(400))*time.Millisecond))...)
+				handlers.Retry(handlers.RetryPolicy{MaxAttempts: 1 + rng.IntN(10), BaseDelay: time.Duration(1+rng.IntN(100)) * time.Millisecond}),
+				handlers.Breaker(handlers.BreakerPolicy{MinRequests: 3, OpenTimeout: time.Duration(1+rng.IntN(2000)) * time.Millisecond}),
+				handlers.RateLimit(rate.Limit(5+500*rng.Float64()), 1+rng.IntN(5)),
+				handlers.Limiter(newFixedLimiter(1+rng.IntN(4))),
+				handlers.Timeout(time.Duration(1+rng.IntN(400))*time.Millisecond))...)
 			for j := range 5 {
 				deadline = time.Now().Add(budget)
 				ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -244,7 +245,7 @@ func TestChainNeverOverrunsDeadline(t *testing.T) {
 				if over := time.Since(deadline); over > 0 {
 					t.Fatalf("case %d/%d: returned %v after the deadline", i, j, over)
 				}
-				var fe *handlers.FailureError
+				var fe *pipeline.FailureError
 				if err != nil && !errors.As(err, &fe) {
 					t.Fatalf("case %d/%d: err = %v (%T); want nil or *FailureError", i, j, err, err)
 				}

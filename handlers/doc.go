@@ -1,54 +1,62 @@
-// Package handlers guards sinks: composable middleware around a handler that
-// retries transient failures, stops calling a downstream that is down, paces
-// and bounds the calls, and keeps every record within its deadline.
+// Package handlers guards sinks: Guard wraps a sink function in guards that
+// retry transient failures, stop calling a downstream that is down, pace and
+// bound the calls, and keep every record within its deadline.
 //
-// A Handler[M] is func(ctx, m M) error and a Middleware[M] wraps one. The
-// package knows nothing of Kafka or of the pipeline: a pipeline sink of type
-// func(context.Context, pipeline.Message[T]) error accepts a
-// Handler[pipeline.Message[T]] as is, and a record's deadline arrives as the
-// deadline of ctx (the pipeline's sink runner sets it from
-// pipeline.DeadlineHeader or the consumer's per-record budget).
+// Guard takes a plain func(ctx, m M) error and returns a Guarded[M], the
+// same function wrapped in its guards. The package knows nothing of Kafka:
+// a pipeline sink of type func(context.Context, pipeline.Message[T]) error
+// accepts a Guarded[pipeline.Message[T]] as is, and a record's deadline
+// arrives as the deadline of ctx (the pipeline's sink runner sets it from
+// pipeline.DeadlineHeader or the consumer's per-record budget). Failures
+// speak package pipeline's vocabulary: pipeline.Permanent marks an error
+// that retrying cannot help, and a record given up is a
+// *pipeline.FailureError with one of the pipeline.Class constants.
+//
+//	store, err := handlers.Guard(save,
+//		handlers.Name("store"),
+//		handlers.Retry(handlers.RetryPolicy{MaxAttempts: 5}),
+//		handlers.Breaker(handlers.BreakerPolicy{}),
+//		handlers.Timeout(2*time.Second))
 //
 // # Order
 //
-// Guard(sink, opts...) assembles the guards its options enable, always in
-// this order, outer to inner:
+// Guard assembles the guards its options enable, always in this order,
+// outer to inner:
 //
-//	Budget(Retry(Breaker(RateLimit(Limit(Timeout(Recover(Chaos(sink))))))))
+//	budget, retry, breaker, rate limit, limiter, timeout, recover, chaos, sink
 //
 // Each guard:
 //
-//   - Budget (WithBudget): caps the record's deadline for this sink.
-//   - Retry (WithRetry; always present): retries transient errors with
-//     jittered exponential backoff within the deadline and the sink's retry
-//     budget, and turns every give-up into a *FailureError. No attempt
-//     starts with less than the minimum budget (WithMinBudget) left, and no
-//     backoff starts that would overrun the deadline.
-//   - Breaker (WithBreaker): gobreaker v2. While it is open, calls wait for a
-//     half-open probe: they spend no attempt and are never given up because
-//     the downstream is down. Stuck records stop the partition's flow, and
-//     the consumer pauses fetching by backpressure.
-//   - RateLimit (WithRateLimit, WithGroupRateLimit): x/time/rate; waits,
-//     never rejects, and paces every attempt, retries included.
-//   - Limit (WithLimiter): a backpressure.Limiter (adaptive concurrency)
-//     sees every attempt and the sink's own latency, never backoff sleeps or
-//     waits.
-//   - Timeout (WithTimeout): bounds each attempt, capped by the time left.
-//   - Recover (always present): a panic in the sink becomes a permanent
-//     error of class panic; the stack is logged.
-//   - Chaos (WithChaos): injected failures and latency, for tests and demos.
+//   - Budget: caps the record's deadline for this sink.
+//   - Retry (always present; retries only with the Retry option): retries
+//     transient errors with jittered exponential backoff within the
+//     deadline and the sink's retry budget, and turns every give-up into a
+//     *pipeline.FailureError. No attempt starts with less than the minimum
+//     budget (MinBudget) left, and no backoff starts that would overrun the
+//     deadline.
+//   - Breaker: gobreaker v2. While it is open, calls wait for a half-open
+//     probe: they spend no attempt and are never given up because the
+//     downstream is down. Stuck records stop the partition's flow, and the
+//     consumer pauses fetching by backpressure.
+//   - RateLimit, GroupRateLimit: x/time/rate; waits, never rejects, and
+//     paces every attempt, retries included.
+//   - Limiter: a backpressure.Limiter (adaptive concurrency) sees every
+//     attempt and the sink's own latency, never backoff sleeps or waits.
+//   - Timeout: bounds each attempt, capped by the time left.
+//   - Recover (always present): a panic in the sink becomes a
+//     *pipeline.PanicError, a permanent failure of class panic; the stack is
+//     logged.
+//   - Chaos: injected failures and latency, for tests and demos.
 //
-// The same guards are exported one by one (Budget, Retry, Breaker, RateLimit,
-// GroupRateLimit, Limit, Timeout, Recover, Chaos) for use with Chain, which
-// composes like Guard: Chain(h, a, b, c) is a(b(c(h))). Prefer Guard: the
-// order above is what makes the promises below hold, and it is cheaper.
+// The guards exist only inside Guard: the order above is what makes the
+// promises below hold, and it is what makes them cheap.
 //
 // # Cost
 //
 // Guard does not stack independent middleware: below the retry layer the
 // guards pass the attempt along, so the clock is read once when an attempt
 // starts and once when the sink returns, however many guards need the time
-// (gobreaker reads the wall clock twice more on its own), and WithBudget's
+// (gobreaker reads the wall clock twice more on its own), and Budget's
 // deadline travels with the attempt until the per-attempt timeout, which
 // puts it and its own into one context. Through every guard, a call whose
 // record deadline is nearer than the per-attempt timeout allocates nothing;
@@ -56,25 +64,29 @@
 // a sink avoid writing shared memory while the sink is healthy: the retry
 // budget is not touched while its bucket is full, and the limiters of
 // package backpressure admit and release with one compare-and-swap each
-// while nobody waits. Standalone guards read the clock themselves.
+// while nobody waits.
 //
 // # Errors
 //
-// An error from the sink is transient unless it is marked with Permanent,
-// implements the pipeline's Failure protocol (FailureClass,
-// FailureAttempts, FailureTimes: panics, decode errors, nested chains), or
-// the Classifier (WithClassifier; DefaultClassifier) says permanent.
+// An error from the sink is transient unless it is marked with
+// pipeline.Permanent, implements pipeline.Failure (panics, decode errors,
+// nested chains), or the Classifier (Classify; DefaultClassifier) says
+// permanent.
 // RetryAfter attaches a downstream's wait hint; Overloaded marks a load
 // signal for the limiter; CheckHTTP and ClassifyHTTPStatus classify HTTP
 // responses (4xx permanent, 429 and 5xx transient, Retry-After honoured).
 //
-// The chain returns nil, a *FailureError, or the record's context error:
+// A Guarded sink returns nil, a *pipeline.FailureError, or the record's
+// context error:
 //
-//   - *FailureError implements the Failure protocol with the classes of
-//     pipeline/deadletter.go: permanent, panic, decode (kept from the sink's
-//     error), exhausted (MaxAttempts failed), budget (the retry budget is
-//     empty), deadline (no time for another attempt), error (a transient
-//     error in a chain without WithRetry). The pipeline dead-letters it.
+//   - *pipeline.FailureError is a pipeline.Failure with one of the
+//     pipeline.Class constants: permanent, panic, decode (kept from the
+//     sink's error), exhausted (MaxAttempts failed), budget (the retry
+//     budget is empty), deadline (no time for another attempt), error (a
+//     transient error in a chain without Retry, which a pipeline.Sink then
+//     retries with its own backoff). It matches the sentinel of its class
+//     (errors.Is(err, pipeline.ErrExhausted)); the pipeline dead-letters
+//     the other classes.
 //   - If the record's context is cancelled (revoke, shutdown), the chain
 //     stops at once and returns the error it has as is: it is neither
 //     transient nor permanent, and the record stays unsettled. The record's
@@ -112,10 +124,10 @@
 //
 // # Observing
 //
-// WithHooks takes values implementing any of HookAttempt, HookRetry,
-// HookBreakerState, HookRateWait and HookOutcome; the package imports no
-// metrics library. The limiter reports its own limit and in-flight count.
-// Breaker state changes are also logged (WithLogger).
+// Hooks takes values implementing any of HookAttempt, HookRetry,
+// HookBreakerState, HookRateWait and HookOutcome, and refuses a value that
+// implements none; the package imports no metrics library. The limiter reports its own limit and in-flight count.
+// Breaker state changes are also logged (Logger).
 //
 // # Decisions
 //
@@ -136,5 +148,5 @@
 //   - Chaos sits inside Recover so that HookAttempt and the limiter see
 //     injected latency as the sink's.
 //   - The breaker follows the wall clock (gobreaker has no clock hook); the
-//     other guards use WithClock.
+//     other guards use Clock (a sluice.Clock).
 package handlers

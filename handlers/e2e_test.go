@@ -215,10 +215,10 @@ func TestSinkOutageOnKafka(t *testing.T) {
 		return nil
 	}
 	bw := newBreakerWatch()
-	guarded := mustGuard(t, handlers.Handler[pipeline.Message[event]](store), handlers.WithName("store"), handlers.WithHooks(bw),
-		handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond}),
-		handlers.WithBreaker(handlers.BreakerPolicy{Window: 2 * time.Second, MinRequests: 10, OpenTimeout: 200 * time.Millisecond}),
-		handlers.WithTimeout(time.Second))
+	guarded := mustGuard(t, store, handlers.Name("store"), handlers.Hooks(bw),
+		handlers.Retry(handlers.RetryPolicy{MaxAttempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond}),
+		handlers.Breaker(handlers.BreakerPolicy{Window: 2 * time.Second, MinRequests: 10, OpenTimeout: 200 * time.Millisecond}),
+		handlers.Timeout(time.Second))
 
 	dlq := &pipelinetest.DeadLetters{}
 	p := pipeline.New(pipeline.DeadLetters(dlq), pipeline.Logger(quiet))
@@ -352,9 +352,9 @@ func TestPoisonRecordsOnKafka(t *testing.T) {
 		}
 		return nil
 	}
-	guarded := mustGuard(t, handlers.Handler[pipeline.Message[event]](store), handlers.WithName("store"),
-		handlers.WithRetry(handlers.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}),
-		handlers.WithBreaker(handlers.BreakerPolicy{}))
+	guarded := mustGuard(t, store, handlers.Name("store"),
+		handlers.Retry(handlers.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}),
+		handlers.Breaker(handlers.BreakerPolicy{}))
 
 	release := make(chan struct{})
 	gatedOffset := make(chan int64, 1)

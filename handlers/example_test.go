@@ -28,11 +28,11 @@ func ExampleGuard() {
 		return nil
 	}
 	sink, err := handlers.Guard(store,
-		handlers.WithName("orders-db"),
-		handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}),
-		handlers.WithBreaker(handlers.BreakerPolicy{}),
-		handlers.WithRateLimit(rate.Limit(500), 10),
-		handlers.WithTimeout(time.Second),
+		handlers.Name("orders-db"),
+		handlers.Retry(handlers.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}),
+		handlers.Breaker(handlers.BreakerPolicy{}),
+		handlers.RateLimit(rate.Limit(500), 10),
+		handlers.Timeout(time.Second),
 	)
 	if err != nil {
 		fmt.Println(err)
@@ -44,16 +44,37 @@ func ExampleGuard() {
 	// Output: <nil> 3
 }
 
+// A Guarded sink is called like the sink it wraps. When it gives a record
+// up, its error is a *pipeline.FailureError that says why (its class, the
+// attempts made) and matches the sentinel of its class.
+func ExampleGuarded() {
+	down := errors.New("connection refused")
+	save := func(ctx context.Context, o Order) error { return down }
+	var store handlers.Guarded[Order]
+	store, err := handlers.Guard(save, handlers.Name("orders-db"),
+		handlers.Retry(handlers.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = store(context.Background(), Order{ID: "o-1"})
+	fmt.Println(err)
+	fmt.Println(errors.Is(err, pipeline.ErrExhausted), errors.Is(err, down))
+	// Output:
+	// exhausted after 3 attempts: connection refused
+	// true true
+}
+
 func ExamplePermanent() {
 	validate := func(ctx context.Context, o Order) error {
 		if o.ID == "" {
-			return handlers.Permanent(errors.New("order without id"))
+			return pipeline.Permanent(errors.New("order without id"))
 		}
 		return nil
 	}
-	sink, _ := handlers.Guard(validate, handlers.WithRetry(handlers.RetryPolicy{}))
+	sink, _ := handlers.Guard(validate, handlers.Retry(handlers.RetryPolicy{}))
 	err := sink(context.Background(), Order{})
-	var fe *handlers.FailureError
+	var fe *pipeline.FailureError
 	if errors.As(err, &fe) {
 		fmt.Println(fe.FailureClass(), fe.FailureAttempts())
 	}
@@ -86,27 +107,27 @@ func ExampleClassifyHTTPStatus() {
 	// 503 {Permanent:false Overload:true RetryAfter:0s}
 }
 
-func ExampleWithGroupRateLimit() {
+func ExampleGroupRateLimit() {
 	// members follows the consumer group's size, updated by the
 	// application from the consumer's rebalance callbacks.
 	members := func() int { return 4 }
 	_, err := handlers.Guard(func(context.Context, Order) error { return nil },
-		handlers.WithGroupRateLimit(1000, 50, members)) // 250/s for this member
+		handlers.GroupRateLimit(1000, 50, members)) // 250/s for this member
 	fmt.Println(err)
 	// Output: <nil>
 }
 
-// A guarded handler of pipeline.Message[T] is a pipeline sink as it is. Here
+// A Guarded[pipeline.Message[T]] is a pipeline sink as it is. Here
 // the pipeline is fed by hand; under a consumer, consumer.Handle(p) does it.
 func ExampleGuard_pipelineSink() {
 	save := func(ctx context.Context, m pipeline.Message[string]) error {
 		if m.Value() == "bad" {
-			return handlers.Permanent(errors.New("rejected"))
+			return pipeline.Permanent(errors.New("rejected"))
 		}
 		return nil
 	}
-	store, err := handlers.Guard(save, handlers.WithName("store"),
-		handlers.WithRetry(handlers.RetryPolicy{}), handlers.WithBreaker(handlers.BreakerPolicy{}))
+	store, err := handlers.Guard(save, handlers.Name("store"),
+		handlers.Retry(handlers.RetryPolicy{}), handlers.Breaker(handlers.BreakerPolicy{}))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -11,58 +11,75 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 func TestGuardRejectsBadOptions(t *testing.T) {
 	sink := func(context.Context, msg) error { return nil }
 	tests := []struct {
-		name string
-		give []handlers.Opt
-		want string // in the message
+		name          string
+		give          []handlers.Opt
+		option, field string
 	}{
-		{"empty name", []handlers.Opt{handlers.WithName("")}, "WithName: name"},
-		{"negative min budget", []handlers.Opt{handlers.WithMinBudget(-1)}, "WithMinBudget: min"},
-		{"zero budget", []handlers.Opt{handlers.WithBudget(0)}, "WithBudget: d"},
-		{"negative attempts", []handlers.Opt{handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: -1})}, "WithRetry: MaxAttempts"},
-		{"max below base", []handlers.Opt{handlers.WithRetry(handlers.RetryPolicy{BaseDelay: time.Second, MaxDelay: time.Millisecond})}, "WithRetry: MaxDelay"},
-		{"negative ratio", []handlers.Opt{handlers.WithRetry(handlers.RetryPolicy{Budget: handlers.RetryBudget{Ratio: -0.1}})}, "Budget.Ratio"},
-		{"failure ratio above 1", []handlers.Opt{handlers.WithBreaker(handlers.BreakerPolicy{FailureRatio: 1.5})}, "WithBreaker: FailureRatio"},
-		{"failure ratio NaN", []handlers.Opt{handlers.WithBreaker(handlers.BreakerPolicy{FailureRatio: math.NaN()})}, "WithBreaker: FailureRatio"},
-		{"too many buckets", []handlers.Opt{handlers.WithBreaker(handlers.BreakerPolicy{Window: 5, Buckets: 10})}, "WithBreaker: Buckets"},
-		{"zero rate", []handlers.Opt{handlers.WithRateLimit(0, 1)}, "WithRateLimit: r"},
-		{"zero burst", []handlers.Opt{handlers.WithRateLimit(10, 0)}, "WithRateLimit: burst"},
-		{"two rate limits", []handlers.Opt{handlers.WithRateLimit(10, 1), handlers.WithGroupRateLimit(10, 1, func() int { return 1 })}, "conflicts with WithRateLimit"},
-		{"nil members", []handlers.Opt{handlers.WithGroupRateLimit(10, 1, nil)}, "WithGroupRateLimit: members"},
-		{"nil limiter", []handlers.Opt{handlers.WithLimiter(nil)}, "WithLimiter: l"},
-		{"zero timeout", []handlers.Opt{handlers.WithTimeout(0)}, "WithTimeout: d"},
-		{"chaos rate", []handlers.Opt{handlers.WithChaos(handlers.ChaosPolicy{ErrorRate: 2})}, "WithChaos: ErrorRate"},
-		{"useless hook", []handlers.Opt{handlers.WithHooks(42)}, "WithHooks: hooks[0] = int"},
+		{"empty name", []handlers.Opt{handlers.Name("")}, "Name", ""},
+		{"negative min budget", []handlers.Opt{handlers.MinBudget(-1)}, "MinBudget", ""},
+		{"zero budget", []handlers.Opt{handlers.Budget(0)}, "Budget", ""},
+		{"negative attempts", []handlers.Opt{handlers.Retry(handlers.RetryPolicy{MaxAttempts: -1})}, "Retry", "MaxAttempts"},
+		{"max below base", []handlers.Opt{handlers.Retry(handlers.RetryPolicy{BaseDelay: time.Second, MaxDelay: time.Millisecond})}, "Retry", "MaxDelay"},
+		{"negative ratio", []handlers.Opt{handlers.Retry(handlers.RetryPolicy{Budget: handlers.RetryBudget{Ratio: -0.1}})}, "Retry", "Budget.Ratio"},
+		{"failure ratio above 1", []handlers.Opt{handlers.Breaker(handlers.BreakerPolicy{FailureRatio: 1.5})}, "Breaker", "FailureRatio"},
+		{"failure ratio NaN", []handlers.Opt{handlers.Breaker(handlers.BreakerPolicy{FailureRatio: math.NaN()})}, "Breaker", "FailureRatio"},
+		{"too many buckets", []handlers.Opt{handlers.Breaker(handlers.BreakerPolicy{Window: 5, Buckets: 10})}, "Breaker", "Buckets"},
+		{"zero rate", []handlers.Opt{handlers.RateLimit(0, 1)}, "RateLimit", "r"},
+		{"zero burst", []handlers.Opt{handlers.RateLimit(10, 0)}, "RateLimit", "burst"},
+		{"zero group rate", []handlers.Opt{handlers.GroupRateLimit(0, 1, func() int { return 1 })}, "GroupRateLimit", "total"},
+		{"two rate limits", []handlers.Opt{handlers.RateLimit(10, 1), handlers.GroupRateLimit(10, 1, func() int { return 1 })}, "GroupRateLimit", ""},
+		{"nil members", []handlers.Opt{handlers.GroupRateLimit(10, 1, nil)}, "GroupRateLimit", "members"},
+		{"nil limiter", []handlers.Opt{handlers.Limiter(nil)}, "Limiter", ""},
+		{"zero timeout", []handlers.Opt{handlers.Timeout(0)}, "Timeout", ""},
+		{"chaos rate", []handlers.Opt{handlers.Chaos(handlers.ChaosPolicy{ErrorRate: 2})}, "Chaos", "ErrorRate"},
+		{"useless hook", []handlers.Opt{handlers.Hooks(42)}, "Hooks", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := handlers.Guard[msg](sink, tt.give...)
-			if !errors.Is(err, handlers.ErrConfig) || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("err = %v; want a config error mentioning %q", err, tt.want)
+			var ce *sluice.ConfigError
+			if !errors.Is(err, sluice.ErrConfig) || !errors.As(err, &ce) {
+				t.Fatalf("err = %v; want a *sluice.ConfigError", err)
+			}
+			if ce.Package != "handlers" || ce.Option != tt.option || ce.Field != tt.field {
+				t.Errorf("err = %v: package, option, field = %q, %q, %q; want handlers, %q, %q", err, ce.Package, ce.Option, ce.Field, tt.option, tt.field)
 			}
 		})
 	}
-	if _, err := handlers.Guard[msg](nil); !errors.Is(err, handlers.ErrConfig) {
+	if _, err := handlers.Guard[msg](nil); !errors.Is(err, sluice.ErrConfig) {
 		t.Errorf("nil sink: err = %v; want a config error", err)
+	}
+}
+
+// TestHooksRejectsAValueImplementingNoHook: the error names the option, the
+// value's type and the interfaces it could implement.
+func TestHooksRejectsAValueImplementingNoHook(t *testing.T) {
+	_, err := handlers.Guard(func(context.Context, msg) error { return nil }, handlers.Hooks(&recorder{}, 42))
+	want := "handlers: Hooks = int: hook 1 implements none of HookAttempt, HookRetry, HookBreakerState, HookRateWait, HookOutcome"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v; want %s", err, want)
 	}
 }
 
 func TestRecoverLogsStack(t *testing.T) {
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&buf, nil))
-	h := mustGuard(t, func(context.Context, msg) error { panic("kaboom") }, handlers.WithLogger(logger), handlers.WithName("orders-db"))
+	h := mustGuard(t, func(context.Context, msg) error { panic("kaboom") }, handlers.Logger(logger), handlers.Name("orders-db"))
 	err := h(context.Background(), msg{})
-	var fe *handlers.FailureError
-	var pe *handlers.PanicError
-	if !errors.As(err, &fe) || fe.Class != handlers.ClassPanic || !errors.As(err, &pe) || pe.Value != "kaboom" {
+	var fe *pipeline.FailureError
+	var pe *pipeline.PanicError
+	if !errors.As(err, &fe) || fe.Class != pipeline.ClassPanic || !errors.As(err, &pe) || pe.Value != "kaboom" {
 		t.Fatalf("err = %v; want a panic failure carrying the value", err)
 	}
-	if !errors.Is(err, handlers.ErrPanic) {
+	if !errors.Is(err, pipeline.ErrPanic) {
 		t.Error("errors.Is(err, ErrPanic) = false")
 	}
 	if strings.Contains(err.Error(), "goroutine") {
@@ -79,18 +96,14 @@ func TestChaosIsSeededAndCalibrated(t *testing.T) {
 	p := handlers.ChaosPolicy{LatencyRate: 0.5, Latency: 10 * time.Millisecond, ErrorRate: 0.2, PermanentRate: 0.1}
 	run := func(seed uint64) (trace []byte, transient, permanent, delayed int) {
 		clk := newFakeClock()
-		mw, err := handlers.Chaos[msg](p, handlers.WithClock(clk), handlers.WithSeed(seed))
-		if err != nil {
-			t.Fatal(err)
-		}
 		var calls atomic.Int64
-		h := mw(scripted(&calls))
+		h := mustGuard(t, scripted(&calls), handlers.Chaos(p), handlers.Clock(clk), handlers.Seed(seed))
 		for range 20000 {
 			before := clk.NumSleeps()
 			err := h(context.Background(), msg{})
 			c := byte('.')
 			switch {
-			case errors.Is(err, handlers.ErrPermanent):
+			case errors.Is(err, pipeline.ErrPermanent):
 				permanent++
 				c = 'P'
 			case errors.Is(err, handlers.ErrInjected):
@@ -122,30 +135,13 @@ func TestChaosIsSeededAndCalibrated(t *testing.T) {
 	}
 }
 
-func TestChainOrder(t *testing.T) {
-	var trace []string
-	mw := func(name string) handlers.Middleware[msg] {
-		return func(next handlers.Handler[msg]) handlers.Handler[msg] {
-			return func(ctx context.Context, m msg) error {
-				trace = append(trace, name)
-				return next(ctx, m)
-			}
-		}
-	}
-	h := handlers.Chain(func(context.Context, msg) error { trace = append(trace, "sink"); return nil }, mw("a"), mw("b"), mw("c"))
-	_ = h(context.Background(), msg{})
-	if got := strings.Join(trace, " "); got != "a b c sink" {
-		t.Errorf("order = %q; want a b c sink", got)
-	}
-}
-
 // TestHooksSeeEveryAttempt: the attempt, retry, rate-wait and outcome hooks
 // are told about a record that succeeds on its third attempt.
 func TestHooksSeeEveryAttempt(t *testing.T) {
 	rec := &recorder{}
 	var calls atomic.Int64
-	h := mustGuard(t, scripted(&calls, errFlaky, errFlaky), handlers.WithClock(newFakeClock()), handlers.WithHooks(rec),
-		handlers.WithRateLimit(1000, 1), handlers.WithRetry(handlers.RetryPolicy{}))
+	h := mustGuard(t, scripted(&calls, errFlaky, errFlaky), handlers.Clock(newFakeClock()), handlers.Hooks(rec),
+		handlers.RateLimit(1000, 1), handlers.Retry(handlers.RetryPolicy{}))
 	if err := h(context.Background(), msg{}); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +153,7 @@ func TestHooksSeeEveryAttempt(t *testing.T) {
 	}
 }
 
-// TestBudgetCapsTheRecordDeadline: WithBudget gives the sink at most its
+// TestBudgetCapsTheRecordDeadline: Budget gives the sink at most its
 // budget even when the record has more time.
 func TestBudgetCapsTheRecordDeadline(t *testing.T) {
 	clk := newFakeClock()
@@ -167,7 +163,7 @@ func TestBudgetCapsTheRecordDeadline(t *testing.T) {
 		got = dl.Sub(clk.Now())
 		return nil
 	}
-	h := mustGuard(t, sink, handlers.WithClock(clk), handlers.WithBudget(time.Second))
+	h := mustGuard(t, sink, handlers.Clock(clk), handlers.Budget(time.Second))
 	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(time.Hour))
 	defer cancel()
 	_ = h(ctx, msg{})

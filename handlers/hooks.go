@@ -14,7 +14,7 @@ import (
 //
 // Hooks are called synchronously on the sink's goroutine (the breaker hook
 // under the breaker's lock): they must be fast, must not block and must not
-// call back into the chain. Every hook receives the sink's name (WithName),
+// call back into the chain. Every hook receives the sink's name (Name),
 // so one value can observe many sinks.
 type Hook any
 
@@ -94,7 +94,7 @@ func newHooks(hs []Hook) (hooks, error) {
 			n++
 		}
 		if n == 0 {
-			return hooks{}, &ConfigError{Option: "WithHooks", Field: fmt.Sprintf("hooks[%d]", i), Value: fmt.Sprintf("%T", x), Reason: "implements no Hook interface"}
+			return hooks{}, configErr("Hooks", "", fmt.Sprintf("%T", x), fmt.Sprintf("hook %d implements none of HookAttempt, HookRetry, HookBreakerState, HookRateWait, HookOutcome", i))
 		}
 	}
 	return h, nil

@@ -9,20 +9,6 @@ import (
 	"github.com/sluice-go/sluice/internal/deadline"
 )
 
-// Limit returns the concurrency guard alone: every call acquires a slot of l
-// and releases it with the latency of the layers inside (the sink alone in
-// Guard) and its outcome (see WithLimiter). Shared options used: clock,
-// classifier, minimum budget. A slot acquired too late, with less than the
-// minimum budget left, is released unused and the guard returns an error
-// matching ErrDeadline.
-func Limit[M any](l backpressure.Limiter, opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(append(opts[:len(opts):len(opts)], WithLimiter(l)))
-	if err != nil {
-		return nil, err
-	}
-	return middleware(limitLayer[M](c, l)), nil
-}
-
 // The limiters of package backpressure offer these, and the guard uses
 // them when a Limiter has them: TryAcquire admits without a clock read
 // when a slot is free (the attempt's time is the call's start), ReleaseAt
@@ -103,18 +89,6 @@ func outcome(ctx context.Context, classify Classifier, err error) backpressure.O
 		return backpressure.Overload
 	}
 	return backpressure.Ignore
-}
-
-// Timeout returns the per-attempt timeout guard alone: each call gets at most
-// d, or the time left before its deadline if that is shorter. Shared options
-// used: clock, minimum budget. A call with less than the minimum budget left
-// is not started; the guard returns an error matching ErrDeadline.
-func Timeout[M any](d time.Duration, opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(append(opts[:len(opts):len(opts)], WithTimeout(d)))
-	if err != nil {
-		return nil, err
-	}
-	return middleware(timeoutLayer[M](c, d)), nil
 }
 
 func timeoutLayer[M any](c *cfg, d time.Duration) layer[M] {

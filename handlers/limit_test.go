@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 // TestLimiterOutcomes: the limiter sees every attempt with the sink's own
@@ -33,7 +34,7 @@ func TestLimiterOutcomes(t *testing.T) {
 		{"http 500", &handlers.HTTPError{Status: http.StatusInternalServerError}, backpressure.Ignore},
 		{"http 400", &handlers.HTTPError{Status: http.StatusBadRequest}, backpressure.Ignore},
 		{"plain error", errFlaky, backpressure.Ignore},
-		{"permanent", handlers.Permanent(errFlaky), backpressure.Ignore},
+		{"permanent", pipeline.Permanent(errFlaky), backpressure.Ignore},
 		{"panic", errPanic, backpressure.Ignore},
 	}
 	for _, tt := range tests {
@@ -47,8 +48,8 @@ func TestLimiterOutcomes(t *testing.T) {
 				}
 				return tt.give
 			}
-			h := mustGuard(t, sink, handlers.WithClock(clk), handlers.WithLimiter(lim),
-				handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Second, MaxDelay: time.Second}))
+			h := mustGuard(t, sink, handlers.Clock(clk), handlers.Limiter(lim),
+				handlers.Retry(handlers.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Second, MaxDelay: time.Second}))
 			_ = h(context.Background(), msg{})
 			rs := lim.Releases()
 			if len(rs) == 0 {
@@ -72,7 +73,7 @@ func TestLimiterCancelledIsIgnored(t *testing.T) {
 	lim := newFixedLimiter(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	sink := func(ctx context.Context, m msg) error { cancel(); return ctx.Err() }
-	h := mustGuard(t, sink, handlers.WithLimiter(lim))
+	h := mustGuard(t, sink, handlers.Limiter(lim))
 	if err := h(ctx, msg{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v; want context.Canceled", err)
 	}
@@ -93,7 +94,7 @@ func TestLimiterWaitRespectsDeadline(t *testing.T) {
 			}
 			return nil
 		}
-		h := mustGuard(t, sink, handlers.WithLimiter(lim), handlers.WithMinBudget(50*time.Millisecond))
+		h := mustGuard(t, sink, handlers.Limiter(lim), handlers.MinBudget(50*time.Millisecond))
 		done := make(chan error)
 		go func() { done <- h(context.Background(), msg{id: 1}) }()
 		synctest.Wait() // record 1 holds the only slot
@@ -105,8 +106,8 @@ func TestLimiterWaitRespectsDeadline(t *testing.T) {
 			close(release)
 		}()
 		err := h(ctx, msg{id: 2})
-		var fe *handlers.FailureError
-		if !errors.As(err, &fe) || fe.Class != handlers.ClassDeadline || fe.Attempts != 0 {
+		var fe *pipeline.FailureError
+		if !errors.As(err, &fe) || fe.Class != pipeline.ClassDeadline || fe.Attempts != 0 {
 			t.Errorf("err = %v; want class deadline after 0 attempts", err)
 		}
 		if err := <-done; err != nil {
@@ -145,8 +146,8 @@ func TestTimeoutCappedByBudget(t *testing.T) {
 					<-ctx.Done()
 					return ctx.Err()
 				}
-				h := mustGuard(t, sink, handlers.WithTimeout(tt.timeout),
-					handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond}))
+				h := mustGuard(t, sink, handlers.Timeout(tt.timeout),
+					handlers.Retry(handlers.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond}))
 				ctx := context.Background()
 				if tt.deadline > 0 {
 					var cancel context.CancelFunc
@@ -192,12 +193,12 @@ func TestGuardReadsTheClockTwicePerAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := func(context.Context, msg) error { clk.Advance(time.Millisecond); return nil }
-	h := mustGuard(t, sink, handlers.WithClock(clk),
-		handlers.WithBudget(time.Minute),
-		handlers.WithRetry(handlers.RetryPolicy{}),
-		handlers.WithRateLimit(rate.Inf, 1),
-		handlers.WithLimiter(lim),
-		handlers.WithTimeout(time.Second))
+	h := mustGuard(t, sink, handlers.Clock(clk),
+		handlers.Budget(time.Minute),
+		handlers.Retry(handlers.RetryPolicy{}),
+		handlers.RateLimit(rate.Inf, 1),
+		handlers.Limiter(lim),
+		handlers.Timeout(time.Second))
 	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(time.Hour))
 	defer cancel()
 	const calls = 100

@@ -12,8 +12,10 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -25,7 +27,10 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // context deadline set in fake time never fires while a test runs.
 var epoch = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// fakeClock is a handlers.Clock whose Sleep advances time at once.
+// fakeClock is a sluice.Clock whose timers fire at once: NewTimer(d)
+// advances the time by d and returns a timer that has fired, so a guard's
+// wait (a backoff, a rate-limit wait, chaos latency) takes no real time.
+// The waits are recorded.
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -45,18 +50,25 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+func (c *fakeClock) NewTimer(d time.Duration) sluice.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sleeps = append(c.sleeps, sleep{at: c.now, d: d})
 	if d > 0 {
 		c.now = c.now.Add(d)
 	}
-	return nil
+	t := firedTimer{make(chan time.Time, 1)}
+	t.ch <- c.now
+	return t
 }
+
+// firedTimer is a timer that has fired.
+type firedTimer struct{ ch chan time.Time }
+
+func (t firedTimer) C() <-chan time.Time { return t.ch }
+func (t firedTimer) Stop() bool          { return false }
+
+var _ sluice.Clock = (*fakeClock)(nil)
 
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
@@ -195,14 +207,14 @@ func (r *recorder) Outcomes() []outcome {
 	return append([]outcome(nil), r.outcomes...)
 }
 
-// mustGuard builds a guarded handler or fails t.
-func mustGuard[M any](t testing.TB, sink handlers.Handler[M], opts ...handlers.Opt) handlers.Handler[M] {
+// mustGuard builds a guarded sink or fails t.
+func mustGuard[M any](t testing.TB, sink func(context.Context, M) error, opts ...handlers.Opt) handlers.Guarded[M] {
 	t.Helper()
-	h, err := handlers.Guard(sink, append([]handlers.Opt{handlers.WithLogger(quiet)}, opts...)...)
+	h, err := handlers.Guard(sink, append([]handlers.Opt{handlers.Logger(quiet)}, opts...)...)
 	if err != nil {
 		t.Fatalf("Guard: %v", err)
 	}
 	return h
 }
 
-func asFailure(err error, fe **handlers.FailureError) bool { return errors.As(err, fe) }
+func asFailure(err error, fe **pipeline.FailureError) bool { return errors.As(err, fe) }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/sluice-go/sluice"
 )
 
 type ratePolicy struct {
@@ -15,39 +17,17 @@ type ratePolicy struct {
 	members func() int // nil: a per-member rate
 }
 
-// RateLimit returns the rate-limit guard alone: at most r attempts a second
-// with bursts of burst, waiting (never rejecting). Shared options used: name,
-// clock, hooks, minimum budget. An attempt whose wait would leave less than
-// the minimum budget before its deadline is not started; the guard returns
-// an error matching ErrDeadline and gives its reservation back.
-func RateLimit[M any](r rate.Limit, burst int, opts ...Opt) (Middleware[M], error) {
-	return newRateMW[M](ratePolicy{option: "RateLimit", limit: r, burst: burst}, opts)
-}
-
-// GroupRateLimit is RateLimit for a whole consumer group: total per second
-// divided by members() (see WithGroupRateLimit).
-func GroupRateLimit[M any](total rate.Limit, burst int, members func() int, opts ...Opt) (Middleware[M], error) {
-	if members == nil {
-		return nil, fieldErr("GroupRateLimit", "members", "nil", "must not be nil")
+// limitName is the name of the rate's argument, for errors.
+func (p ratePolicy) limitName() string {
+	if p.members != nil {
+		return "total"
 	}
-	return newRateMW[M](ratePolicy{option: "GroupRateLimit", limit: total, burst: burst, members: members}, opts)
-}
-
-func newRateMW[M any](p ratePolicy, opts []Opt) (Middleware[M], error) {
-	c, err := newCfg(opts)
-	if err != nil {
-		return nil, err
-	}
-	rl, err := newRateLimiter(c, p)
-	if err != nil {
-		return nil, err
-	}
-	return middleware(rateLayer[M](rl)), nil
+	return "r"
 }
 
 type rateLimiter struct {
 	name    string
-	clock   Clock
+	clock   sluice.Clock
 	hooks   *hooks
 	min     time.Duration
 	lim     *rate.Limiter
@@ -60,9 +40,9 @@ type rateLimiter struct {
 func newRateLimiter(c *cfg, p ratePolicy) (*rateLimiter, error) {
 	switch {
 	case p.limit <= 0:
-		return nil, fieldErr(p.option, "r", p.limit, "must be positive")
+		return nil, configErr(p.option, p.limitName(), p.limit, "must be positive")
 	case p.burst < 1:
-		return nil, fieldErr(p.option, "burst", p.burst, "must be at least 1")
+		return nil, configErr(p.option, "burst", p.burst, "must be at least 1")
 	}
 	rl := &rateLimiter{
 		name: c.name, clock: c.clock, hooks: &c.hooks, min: c.minBudget,
@@ -103,7 +83,7 @@ func (rl *rateLimiter) wait(ctx context.Context, at attempt) (time.Time, error) 
 		r.CancelAt(now)
 		return now, errNoBudget
 	}
-	if err := rl.clock.Sleep(ctx, d); err != nil {
+	if err := sleep(ctx, rl.clock, d); err != nil {
 		r.CancelAt(rl.clock.Now())
 		return now, waitErr(err)
 	}

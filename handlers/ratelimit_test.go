@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 // TestRateLimitHoldsOverRetries: the rate limit paces every attempt, retries
@@ -40,8 +41,8 @@ func TestRateLimitHoldsOverRetries(t *testing.T) {
 				}
 				return nil
 			}
-			h := mustGuard(t, sink, handlers.WithClock(clk), handlers.WithHooks(rec), handlers.WithRateLimit(tt.limit, tt.burst),
-				handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: tt.fails + 1, BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond,
+			h := mustGuard(t, sink, handlers.Clock(clk), handlers.Hooks(rec), handlers.RateLimit(tt.limit, tt.burst),
+				handlers.Retry(handlers.RetryPolicy{MaxAttempts: tt.fails + 1, BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond,
 					Budget: handlers.RetryBudget{Unlimited: true}}))
 			const records = 200
 			for range records {
@@ -89,7 +90,7 @@ func TestRateLimitConcurrent(t *testing.T) {
 			mu.Unlock()
 			return nil
 		}
-		h := mustGuard(t, sink, handlers.WithRateLimit(50, 5))
+		h := mustGuard(t, sink, handlers.RateLimit(50, 5))
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 		defer cancel()
 		var wg sync.WaitGroup
@@ -116,7 +117,7 @@ func TestGroupRateLimitDividesByMembers(t *testing.T) {
 	members.Store(4)
 	var starts []time.Time
 	sink := func(context.Context, msg) error { starts = append(starts, clk.Now()); return nil }
-	h := mustGuard(t, sink, handlers.WithClock(clk), handlers.WithGroupRateLimit(100, 8, func() int { return int(members.Load()) }))
+	h := mustGuard(t, sink, handlers.Clock(clk), handlers.GroupRateLimit(100, 8, func() int { return int(members.Load()) }))
 	run := func(d time.Duration) (n int) {
 		before, end := len(starts), clk.Now().Add(d)
 		for clk.Now().Before(end) {
@@ -147,15 +148,15 @@ func TestGroupRateLimitDividesByMembers(t *testing.T) {
 func TestRateLimitWaitRespectsDeadline(t *testing.T) {
 	clk := newFakeClock()
 	var calls atomic.Int64
-	h := mustGuard(t, scripted(&calls), handlers.WithClock(clk), handlers.WithRateLimit(1, 1))
+	h := mustGuard(t, scripted(&calls), handlers.Clock(clk), handlers.RateLimit(1, 1))
 	if err := h(context.Background(), msg{}); err != nil { // takes the only token
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(500*time.Millisecond))
 	defer cancel()
 	err := h(ctx, msg{})
-	var fe *handlers.FailureError
-	if !asFailure(err, &fe) || fe.Class != handlers.ClassDeadline || fe.Attempts != 0 {
+	var fe *pipeline.FailureError
+	if !asFailure(err, &fe) || fe.Class != pipeline.ClassDeadline || fe.Attempts != 0 {
 		t.Fatalf("err = %v; want class deadline after 0 attempts", err)
 	}
 	if len(clk.Sleeps()) != 0 {

@@ -4,21 +4,14 @@ import (
 	"context"
 	"runtime/debug"
 	"time"
+
+	"github.com/sluice-go/sluice/pipeline"
 )
 
-// Recover returns the panic-recovery guard alone: a panic in the layers
-// inside becomes a *FailureError of class panic wrapping a *PanicError, and
-// is logged at error level with its stack. It also reports HookAttempt.
-// Shared options used: name, logger, clock, hooks. Guard puts it innermost,
-// around the user's sink.
-func Recover[M any](opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(opts)
-	if err != nil {
-		return nil, err
-	}
-	return middleware(recoverLayer[M](c)), nil
-}
-
+// recoverLayer is the innermost guard but chaos: a panic in the layers
+// inside becomes a *pipeline.PanicError (the retry layer gives the record up
+// with class panic), logged at error level with its stack. It also reports
+// HookAttempt.
 func recoverLayer[M any](c *cfg) layer[M] {
 	name, logger, clock, hooks := c.name, c.logger, c.clock, &c.hooks
 	return func(next step[M]) step[M] {
@@ -33,7 +26,7 @@ func recoverLayer[M any](c *cfg) layer[M] {
 					stack := debug.Stack()
 					logger.ErrorContext(ctx, "sink panicked", "sink", name, "panic", v, "stack", string(stack))
 					end = clock.Now()
-					err = &FailureError{Class: ClassPanic, Attempts: 1, First: end, Last: end, Err: &PanicError{Value: v, Stack: stack}}
+					err = &pipeline.PanicError{Value: v, Stack: stack, At: end}
 				}
 				if hooked {
 					end = orNow(clock, end)

@@ -8,7 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/internal/deadline"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 // RetryPolicy configures retries of transient errors. Zero fields take their
@@ -65,34 +67,19 @@ const (
 	DefaultBudgetFloor = 10.0
 )
 
-// Retry returns the retry layer alone, configured by p and the shared
-// options (name, clock, classifier, hooks, seed, minimum budget). It is also
-// the layer that turns give-ups into *FailureError and reports HookOutcome.
-func Retry[M any](p RetryPolicy, opts ...Opt) (Middleware[M], error) {
-	c, err := newCfg(opts)
-	if err != nil {
-		return nil, err
-	}
-	r, err := newRetrier(c, &p)
-	if err != nil {
-		return nil, err
-	}
-	return func(next Handler[M]) Handler[M] { return retry(r, sinkStep(next), false) }, nil
-}
-
 type retrier struct {
 	name     string
-	clock    Clock
+	clock    sluice.Clock
 	classify Classifier
 	hooks    *hooks
 	min      time.Duration
-	enabled  bool // false: one attempt, transient errors give up as ClassError
+	enabled  bool // false: one attempt, transient errors give up as pipeline.ClassError
 	max      int
 	base     time.Duration
 	cap      time.Duration
 	budget   *retryBudget // nil: unlimited
 	health   health       // the sink's breaker, if the chain has one
-	// within is Guard's WithBudget, applied here so that the deadline it
+	// within is Guard's Budget, applied here so that the deadline it
 	// sets costs no clock read of its own; 0: none. passBudget: a timeout
 	// layer follows, and the deadline goes down in the attempt instead of
 	// a context of its own.
@@ -130,20 +117,20 @@ func newRetrier(c *cfg, p *RetryPolicy) (*retrier, error) {
 		return r, nil
 	}
 	q := *p
-	const opt = "WithRetry"
+	const opt = "Retry"
 	switch {
 	case q.MaxAttempts < 0:
-		return nil, fieldErr(opt, "MaxAttempts", q.MaxAttempts, "must not be negative")
+		return nil, configErr(opt, "MaxAttempts", q.MaxAttempts, "must not be negative")
 	case q.BaseDelay < 0:
-		return nil, fieldErr(opt, "BaseDelay", q.BaseDelay, "must not be negative")
+		return nil, configErr(opt, "BaseDelay", q.BaseDelay, "must not be negative")
 	case q.MaxDelay < 0:
-		return nil, fieldErr(opt, "MaxDelay", q.MaxDelay, "must not be negative")
+		return nil, configErr(opt, "MaxDelay", q.MaxDelay, "must not be negative")
 	case q.Budget.Ratio < 0:
-		return nil, fieldErr(opt, "Budget.Ratio", q.Budget.Ratio, "must not be negative")
+		return nil, configErr(opt, "Budget.Ratio", q.Budget.Ratio, "must not be negative")
 	case q.Budget.PerSecond < 0:
-		return nil, fieldErr(opt, "Budget.PerSecond", q.Budget.PerSecond, "must not be negative")
+		return nil, configErr(opt, "Budget.PerSecond", q.Budget.PerSecond, "must not be negative")
 	case q.Budget.Burst < 0:
-		return nil, fieldErr(opt, "Budget.Burst", q.Budget.Burst, "must not be negative")
+		return nil, configErr(opt, "Budget.Burst", q.Budget.Burst, "must not be negative")
 	}
 	if q.MaxAttempts == 0 {
 		q.MaxAttempts = DefaultMaxAttempts
@@ -155,7 +142,7 @@ func newRetrier(c *cfg, p *RetryPolicy) (*retrier, error) {
 		q.MaxDelay = max(DefaultMaxDelay, q.BaseDelay)
 	}
 	if q.MaxDelay < q.BaseDelay {
-		return nil, fieldErr(opt, "MaxDelay", q.MaxDelay, "must not be below BaseDelay "+q.BaseDelay.String())
+		return nil, configErr(opt, "MaxDelay", q.MaxDelay, "must not be below BaseDelay "+q.BaseDelay.String())
 	}
 	r.enabled, r.max, r.base, r.cap = true, q.MaxAttempts, q.BaseDelay, q.MaxDelay
 	if !q.Budget.Unlimited {
@@ -189,7 +176,7 @@ func (r *retrier) backoff(n int) time.Duration {
 // retry is the retry layer around next, the layers below it. needNow: a
 // layer below uses the time, so it is read at the start of every attempt
 // and passed down.
-func retry[M any](r *retrier, next step[M], needNow bool) Handler[M] {
+func retry[M any](r *retrier, next step[M], needNow bool) Guarded[M] {
 	return func(ctx context.Context, m M) error {
 		if r.budget != nil {
 			r.budget.deposit()
@@ -223,7 +210,7 @@ func retry[M any](r *retrier, next step[M], needNow bool) Handler[M] {
 		}
 		for {
 			if hasDeadline && now.Add(r.min).After(dl) {
-				return r.give(ClassDeadline, &t, start, now)
+				return r.give(pipeline.ClassDeadline, &t, start, now)
 			}
 			at.now = now
 			end, err := next(ctx, m, at)
@@ -237,7 +224,7 @@ func retry[M any](r *retrier, next step[M], needNow bool) Handler[M] {
 				return err
 			}
 			if errors.Is(err, errNoBudget) {
-				return r.give(ClassDeadline, &t, start, now)
+				return r.give(pipeline.ClassDeadline, &t, start, now)
 			}
 			t.failed(err, now)
 			if r.health != nil {
@@ -248,7 +235,7 @@ func retry[M any](r *retrier, next step[M], needNow bool) Handler[M] {
 				}
 			}
 			if ctx.Err() != nil || hasDeadline && !now.Before(dl) {
-				return r.give(ClassDeadline, &t, start, now)
+				return r.give(pipeline.ClassDeadline, &t, start, now)
 			}
 			v := verdict(r.classify, err)
 			if v.Permanent {
@@ -256,9 +243,9 @@ func retry[M any](r *retrier, next step[M], needNow bool) Handler[M] {
 			}
 			exhausted := t.attempts-t.spent >= r.max
 			if exhausted && !r.inOutage(&t) {
-				class := ClassExhausted
+				class := pipeline.ClassExhausted
 				if !r.enabled {
-					class = ClassError
+					class = pipeline.ClassError
 				}
 				return r.give(class, &t, start, now)
 			}
@@ -267,10 +254,10 @@ func retry[M any](r *retrier, next step[M], needNow bool) Handler[M] {
 				delay = r.backoff(t.attempts)
 			}
 			if hasDeadline && now.Add(r.min+delay).After(dl) {
-				return r.give(ClassDeadline, &t, start, now)
+				return r.give(pipeline.ClassDeadline, &t, start, now)
 			}
 			if !exhausted && r.budget != nil && !r.budget.withdraw(now) && !r.inOutage(&t) {
-				return r.give(ClassBudget, &t, start, now)
+				return r.give(pipeline.ClassBudget, &t, start, now)
 			}
 			for _, h := range r.hooks.retry {
 				h.OnRetry(r.name, t.attempts, delay, err)
@@ -278,13 +265,13 @@ func retry[M any](r *retrier, next step[M], needNow bool) Handler[M] {
 			if r.health != nil {
 				t.prev = r.health.mark() // the next backoff's start
 			}
-			if err := r.clock.Sleep(ctx, delay); err != nil {
+			if err := sleep(ctx, r.clock, delay); err != nil {
 				now = r.clock.Now()
 				if errors.Is(err, context.Canceled) {
 					r.report(OutcomeCanceled, t.attempts, start)
 					return err
 				}
-				return r.give(ClassDeadline, &t, start, now)
+				return r.give(pipeline.ClassDeadline, &t, start, now)
 			}
 			now = r.clock.Now()
 		}
@@ -338,15 +325,15 @@ func (t *tally) failed(err error, now time.Time) {
 func (r *retrier) give(class string, t *tally, start, now time.Time) error {
 	r.report(class, t.attempts, start)
 	cause := t.err
-	if fe, ok := cause.(*FailureError); ok && fe.Class == class {
+	if fe, ok := cause.(*pipeline.FailureError); ok && fe.Class == class {
 		cause = fe.Err // an inner guard's verdict (a recovered panic): say it once
 	}
-	e := &FailureError{Class: class, Attempts: t.attempts, First: t.first, Last: t.last, Err: cause}
+	e := &pipeline.FailureError{Class: class, Attempts: t.attempts, First: t.first, Last: t.last, Err: cause}
 	if t.attempts == 0 {
 		e.First, e.Last = now, now
 	}
 	if e.Err == nil {
-		e.Err = ErrDeadline
+		e.Err = pipeline.ErrDeadline
 	}
 	return e
 }

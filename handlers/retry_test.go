@@ -12,19 +12,14 @@ import (
 	"time"
 
 	"github.com/sluice-go/sluice/handlers"
+	"github.com/sluice-go/sluice/pipeline"
 )
 
 var errFlaky = errors.New("flaky")
 
-// decodeError is a sink error carrying its own failure class.
-type decodeError struct{}
-
-func (decodeError) Error() string        { return "bad bytes" }
-func (decodeError) FailureClass() string { return handlers.ClassDecode }
-
 // scripted returns a sink that returns errs[i] on its i-th call (nil past
 // the end; a panic for errPanic) and counts its calls.
-func scripted(calls *atomic.Int64, errs ...error) handlers.Handler[msg] {
+func scripted(calls *atomic.Int64, errs ...error) func(context.Context, msg) error {
 	return func(context.Context, msg) error {
 		i := calls.Add(1) - 1
 		if int(i) >= len(errs) {
@@ -48,7 +43,7 @@ func repeat(err error, n int) []error {
 }
 
 func TestRetryClassifies(t *testing.T) {
-	retry := handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
+	retry := handlers.Retry(handlers.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
 	tests := []struct {
 		name      string
 		give      []error
@@ -58,25 +53,25 @@ func TestRetryClassifies(t *testing.T) {
 	}{
 		{"ok", nil, []handlers.Opt{retry}, "", 1},
 		{"transient then ok", repeat(errFlaky, 2), []handlers.Opt{retry}, "", 3},
-		{"always transient", repeat(errFlaky, 10), []handlers.Opt{retry}, handlers.ClassExhausted, 3},
-		{"permanent", []error{handlers.Permanent(errFlaky)}, []handlers.Opt{retry}, handlers.ClassPermanent, 1},
-		{"http 400", []error{&handlers.HTTPError{Status: http.StatusBadRequest}}, []handlers.Opt{retry}, handlers.ClassPermanent, 1},
-		{"http 503", repeat(&handlers.HTTPError{Status: http.StatusServiceUnavailable}, 10), []handlers.Opt{retry}, handlers.ClassExhausted, 3},
-		{"panic", []error{errPanic}, []handlers.Opt{retry}, handlers.ClassPanic, 1},
-		{"decode failure kept", []error{fmt.Errorf("sink: %w", decodeError{})}, []handlers.Opt{retry}, handlers.ClassDecode, 1},
-		{"no retry transient", []error{errFlaky}, nil, handlers.ClassError, 1},
-		{"no retry permanent", []error{handlers.Permanent(errFlaky)}, nil, handlers.ClassPermanent, 1},
-		{"custom classifier", []error{errFlaky}, []handlers.Opt{retry, handlers.WithClassifier(func(error) handlers.Verdict {
+		{"always transient", repeat(errFlaky, 10), []handlers.Opt{retry}, pipeline.ClassExhausted, 3},
+		{"permanent", []error{pipeline.Permanent(errFlaky)}, []handlers.Opt{retry}, pipeline.ClassPermanent, 1},
+		{"http 400", []error{&handlers.HTTPError{Status: http.StatusBadRequest}}, []handlers.Opt{retry}, pipeline.ClassPermanent, 1},
+		{"http 503", repeat(&handlers.HTTPError{Status: http.StatusServiceUnavailable}, 10), []handlers.Opt{retry}, pipeline.ClassExhausted, 3},
+		{"panic", []error{errPanic}, []handlers.Opt{retry}, pipeline.ClassPanic, 1},
+		{"decode failure kept", []error{fmt.Errorf("sink: %w", &pipeline.DecodeError{Err: errors.New("bad bytes")})}, []handlers.Opt{retry}, pipeline.ClassDecode, 1},
+		{"no retry transient", []error{errFlaky}, nil, pipeline.ClassError, 1},
+		{"no retry permanent", []error{pipeline.Permanent(errFlaky)}, nil, pipeline.ClassPermanent, 1},
+		{"custom classifier", []error{errFlaky}, []handlers.Opt{retry, handlers.Classify(func(error) handlers.Verdict {
 			return handlers.Verdict{Permanent: true}
-		})}, handlers.ClassPermanent, 1},
-		{"classifier cannot unmark permanent", []error{handlers.Permanent(errFlaky)}, []handlers.Opt{retry, handlers.WithClassifier(func(error) handlers.Verdict {
+		})}, pipeline.ClassPermanent, 1},
+		{"classifier cannot unmark permanent", []error{pipeline.Permanent(errFlaky)}, []handlers.Opt{retry, handlers.Classify(func(error) handlers.Verdict {
 			return handlers.Verdict{}
-		})}, handlers.ClassPermanent, 1},
+		})}, pipeline.ClassPermanent, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls atomic.Int64
-			h := mustGuard(t, scripted(&calls, tt.give...), append(tt.opts, handlers.WithClock(newFakeClock()))...)
+			h := mustGuard(t, scripted(&calls, tt.give...), append(tt.opts, handlers.Clock(newFakeClock()))...)
 			err := h(context.Background(), msg{})
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("sink calls = %d; want %d", got, tt.wantCalls)
@@ -87,7 +82,7 @@ func TestRetryClassifies(t *testing.T) {
 				}
 				return
 			}
-			var fe *handlers.FailureError
+			var fe *pipeline.FailureError
 			if !errors.As(err, &fe) {
 				t.Fatalf("err = %v (%T); want *FailureError", err, err)
 			}
@@ -106,11 +101,11 @@ func TestRetryFailureTimes(t *testing.T) {
 		clk.Advance(time.Second) // the sink takes a second
 		return errFlaky
 	}
-	h := mustGuard(t, sink, handlers.WithClock(clk), handlers.WithRetry(handlers.RetryPolicy{
+	h := mustGuard(t, sink, handlers.Clock(clk), handlers.Retry(handlers.RetryPolicy{
 		MaxAttempts: 3, BaseDelay: time.Minute, MaxDelay: time.Minute, Budget: handlers.RetryBudget{Unlimited: true},
 	}))
 	err := h(context.Background(), msg{})
-	var fe *handlers.FailureError
+	var fe *pipeline.FailureError
 	if !errors.As(err, &fe) {
 		t.Fatalf("err = %v; want *FailureError", err)
 	}
@@ -137,15 +132,15 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	}{
 		{"hint longer than MaxDelay", 0, 30 * time.Second, []time.Duration{30 * time.Second}, ""},
 		{"hint fits the deadline", time.Minute, 30 * time.Second, []time.Duration{30 * time.Second}, ""},
-		{"hint would overrun", 10 * time.Second, 30 * time.Second, nil, handlers.ClassDeadline},
-		{"hint would leave under the minimum", 30*time.Second + 5*time.Millisecond, 30 * time.Second, nil, handlers.ClassDeadline},
+		{"hint would overrun", 10 * time.Second, 30 * time.Second, nil, pipeline.ClassDeadline},
+		{"hint would leave under the minimum", 30*time.Second + 5*time.Millisecond, 30 * time.Second, nil, pipeline.ClassDeadline},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock()
 			var calls atomic.Int64
-			h := mustGuard(t, scripted(&calls, handlers.RetryAfter(errFlaky, tt.hint)), handlers.WithClock(clk),
-				handlers.WithRetry(handlers.RetryPolicy{MaxDelay: time.Second}))
+			h := mustGuard(t, scripted(&calls, handlers.RetryAfter(errFlaky, tt.hint)), handlers.Clock(clk),
+				handlers.Retry(handlers.RetryPolicy{MaxDelay: time.Second}))
 			ctx := context.Background()
 			if tt.deadline > 0 {
 				var cancel context.CancelFunc
@@ -160,7 +155,7 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(tt.wantSleep) {
 				t.Errorf("sleeps = %v; want %v", got, tt.wantSleep)
 			}
-			var fe *handlers.FailureError
+			var fe *pipeline.FailureError
 			switch {
 			case tt.wantClass == "" && err != nil:
 				t.Errorf("err = %v; want nil", err)
@@ -182,7 +177,7 @@ func TestRetryCancellationIsNotAFailure(t *testing.T) {
 		cancel()
 		return sinkErr
 	}
-	h := mustGuard(t, sink, handlers.WithClock(newFakeClock()), handlers.WithHooks(rec), handlers.WithRetry(handlers.RetryPolicy{}))
+	h := mustGuard(t, sink, handlers.Clock(newFakeClock()), handlers.Hooks(rec), handlers.Retry(handlers.RetryPolicy{}))
 	err := h(ctx, msg{})
 	if err != sinkErr {
 		t.Fatalf("err = %v (%T); want the sink's error as is", err, err)
@@ -217,7 +212,7 @@ func TestRetryBudgetCapsAmplification(t *testing.T) {
 			clk := newFakeClock()
 			var attempts atomic.Int64
 			sink := func(context.Context, msg) error { attempts.Add(1); return errFlaky }
-			h := mustGuard(t, sink, handlers.WithClock(clk), handlers.WithSeed(1), handlers.WithRetry(handlers.RetryPolicy{
+			h := mustGuard(t, sink, handlers.Clock(clk), handlers.Seed(1), handlers.Retry(handlers.RetryPolicy{
 				MaxAttempts: 10, BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond, Budget: tt.budget,
 			}))
 			start := clk.Now()
@@ -229,7 +224,7 @@ func TestRetryBudgetCapsAmplification(t *testing.T) {
 					defer func() { done <- struct{}{} }()
 					for range work {
 						err := h(context.Background(), msg{})
-						if errors.Is(err, handlers.ErrBudget) {
+						if errors.Is(err, pipeline.ErrBudget) {
 							budgetGiveUps.Add(1)
 						}
 					}
@@ -299,8 +294,8 @@ func TestRetryNeverOverrunsDeadline(t *testing.T) {
 			}
 			return errFlaky
 		}
-		h := mustGuard(t, sink, handlers.WithClock(clk), handlers.WithMinBudget(minBudget), handlers.WithSeed(uint64(i)),
-			handlers.WithRetry(handlers.RetryPolicy{
+		h := mustGuard(t, sink, handlers.Clock(clk), handlers.MinBudget(minBudget), handlers.Seed(uint64(i)),
+			handlers.Retry(handlers.RetryPolicy{
 				MaxAttempts: 1 + rng.IntN(20),
 				BaseDelay:   time.Duration(1+rng.IntN(200)) * time.Millisecond,
 				MaxDelay:    time.Duration(200+rng.IntN(2000)) * time.Millisecond,
@@ -322,8 +317,8 @@ func TestRetryNeverOverrunsDeadline(t *testing.T) {
 		if clk.Now().After(deadline) {
 			t.Fatalf("case %d: returned %v after the deadline", i, clk.Now().Sub(deadline))
 		}
-		var fe *handlers.FailureError
-		if !errors.As(err, &fe) || (fe.Class != handlers.ClassDeadline && fe.Class != handlers.ClassExhausted) {
+		var fe *pipeline.FailureError
+		if !errors.As(err, &fe) || (fe.Class != pipeline.ClassDeadline && fe.Class != pipeline.ClassExhausted) {
 			t.Fatalf("case %d: err = %v; want class deadline or exhausted", i, err)
 		}
 		if fe.Attempts != len(starts) {
@@ -336,10 +331,10 @@ func TestRetryNeverOverrunsDeadline(t *testing.T) {
 // whose dead-letter text read "panic after 1 attempt: panic after 1
 // attempt: ..." (the retry layer wrapped the recovery guard's verdict).
 func TestPanicErrorSaysItOnce(t *testing.T) {
-	h := mustGuard(t, func(context.Context, msg) error { panic("boom") }, handlers.WithRetry(handlers.RetryPolicy{}))
+	h := mustGuard(t, func(context.Context, msg) error { panic("boom") }, handlers.Retry(handlers.RetryPolicy{}))
 	err := h(context.Background(), msg{})
-	var fe *handlers.FailureError
-	if !errors.As(err, &fe) || fe.Class != handlers.ClassPanic {
+	var fe *pipeline.FailureError
+	if !errors.As(err, &fe) || fe.Class != pipeline.ClassPanic {
 		t.Fatalf("error %v, want a panic failure", err)
 	}
 	if n := strings.Count(err.Error(), "panic after"); n != 1 {

@@ -3,6 +3,8 @@ package handlers
 import (
 	"context"
 	"time"
+
+	"github.com/sluice-go/sluice"
 )
 
 // step is one layer of a guarded call below the retry layer. Clock reads
@@ -21,7 +23,7 @@ type attempt struct {
 	// it.
 	now time.Time
 	// dl is the record's deadline for this sink, or zero: ctx's own. Guard
-	// passes WithBudget's deadline here rather than in a context of its
+	// passes Budget's deadline here rather than in a context of its
 	// own when a per-attempt timeout follows, which then makes one context
 	// carry both.
 	dl time.Time
@@ -45,27 +47,15 @@ func (at attempt) room(ctx context.Context, now time.Time, need time.Duration) b
 // layer wraps a step in one guard.
 type layer[M any] func(step[M]) step[M]
 
-// sinkStep is the innermost step: the handler itself.
-func sinkStep[M any](h Handler[M]) step[M] {
+// sinkStep is the innermost step: the sink itself.
+func sinkStep[M any](h func(context.Context, M) error) step[M] {
 	return func(ctx context.Context, m M, _ attempt) (time.Time, error) {
 		return time.Time{}, h(ctx, m)
 	}
 }
 
-// middleware turns a layer into a Middleware for the standalone guards:
-// each layer reads the clock itself when it needs it.
-func middleware[M any](l layer[M]) Middleware[M] {
-	return func(next Handler[M]) Handler[M] {
-		s := l(sinkStep(next))
-		return func(ctx context.Context, m M) error {
-			_, err := s(ctx, m, attempt{})
-			return err
-		}
-	}
-}
-
 // orNow returns t, or the clock's time if t is zero.
-func orNow(clock Clock, t time.Time) time.Time {
+func orNow(clock sluice.Clock, t time.Time) time.Time {
 	if t.IsZero() {
 		return clock.Now()
 	}

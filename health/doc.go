@@ -6,6 +6,18 @@
 //	go srv.Run(ctx)
 //	defer srv.Close()
 //
+// # Options of NewServer
+//
+//	Status(src, ready...)  serve /readyz from src (a *consumer.Consumer); default: not served
+//	                       ready: StalledUnready() makes stalls unready; default: reported only
+//	Metrics(g)             serve /metrics from a prometheus.Gatherer; default: not served
+//	Logger(l)              listener and serving errors; default slog.Default()
+//	ShutdownTimeout(d)     how long Run waits for open requests; default 5s
+//	Handle(pattern, h)     serve more routes on the same listener (pprof); default none
+//
+// A bad option is a *sluice.ConfigError naming it. Without a server,
+// Liveness, Readiness and Check give the handlers and the verdict.
+//
 // # Verdicts
 //
 // /healthz answers 200 "ok" as long as the process serves HTTP. It checks

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/health"
 	"github.com/sluice-go/sluice/pipeline"
@@ -199,9 +200,17 @@ func TestServerLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("bad options", func(t *testing.T) {
-		for _, o := range []health.Opt{health.ShutdownTimeout(0), health.Handle("", nil)} {
-			if _, err := health.NewServer("127.0.0.1:0", o); err == nil {
-				t.Error("bad option accepted")
+		for _, tt := range []struct {
+			give health.Opt
+			want string
+		}{
+			{health.ShutdownTimeout(0), "ShutdownTimeout"},
+			{health.Handle("", nil), "Handle"},
+		} {
+			_, err := health.NewServer("127.0.0.1:0", tt.give)
+			var ce *sluice.ConfigError
+			if !errors.As(err, &ce) || !errors.Is(err, sluice.ErrConfig) || ce.Package != "health" || ce.Option != tt.want {
+				t.Errorf("NewServer: %v, want a ConfigError of health naming %s", err, tt.want)
 			}
 		}
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sluice-go/sluice"
 )
 
 // Paths the Server serves.
@@ -110,7 +111,7 @@ func NewServer(addr string, opts ...Opt) (*Server, error) {
 		c.logger = slog.Default()
 	}
 	if c.shutdown <= 0 {
-		return nil, fmt.Errorf("health: ShutdownTimeout: must be positive, got %v", c.shutdown)
+		return nil, &sluice.ConfigError{Package: "health", Option: "ShutdownTimeout", Value: c.shutdown, Reason: "must be positive"}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+PathLiveness, Liveness())
@@ -125,7 +126,7 @@ func NewServer(addr string, opts ...Opt) (*Server, error) {
 	}
 	for _, r := range c.routes {
 		if r.pattern == "" || r.h == nil {
-			return nil, fmt.Errorf("health: Handle: need a pattern and a handler, got %q", r.pattern)
+			return nil, &sluice.ConfigError{Package: "health", Option: "Handle", Value: fmt.Sprintf("%q", r.pattern), Reason: "need a pattern and a handler"}
 		}
 		mux.Handle(r.pattern, r.h)
 	}

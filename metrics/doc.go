@@ -5,7 +5,7 @@
 //
 //	m, err := metrics.New(reg)
 //	lim, _ := backpressure.NewAdaptive(backpressure.WithObserver(m.Limiter("store")))
-//	store, _ := handlers.Guard(save, handlers.WithName("store"), handlers.WithHooks(m), handlers.WithLimiter(lim), ...)
+//	store, _ := handlers.Guard(save, handlers.Name("store"), handlers.Hooks(m), handlers.Limiter(lim), ...)
 //	p := pipeline.New(pipeline.Hooks(m), pipeline.DeadLetters(pub)) // pub: dlq.New(..., dlq.Hooks(m), dlq.ClientOpts(m.KafkaClient("dlq")))
 //	c, err := consumer.New(..., consumer.Hooks(m), consumer.ClientOpts(m.KafkaClient("consumer")))
 //	stop := m.Watch(c) // lag and stalled partitions
@@ -20,7 +20,7 @@
 // seconds, histograms use DefaultBuckets (1ms to 60s) unless Buckets says
 // otherwise. Labels: topic and partition name a Kafka partition; stage is
 // the name given to a pipeline stage or sink; sink is the name given to a
-// guard chain (handlers.WithName) or to Limiter.
+// guard chain (handlers.Name) or to Limiter.
 //
 // Consumer (consumer hooks):
 //

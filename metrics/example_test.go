@@ -19,7 +19,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	// Pass m to pipeline.Hooks, handlers.WithHooks, dlq.Hooks and
+	// Pass m to pipeline.Hooks, handlers.Hooks, dlq.Hooks and
 	// consumer.Hooks; they call it. Here the pipeline's call is made by hand.
 	m.OnHandled("store", pipeline.OutcomeOK, 3, 20*time.Millisecond)
 
@@ -35,7 +35,7 @@ func ExampleMetrics_Limiter() {
 	reg := prometheus.NewRegistry()
 	m, _ := metrics.New(reg)
 	lim, _ := backpressure.NewFixed(8, backpressure.WithObserver(m.Limiter("store")))
-	_ = lim // handlers.WithLimiter(lim)
+	_ = lim // handlers.Limiter(lim)
 
 	s, _ := metricstest.Take(reg)
 	fmt.Println(s.Value(metrics.ConcurrencyLimit, "sink", "store"))

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 )
 
@@ -64,20 +64,6 @@ func LagTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.lagTimeou
 // metrics are logged (warnings; lag failures at most once a minute).
 // Default (nil): slog.Default().
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *cfg) { c.logger = l }) }
-
-// ErrConfig is wrapped by every configuration error of New.
-var ErrConfig = errors.New("invalid metrics config")
-
-// ConfigError names the option or argument that is wrong.
-type ConfigError struct {
-	Field  string
-	Reason string
-}
-
-func (e *ConfigError) Error() string { return fmt.Sprintf("metrics: %s: %s", e.Field, e.Reason) }
-
-// Unwrap ties the error to ErrConfig.
-func (e *ConfigError) Unwrap() error { return ErrConfig }
 
 // Metrics is the Prometheus instrumentation of a Sluice consumer. It
 // implements the hook interfaces of packages consumer, pipeline, handlers
@@ -160,15 +146,15 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 	}
 	switch {
 	case reg == nil:
-		return nil, &ConfigError{Field: "reg", Reason: "a prometheus.Registerer is required"}
+		return nil, &sluice.ConfigError{Package: "metrics", Option: "reg", Reason: "a prometheus.Registerer is required"}
 	case len(c.buckets) == 0:
-		return nil, &ConfigError{Field: "Buckets", Reason: "at least one bucket is required"}
+		return nil, &sluice.ConfigError{Package: "metrics", Option: "Buckets", Reason: "at least one bucket is required"}
 	case !slices.IsSorted(c.buckets) || len(slices.Compact(slices.Clone(c.buckets))) != len(c.buckets):
-		return nil, &ConfigError{Field: "Buckets", Reason: fmt.Sprintf("must increase, got %v", c.buckets)}
+		return nil, &sluice.ConfigError{Package: "metrics", Option: "Buckets", Value: c.buckets, Reason: "must increase"}
 	case c.lagInterval <= 0:
-		return nil, &ConfigError{Field: "LagInterval", Reason: fmt.Sprintf("must be positive, got %v", c.lagInterval)}
+		return nil, &sluice.ConfigError{Package: "metrics", Option: "LagInterval", Value: c.lagInterval, Reason: "must be positive"}
 	case c.lagTimeout <= 0:
-		return nil, &ConfigError{Field: "LagTimeout", Reason: fmt.Sprintf("must be positive, got %v", c.lagTimeout)}
+		return nil, &sluice.ConfigError{Package: "metrics", Option: "LagTimeout", Value: c.lagTimeout, Reason: "must be positive"}
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()

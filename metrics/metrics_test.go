@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
@@ -269,8 +270,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := metrics.New(tt.reg, tt.opts...)
-			var ce *metrics.ConfigError
-			if !errors.As(err, &ce) || ce.Field != tt.want || !errors.Is(err, metrics.ErrConfig) {
+			var ce *sluice.ConfigError
+			if !errors.As(err, &ce) || ce.Package != "metrics" || ce.Option != tt.want || !errors.Is(err, sluice.ErrConfig) {
 				t.Fatalf("got %v, want a ConfigError naming %s", err, tt.want)
 			}
 		})

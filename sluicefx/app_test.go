@@ -107,7 +107,7 @@ func (d *downstream) call(ctx context.Context, m pipeline.Message[order]) error 
 	case md == down:
 		return errDown
 	case o.Poison:
-		return handlers.Permanent(errors.New("downstream: order rejected"))
+		return pipeline.Permanent(errors.New("downstream: order rejected"))
 	case o.Flaky && tries == 1:
 		return errors.New("downstream: flaky")
 	}
@@ -172,16 +172,16 @@ func newPipeline(p pipelineParams) (*pipeline.Pipeline, error) {
 		return nil, err
 	}
 	guarded, err := handlers.Guard(p.Downstream.call,
-		handlers.WithName("store"),
-		handlers.WithLogger(p.Logger),
-		handlers.WithHooks(p.Metrics, p.Probe),
-		handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
+		handlers.Name("store"),
+		handlers.Logger(p.Logger),
+		handlers.Hooks(p.Metrics, p.Probe),
+		handlers.Retry(handlers.RetryPolicy{MaxAttempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
 			Budget: handlers.RetryBudget{Unlimited: true}}),
-		handlers.WithBreaker(handlers.BreakerPolicy{Window: time.Second, Buckets: 10, FailureRatio: 0.5, MinRequests: 5,
+		handlers.Breaker(handlers.BreakerPolicy{Window: time.Second, Buckets: 10, FailureRatio: 0.5, MinRequests: 5,
 			OpenTimeout: 300 * time.Millisecond, HalfOpenProbes: 1}),
-		handlers.WithRateLimit(rate.Limit(500), 1),
-		handlers.WithLimiter(lim),
-		handlers.WithTimeout(10*time.Second),
+		handlers.RateLimit(rate.Limit(500), 1),
+		handlers.Limiter(lim),
+		handlers.Timeout(10*time.Second),
 	)
 	if err != nil {
 		return nil, err

@@ -13,7 +13,7 @@
 //	).Run()
 //
 // The application's pipeline constructor takes what it needs from the
-// graph: *metrics.Metrics for pipeline.Hooks, handlers.WithHooks and
+// graph: *metrics.Metrics for pipeline.Hooks, handlers.Hooks and
 // Metrics.Limiter; *tracing.Tracer for tracing.Sink and
 // Tracer.DeadLetterer; the Config for a dead-letter publisher's connection
 // (Config.KafkaOpts).

@@ -31,7 +31,7 @@ func Example() {
 		store, err := handlers.Guard(func(_ context.Context, msg pipeline.Message[string]) error {
 			handled <- msg.Value()
 			return nil
-		}, handlers.WithName("store"), handlers.WithHooks(m), handlers.WithLogger(log))
+		}, handlers.Name("store"), handlers.Hooks(m), handlers.Logger(log))
 		if err != nil {
 			return nil, err
 		}

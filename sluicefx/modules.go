@@ -347,6 +347,6 @@ type TracingResult struct {
 // NewTracer returns the Tracer and the kotel option for the consumer's
 // client.
 func NewTracer(p TracingParams) TracingResult {
-	t := tracing.New(tracing.TracerProvider(p.Provider), tracing.Propagator(p.Propagator), tracing.ConsumerGroup(p.Config.Group))
+	t := tracing.New(tracing.TracerProvider(p.Provider), tracing.Propagator(p.Propagator), tracing.Group(p.Config.Group))
 	return TracingResult{Tracer: t, ClientOpt: t.KafkaClient()}
 }

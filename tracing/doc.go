@@ -4,12 +4,20 @@
 // plugin/kotel. Package pipeline knows nothing of OpenTelemetry; this
 // package wraps its sinks.
 //
-//	tr := tracing.New(tracing.TracerProvider(tp), tracing.ConsumerGroup("shop"))
-//	pub, _ := dlq.New(dlq.Brokers(addrs...), dlq.ClientOpts(tr.KafkaClient()))
+//	tr := tracing.New(tracing.TracerProvider(tp), tracing.Group("shop"))
+//	pub, _ := dlq.New(dlq.Connection(conn), dlq.ClientOpts(tr.KafkaClient()))
 //	p := pipeline.New(pipeline.DeadLetters(tr.DeadLetterer(pub)))
 //	guarded, _ := handlers.Guard(store, handlers.WithName("store"), ...)
 //	pipeline.Sink(orders, "store", tracing.Sink[Order](tr, "store")(guarded))
 //	c, _ := consumer.New(..., consumer.ClientOpts(tr.KafkaClient()))
+//
+// # Options of New
+//
+//	TracerProvider(tp)  where spans go; default otel.GetTracerProvider()
+//	Propagator(p)       how trace context is read from headers; default W3C Trace Context
+//	Group(name)         the consumer group, as messaging.consumer.group.name; default none
+//
+// New cannot fail: every option has a usable zero value.
 //
 // # Spans
 //

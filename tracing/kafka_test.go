@@ -103,12 +103,12 @@ func TestTraceContextThroughDeadLetterAndReplay(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if m.Value().Poison && !healed {
-			return handlers.Permanent(errors.New("store: order rejected"))
+			return pipeline.Permanent(errors.New("store: order rejected"))
 		}
 		handled <- m.Offset()
 		return nil
 	}
-	guarded, err := handlers.Guard(store, handlers.WithName("store"), handlers.WithLogger(quiet))
+	guarded, err := handlers.Guard(store, handlers.Name("store"), handlers.Logger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,9 +53,9 @@ func TracerProvider(tp trace.TracerProvider) Opt { return optFunc(func(t *Tracer
 // what the dead-letter and replay paths carry.
 func Propagator(p propagation.TextMapPropagator) Opt { return optFunc(func(t *Tracer) { t.prop = p }) }
 
-// ConsumerGroup adds messaging.consumer.group.name to the spans. Default:
-// none.
-func ConsumerGroup(name string) Opt { return optFunc(func(t *Tracer) { t.group = name }) }
+// Group adds messaging.consumer.group.name, the consumer group, to the
+// spans. Default: none.
+func Group(name string) Opt { return optFunc(func(t *Tracer) { t.group = name }) }
 
 // Tracer traces the handling of records: a span per message handled by a
 // sink (Sink), the record's trace context handed to the dead-letter write

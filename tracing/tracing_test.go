@@ -63,7 +63,7 @@ func onlySpan(t *testing.T, sr *tracetest.SpanRecorder) sdktrace.ReadOnlySpan {
 }
 
 func TestSinkSpanIsChildOfHeaderContext(t *testing.T) {
-	tr, sr := newTracer(t, tracing.ConsumerGroup("shop"))
+	tr, sr := newTracer(t, tracing.Group("shop"))
 	var inSink trace.SpanContext
 	sink := tracing.Sink[string](tr, "store")(func(ctx context.Context, m pipeline.Message[string]) error {
 		inSink = trace.SpanContextFromContext(ctx)

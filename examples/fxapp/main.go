@@ -113,21 +113,21 @@ func newPipeline(cfg sluicefx.Config, m *metrics.Metrics, log *slog.Logger, pub 
 	store := func(ctx context.Context, msg pipeline.Message[Order]) error {
 		o := msg.Value()
 		if o.ID == "" {
-			return handlers.Permanent(errors.New("order without an id"))
+			return pipeline.Permanent(errors.New("order without an id"))
 		}
 		mu.Lock()
 		defer mu.Unlock()
 		_, err := fmt.Fprintf(out, "stored order %s from %s: %.2f\n", o.ID, o.Customer, o.Amount)
 		return err
 	}
-	guarded, err := handlers.Guard(handlers.Handler[pipeline.Message[Order]](store),
-		handlers.WithName("store"),
-		handlers.WithLogger(log),
-		handlers.WithHooks(m),
-		handlers.WithRetry(handlers.RetryPolicy{}),
-		handlers.WithBreaker(handlers.BreakerPolicy{}),
-		handlers.WithLimiter(lim),
-		handlers.WithTimeout(5*time.Second),
+	guarded, err := handlers.Guard(store,
+		handlers.Name("store"),
+		handlers.Logger(log),
+		handlers.Hooks(m),
+		handlers.Retry(handlers.RetryPolicy{}),
+		handlers.Breaker(handlers.BreakerPolicy{}),
+		handlers.Limiter(lim),
+		handlers.Timeout(5*time.Second),
 	)
 	if err != nil {
 		return nil, err

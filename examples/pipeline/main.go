@@ -31,7 +31,6 @@ import (
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
-	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/pipeline"
 )
@@ -117,7 +116,7 @@ func (w *warehouse) ship(ctx context.Context, m pipeline.Message[orders.Order]) 
 	}
 	if o.Amount <= 0 {
 		// A 4xx: the warehouse answered, and will never accept this order.
-		return handlers.Permanent(fmt.Errorf("order %s: amount %.2f rejected", o.ID, o.Amount))
+		return pipeline.Permanent(fmt.Errorf("order %s: amount %.2f rejected", o.ID, o.Amount))
 	}
 	// A bug in the warehouse client: an unknown currency dereferences a
 	// nil rate and panics. The guard recovers it; the order is

@@ -39,11 +39,11 @@ func readmeExample(ctx context.Context, brokers []string,
 	}
 	defer pub.Close()
 	ship, err := handlers.Guard(callWarehouse, // func(context.Context, pipeline.Message[Order]) error
-		handlers.WithName("ship"),
-		handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: 5}),
-		handlers.WithBreaker(handlers.BreakerPolicy{}),
-		handlers.WithRateLimit(1000, 100),
-		handlers.WithTimeout(2*time.Second))
+		handlers.Name("ship"),
+		handlers.Retry(handlers.RetryPolicy{MaxAttempts: 5}),
+		handlers.Breaker(handlers.BreakerPolicy{}),
+		handlers.RateLimit(1000, 100),
+		handlers.Timeout(2*time.Second))
 	if err != nil {
 		return err
 	}

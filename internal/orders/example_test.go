@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/internal/orders"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/pipeline/pipelinetest"
@@ -35,7 +34,7 @@ func ExampleNew() {
 	p, err := orders.New(orders.Config{
 		Ship: func(_ context.Context, m pipeline.Message[orders.Order]) error {
 			if m.Value().Amount <= 0 {
-				return handlers.Permanent(errors.New("amount rejected"))
+				return pipeline.Permanent(errors.New("amount rejected"))
 			}
 			say("shipped %s", m.Value().ID)
 			return nil

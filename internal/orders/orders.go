@@ -78,10 +78,10 @@ type Config struct {
 	// Topic is the source topic. Default "orders".
 	Topic string
 	// Ship is the downstream call for each order. Required. Return
-	// handlers.Permanent (or an HTTP 4xx through handlers.CheckHTTP) for an
+	// pipeline.Permanent (or an HTTP 4xx through handlers.CheckHTTP) for an
 	// order the downstream rejects: it is dead-lettered at once. Any other
 	// error is retried.
-	Ship handlers.Handler[pipeline.Message[Order]]
+	Ship func(context.Context, pipeline.Message[Order]) error
 	// Totals receives each window's totals. Required.
 	Totals func(context.Context, Totals) error
 	// DeadLetters parks what cannot be handled, usually a *dlq.Publisher.
@@ -92,7 +92,7 @@ type Config struct {
 	// concurrency limiter.
 	Metrics *metrics.Metrics
 	// PipelineHooks and GuardHooks are further observers of the pipeline
-	// (pipeline.Hooks) and of the ship guards (handlers.WithHooks).
+	// (pipeline.Hooks) and of the ship guards (handlers.Hooks).
 	PipelineHooks []pipeline.Hook
 	GuardHooks    []handlers.Hook
 	// Logger gets the pipeline's and the guards' logs. Default
@@ -219,7 +219,7 @@ func New(cfg Config) (*pipeline.Pipeline, error) {
 
 // guard wraps the ship call in every guard, in the handlers package's fixed
 // order: budget, retry, breaker, rate limit, limiter, timeout, recovery.
-func guard(cfg Config) (handlers.Handler[pipeline.Message[Order]], error) {
+func guard(cfg Config) (handlers.Guarded[pipeline.Message[Order]], error) {
 	g := cfg.Guards
 	lim := g.Limiter
 	if lim == nil {
@@ -238,14 +238,14 @@ func guard(cfg Config) (handlers.Handler[pipeline.Message[Order]], error) {
 		hooks = append(hooks, cfg.Metrics)
 	}
 	return handlers.Guard(cfg.Ship,
-		handlers.WithName(SinkShip),
-		handlers.WithLogger(cfg.Logger),
-		handlers.WithHooks(hooks...),
-		handlers.WithBudget(g.Budget),
-		handlers.WithRetry(g.Retry),
-		handlers.WithBreaker(g.Breaker),
-		handlers.WithRateLimit(g.Rate, g.Burst),
-		handlers.WithLimiter(lim),
-		handlers.WithTimeout(g.Timeout),
+		handlers.Name(SinkShip),
+		handlers.Logger(cfg.Logger),
+		handlers.Hooks(hooks...),
+		handlers.Budget(g.Budget),
+		handlers.Retry(g.Retry),
+		handlers.Breaker(g.Breaker),
+		handlers.RateLimit(g.Rate, g.Burst),
+		handlers.Limiter(lim),
+		handlers.Timeout(g.Timeout),
 	)
 }

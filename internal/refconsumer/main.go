@@ -536,7 +536,7 @@ func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, ou
 		case v.Panic:
 			panic("poison record " + m.String())
 		case v.Permanent:
-			return handlers.Permanent(errRejected)
+			return pipeline.Permanent(errRejected)
 		}
 		if err := deadline.Sleep(ctx, st.pick()); err != nil {
 			return err
@@ -556,11 +556,11 @@ func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, ou
 		rec.write(e)
 		return nil
 	}
-	guarded, err := handlers.Guard(handlers.Handler[pipeline.Message[Event]](sink),
-		handlers.WithName("ledger"),
-		handlers.WithLogger(log),
-		handlers.WithRetry(handlers.RetryPolicy{MaxAttempts: c.attempts, BaseDelay: c.baseDelay, MaxDelay: time.Second}),
-		handlers.WithBreaker(handlers.BreakerPolicy{Window: c.breakerW, MinRequests: c.breakerMin, OpenTimeout: c.breakerOpen}),
+	guarded, err := handlers.Guard(sink,
+		handlers.Name("ledger"),
+		handlers.Logger(log),
+		handlers.Retry(handlers.RetryPolicy{MaxAttempts: c.attempts, BaseDelay: c.baseDelay, MaxDelay: time.Second}),
+		handlers.Breaker(handlers.BreakerPolicy{Window: c.breakerW, MinRequests: c.breakerMin, OpenTimeout: c.breakerOpen}),
 	)
 	if err != nil {
 		return nil, err
