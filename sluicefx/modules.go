@@ -57,7 +57,7 @@ var ConsumerModule = fx.Module("sluice.consumer",
 // the application provides none. It hooks them into the consumer and its
 // client (GroupConsumerHooks, GroupClientOpts) and watches the consumer for
 // lag and stalls. Pass the *metrics.Metrics to the pipeline (pipeline.Hooks,
-// handlers.WithHooks, Limiter) and to a dead-letter publisher (dlq.Hooks,
+// handlers.Hooks, Limiter) and to a dead-letter publisher (dlq.Hooks,
 // KafkaClient) in the application's constructors.
 var MetricsModule = fx.Module("sluice.metrics",
 	fx.Provide(NewMetrics),

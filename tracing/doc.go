@@ -7,7 +7,7 @@
 //	tr := tracing.New(tracing.TracerProvider(tp), tracing.Group("shop"))
 //	pub, _ := dlq.New(dlq.Connection(conn), dlq.ClientOpts(tr.KafkaClient()))
 //	p := pipeline.New(pipeline.DeadLetters(tr.DeadLetterer(pub)))
-//	guarded, _ := handlers.Guard(store, handlers.WithName("store"), ...)
+//	guarded, _ := handlers.Guard(store, handlers.Name("store"), ...)
 //	pipeline.Sink(orders, "store", tracing.Sink[Order](tr, "store")(guarded))
 //	c, _ := consumer.New(..., consumer.ClientOpts(tr.KafkaClient()))
 //

@@ -106,7 +106,7 @@ func (t *Tracer) Extract(ctx context.Context, headers []pipeline.Header) context
 // Put it outermost, around the guard chain, so that the span covers every
 // attempt and records the final outcome:
 //
-//	guarded, _ := handlers.Guard(store, handlers.WithRetry(...))
+//	guarded, _ := handlers.Guard(store, handlers.Retry(...))
 //	pipeline.Sink(in, "store", tracing.Sink[Order](tr, "store")(guarded))
 func Sink[T any](t *Tracer, name string) func(func(context.Context, pipeline.Message[T]) error) func(context.Context, pipeline.Message[T]) error {
 	return func(next func(context.Context, pipeline.Message[T]) error) func(context.Context, pipeline.Message[T]) error {
