@@ -52,7 +52,8 @@
 //	                                                               failure class: decode, panic, permanent, exhausted,
 //	                                                               budget, deadline or error
 //	sluice_dead_letter_errors_total{stage}              counter    failed dead-letter writes (retried; the record stays unsettled)
-//	sluice_stage_retries_total{stage}                   counter    transient sink failures the pipeline retries (see pipeline.Sink)
+//	sluice_stage_retries_total{stage}                   counter    transient sink failures the pipeline retries (see pipeline.Sink);
+//	                                                               zero from a sink's first message
 //
 // Dead-letter publisher (dlq hooks):
 //

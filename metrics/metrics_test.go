@@ -468,3 +468,24 @@ func TestLimiterObserver(t *testing.T) {
 		t.Fatalf("in flight after release: %v", got)
 	}
 }
+
+// A sink's retry counter exists, at zero, from its first message (so that
+// rate() and alerts on it work before the first retry); a stage, which
+// never retries, has none.
+func TestSinkRetriesStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.OnHandled("valid", pipeline.OutcomeOK, 1, 0)              // a stage: no latency
+	m.OnHandled("store", pipeline.OutcomeOK, 1, time.Millisecond) // a sink
+	s := snapshot(t, reg)
+	if got := s.Series(metrics.StageRetries); len(got) != 1 || s.Value(metrics.StageRetries, "stage", "store") != 0 {
+		t.Fatalf("%s series %v, want one for the sink, at zero", metrics.StageRetries, got)
+	}
+	m.OnSinkRetry("store", 1, errors.New("down"))
+	if got := snapshot(t, reg).Value(metrics.StageRetries, "stage", "store"); got != 1 {
+		t.Fatalf("after a retry: %v", got)
+	}
+}

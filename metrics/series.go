@@ -93,6 +93,10 @@ func (m *Metrics) stageSeconds(s *stageSeries, stage string) prometheus.Observer
 		return *o
 	}
 	o := m.handleSeconds.WithLabelValues(stage)
+	// Only sinks report a latency, and only sinks retry: their retry
+	// counter exists, at zero, from their first message, so that rate()
+	// and alerts on it work before the first retry.
+	m.stageRetries.WithLabelValues(stage)
 	s.seconds.Store(&o)
 	return o
 }
