@@ -478,7 +478,7 @@ func TestSinkRetriesStartAtZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.OnHandled("valid", pipeline.OutcomeOK, 1, 0)              // a stage: no latency
+	m.OnHandled("valid", pipeline.OutcomeOK, 1, 0)                // a stage: no latency
 	m.OnHandled("store", pipeline.OutcomeOK, 1, time.Millisecond) // a sink
 	s := snapshot(t, reg)
 	if got := s.Series(metrics.StageRetries); len(got) != 1 || s.Value(metrics.StageRetries, "stage", "store") != 0 {
