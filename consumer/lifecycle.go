@@ -237,6 +237,9 @@ func (c *Consumer) poll(ctx context.Context) {
 			}
 			p.enqueue(fp.Records, fetched)
 			touched = append(touched, p)
+			if c.txn != nil {
+				c.txn.records += len(fp.Records)
+			}
 		})
 		c.flow.afterFetch(touched)
 		c.cl.AllowRebalance()

@@ -119,6 +119,7 @@ type txnState struct {
 	due     time.Time // when the next barrier is due
 	began   time.Time
 	aborted int // transactions aborted in a row
+	records int // records fetched since the transaction began
 }
 
 // validateEOS checks the exactly-once configuration.
@@ -192,6 +193,7 @@ func (c *Consumer) beginTxn() error {
 	}
 	c.txn.began = time.Now()
 	c.txn.due = c.txn.began.Add(c.cfg.commitInterval)
+	c.txn.records = 0
 	return nil
 }
 
@@ -206,9 +208,20 @@ func (c *Consumer) pollDeadline() time.Time {
 
 // maybeBarrier ends the transaction if its barrier is due and begins the
 // next one. The poll loop calls it between polls, holding no fetched
-// records.
+// records. A transaction that fetched nothing has nothing to commit and
+// nothing on the broker (the broker opens a transaction at its first
+// write), so it is kept open for another interval instead: ending an empty
+// transaction costs franz-go's GroupTransactSession a 500ms pause when it
+// cannot tell that the broker supports KIP-447.
 func (c *Consumer) maybeBarrier() {
 	if c.txn == nil || time.Now().Before(c.txn.due) {
+		return
+	}
+	if c.txn.records == 0 {
+		// Nothing written yet: the broker's timer for this transaction
+		// has not started, so it may count from now.
+		c.txn.began = time.Now()
+		c.txn.due = c.txn.began.Add(c.cfg.commitInterval)
 		return
 	}
 	c.endTxn("interval", c.cfg.drainTimeout)

@@ -1,0 +1,93 @@
+package consumer_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-go/sluice/consumer"
+	"github.com/sluice-go/sluice/internal/kafkatest"
+	"github.com/sluice-go/sluice/pipeline"
+)
+
+// countLog is a slog handler that counts records whose message contains s.
+type countLog struct {
+	s string
+	n *atomic.Int64
+}
+
+func (h countLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h countLog) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.s) {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countLog) WithGroup(string) slog.Handler      { return h }
+
+// An idle exactly-once consumer ends no transactions: each empty end costs
+// franz-go's session a 500ms pause (it cannot tell that the broker supports
+// KIP-447) that holds its lock, so the next end and any rebalance wait. Over ten
+// fetches of an idle topic (about twenty barrier intervals) no transaction
+// ends.
+func TestExactlyOnceIdleConsumerEndsNoEmptyTransactions(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("in", 1), kafkatest.Topic("out", 1))
+	var fetches atomic.Int64
+	fetched := make(chan struct{}, 1)
+	kc.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		fetches.Add(1)
+		select {
+		case fetched <- struct{}{}:
+		default:
+		}
+		return nil, nil, false
+	})
+	w := &txnWriter{}
+	h := &workHandler{fn: func(ctx context.Context, rec *pipeline.Record) error {
+		return w.cl.ProduceSync(ctx, &kgo.Record{Topic: "out", Value: rec.Value}).FirstErr()
+	}}
+	hook := &commitSignal{committed: make(chan struct{}, 1)}
+	var ends atomic.Int64 // empty ends that hold franz-go's session for 500ms
+	log := slog.New(countLog{s: "sleeping 500ms", n: &ends})
+	c, err := consumer.New(consumer.Brokers(kc.Addrs...), consumer.Group("etl"), consumer.Handle(h),
+		consumer.Topics("in"), consumer.CommitInterval(25*time.Millisecond), consumer.ExactlyOnce("etl-1", w),
+		consumer.Hooks(hook), consumer.Logger(log), consumer.ClientOpts(kgo.FetchMaxWait(50*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	kc.Produce(t, &kgo.Record{Topic: "in", Value: []byte("first")})
+	hook.await(t, errc, "for the first record")
+	before := ends.Load()
+	for start := fetches.Load(); fetches.Load() < start+10; {
+		select {
+		case <-fetched:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no fetch within 30s")
+		}
+	}
+	if got := ends.Load() - before; got != 0 {
+		t.Errorf("an idle consumer ended %d empty transactions over ten fetches (each holds the session 500ms), want 0", got)
+	}
+	kc.Produce(t, &kgo.Record{Topic: "in", Value: []byte("second")})
+	hook.await(t, errc, "for the record after the idle time")
+	if got := len(kc.ReadCommitted(t, "out", 1)); got != 2 {
+		t.Errorf("read_committed output holds %d records, want 2", got)
+	}
+}
