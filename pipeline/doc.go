@@ -25,9 +25,10 @@
 // end. Mistakes that the compiler cannot see (a stream consumed twice or
 // never, a duplicate or empty name, a nil function, a bad size, a window
 // behind a key-ordered fan-out) are collected, never panicked, and reported
-// together by Err as BuildErrors naming the stage. OpenPartition refuses to
-// run a pipeline with build errors, and refuses a topic without a Source
-// (ErrNoSource).
+// together by Err as BuildErrors naming the stage; bad options are reported
+// with them as *sluice.ConfigError, like every constructor's in Sluice.
+// OpenPartition refuses to run a pipeline with build errors, and refuses a
+// topic without a Source (ErrNoSource).
 //
 // # Running
 //

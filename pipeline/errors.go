@@ -8,15 +8,19 @@ import (
 )
 
 var (
-	// ErrBuild is matched (errors.Is) by every BuildError: the pipeline was
-	// wired or configured wrongly.
+	// ErrBuild is matched (errors.Is) by every BuildError: the pipeline's
+	// graph was wired wrongly. A bad option is a *sluice.ConfigError
+	// instead (errors.Is sluice.ErrConfig).
 	ErrBuild = errors.New("invalid pipeline")
 	// ErrNoSource is returned by OpenPartition for a topic that has no Source.
 	ErrNoSource = errors.New("no source for topic")
 )
 
-// BuildError is a mistake in how a pipeline was wired or configured, found
-// while it was built. Stage names the stage, sink, source or option at fault.
+// BuildError is a mistake in how a pipeline's graph was wired, found while it
+// was built: a stream consumed twice or never, an empty or duplicate name, a
+// stage given a nil function or a bad size, a topic with two sources. Stage
+// names the stage, sink or source at fault. Options are not wiring: a bad
+// option is a *sluice.ConfigError, like every constructor's in Sluice.
 type BuildError struct {
 	Stage string
 	Err   error

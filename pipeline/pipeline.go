@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-go/sluice"
 )
 
 // Pipeline is a typed graph of sources, stages and sinks, built in Go code
@@ -23,7 +25,7 @@ import (
 type Pipeline struct {
 	dl         DeadLetterer
 	log        *slog.Logger
-	clock      Clock
+	clock      sluice.Clock
 	hooks      hooks
 	inBuf      int
 	dlMin      time.Duration
@@ -67,19 +69,38 @@ func DeadLetters(dl DeadLetterer) Opt { return optFunc(func(p *Pipeline) { p.dl 
 // slog.Default().
 func Logger(l *slog.Logger) Opt { return optFunc(func(p *Pipeline) { p.log = l }) }
 
-// WithClock sets the clock for processing-time windows, batch linger, sink
-// latencies and dead-letter backoff. Default (nil): SystemClock.
-func WithClock(c Clock) Opt { return optFunc(func(p *Pipeline) { p.clock = c }) }
+// Clock sets the clock for processing-time windows, batch linger, sink
+// latencies and the backoff of sink retries and dead-letter writes. Default
+// (nil): sluice.SystemClock. Tests pass a pipelinetest.Clock.
+func Clock(c sluice.Clock) Opt { return optFunc(func(p *Pipeline) { p.clock = c }) }
 
-// Hooks adds observers; each must implement at least one Hook* interface.
+// Hooks adds observers; each must implement at least one of HookHandled,
+// HookDeadLetter, HookDeadLetterError and HookSinkRetry, or Err reports a
+// *sluice.ConfigError naming Hooks.
 func Hooks(hs ...Hook) Opt {
 	return optFunc(func(p *Pipeline) {
-		for _, h := range hs {
+		for i, h := range hs {
 			if !p.hooks.add(h) {
-				p.errs = append(p.errs, &BuildError{Stage: "Hooks", Err: fmt.Errorf("%T implements no Hook interface", h)})
+				p.errs = append(p.errs, configErr("Hooks", "", fmt.Sprintf("%T", h),
+					fmt.Sprintf("hook %d implements none of HookHandled, HookDeadLetter, HookDeadLetterError, HookSinkRetry", i)))
 			}
 		}
 	})
+}
+
+func configErr(option, field string, value any, reason string) *sluice.ConfigError {
+	return &sluice.ConfigError{Package: "pipeline", Option: option, Field: field, Value: value, Reason: reason}
+}
+
+// backoffErr checks a (min, max) backoff option.
+func backoffErr(option string, lo, hi time.Duration) error {
+	switch {
+	case lo <= 0:
+		return configErr(option, "min", lo, "must be positive")
+	case hi < lo:
+		return configErr(option, "max", hi, fmt.Sprintf("must be at least min (%v)", lo))
+	}
+	return nil
 }
 
 // InputBuffer bounds the records that wait between the consumer's Handle and
@@ -111,8 +132,9 @@ func SinkBackoff(min, max time.Duration) Opt {
 // dead letters (which must then be replayed) for a partition that moves on.
 func SinkAttempts(n int) Opt { return optFunc(func(p *Pipeline) { p.retryAttempts = n }) }
 
-// New returns an empty pipeline. Options are checked here; problems are
-// reported by Err, naming the option.
+// New returns an empty pipeline. Options are checked here; a bad option is
+// reported by Err as a *sluice.ConfigError naming it (errors.Is
+// sluice.ErrConfig).
 func New(opts ...Opt) *Pipeline {
 	p := &Pipeline{
 		inBuf:    1024,
@@ -132,30 +154,32 @@ func New(opts ...Opt) *Pipeline {
 		p.log = slog.Default()
 	}
 	if p.clock == nil {
-		p.clock = SystemClock{}
+		p.clock = sluice.SystemClock{}
 	}
 	if p.inBuf < 1 {
-		p.errs = append(p.errs, &BuildError{Stage: "InputBuffer", Err: fmt.Errorf("must be at least 1, got %d", p.inBuf)})
+		p.errs = append(p.errs, configErr("InputBuffer", "", p.inBuf, "must be at least 1"))
 		p.inBuf = 1
 	}
-	if p.dlMin <= 0 || p.dlMax < p.dlMin {
-		p.errs = append(p.errs, &BuildError{Stage: "DeadLetterBackoff", Err: fmt.Errorf("need 0 < min <= max, got %v and %v", p.dlMin, p.dlMax)})
+	if err := backoffErr("DeadLetterBackoff", p.dlMin, p.dlMax); err != nil {
+		p.errs = append(p.errs, err)
 		p.dlMin, p.dlMax = 100*time.Millisecond, 10*time.Second
 	}
-	if p.retryMin <= 0 || p.retryMax < p.retryMin {
-		p.errs = append(p.errs, &BuildError{Stage: "SinkBackoff", Err: fmt.Errorf("need 0 < min <= max, got %v and %v", p.retryMin, p.retryMax)})
+	if err := backoffErr("SinkBackoff", p.retryMin, p.retryMax); err != nil {
+		p.errs = append(p.errs, err)
 		p.retryMin, p.retryMax = 100*time.Millisecond, 30*time.Second
 	}
 	if p.retryAttempts < 0 {
-		p.errs = append(p.errs, &BuildError{Stage: "SinkAttempts", Err: fmt.Errorf("must be at least 0, got %d", p.retryAttempts)})
+		p.errs = append(p.errs, configErr("SinkAttempts", "", p.retryAttempts, "must not be negative"))
 		p.retryAttempts = 0
 	}
 	p.timedSinks = len(p.hooks.handled) > 0
 	return p
 }
 
-// Err reports every mistake found while building the pipeline, joined, each
-// a *BuildError naming its stage: bad options, empty or duplicate names, nil
+// Err reports every mistake found while building the pipeline, joined: bad
+// options, each a *sluice.ConfigError naming the option (errors.Is
+// sluice.ErrConfig); and mistakes in the graph's wiring, each a *BuildError
+// naming its stage (errors.Is ErrBuild): empty or duplicate names, nil
 // functions, bad sizes, a stream consumed twice, a stream never consumed, a
 // topic with two sources, no source at all. nil means the pipeline can run.
 func (p *Pipeline) Err() error {
@@ -370,7 +394,7 @@ func (e *Env) Context() context.Context { return e.ctx }
 func (e *Env) TopicPartition() TopicPartition { return e.tp }
 
 // Clock is the pipeline's clock.
-func (e *Env) Clock() Clock { return e.p.clock }
+func (e *Env) Clock() sluice.Clock { return e.p.clock }
 
 // Logger is the pipeline's logger.
 func (e *Env) Logger() *slog.Logger { return e.p.log }

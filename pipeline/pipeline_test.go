@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/pipeline/pipelinetest"
 )
@@ -37,7 +38,6 @@ func TestBuildErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		give  func(p *pipeline.Pipeline)
-		opts  []pipeline.Opt
 		wants []string
 	}{
 		{
@@ -97,22 +97,10 @@ func TestBuildErrors(t *testing.T) {
 			},
 			wants: []string{`pipeline: stage after "orders": empty name`},
 		},
-		{
-			name: "bad options",
-			give: func(p *pipeline.Pipeline) {
-				pipeline.Sink(pipeline.Source(p, "orders", pipeline.Bytes()), "a", ok[[]byte])
-			},
-			opts: []pipeline.Opt{pipeline.InputBuffer(0), pipeline.DeadLetterBackoff(time.Second, time.Millisecond), pipeline.Hooks(42)},
-			wants: []string{
-				"pipeline: InputBuffer: must be at least 1, got 0",
-				"pipeline: DeadLetterBackoff: need 0 < min <= max",
-				"pipeline: Hooks: int implements no Hook interface",
-			},
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := pipeline.New(tt.opts...)
+			p := pipeline.New()
 			tt.give(p)
 			err := p.Err()
 			if !errors.Is(err, pipeline.ErrBuild) {
@@ -129,6 +117,42 @@ func TestBuildErrors(t *testing.T) {
 			}
 			if _, err := p.OpenPartition(context.Background(), tp0); !errors.Is(err, pipeline.ErrBuild) {
 				t.Errorf("OpenPartition: %v, want ErrBuild", err)
+			}
+		})
+	}
+}
+
+// TestOptionErrors: a bad option is a *sluice.ConfigError naming it, reported
+// by Err (with any build errors) and refused by OpenPartition.
+func TestOptionErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		give pipeline.Opt
+		want sluice.ConfigError
+	}{
+		{"input buffer", pipeline.InputBuffer(0), sluice.ConfigError{Option: "InputBuffer", Value: 0}},
+		{"dead-letter backoff max", pipeline.DeadLetterBackoff(time.Second, time.Millisecond), sluice.ConfigError{Option: "DeadLetterBackoff", Field: "max", Value: time.Millisecond}},
+		{"sink backoff min", pipeline.SinkBackoff(0, time.Second), sluice.ConfigError{Option: "SinkBackoff", Field: "min", Value: time.Duration(0)}},
+		{"sink attempts", pipeline.SinkAttempts(-1), sluice.ConfigError{Option: "SinkAttempts", Value: -1}},
+		{"hook implementing nothing", pipeline.Hooks(42), sluice.ConfigError{Option: "Hooks", Value: "int"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pipeline.New(tt.give)
+			pipeline.Sink(pipeline.Source(p, "orders", pipeline.Bytes()), "a", ok[[]byte])
+			err := p.Err()
+			var ce *sluice.ConfigError
+			if !errors.Is(err, sluice.ErrConfig) || !errors.As(err, &ce) {
+				t.Fatalf("Err() = %v, want a *sluice.ConfigError", err)
+			}
+			if ce.Package != "pipeline" || ce.Option != tt.want.Option || ce.Field != tt.want.Field || ce.Value != tt.want.Value || ce.Reason == "" {
+				t.Errorf("Err() = %#v, want package pipeline, option %q, field %q, value %v and a reason", ce, tt.want.Option, tt.want.Field, tt.want.Value)
+			}
+			if errors.Is(err, pipeline.ErrBuild) {
+				t.Errorf("Err() = %v matches ErrBuild: the graph is well wired", err)
+			}
+			if _, err := p.OpenPartition(context.Background(), tp0); !errors.Is(err, sluice.ErrConfig) {
+				t.Errorf("OpenPartition: %v, want ErrConfig", err)
 			}
 		})
 	}
@@ -471,7 +495,7 @@ func TestDeadLetterRetriedUntilAcknowledged(t *testing.T) {
 		return nil
 	}}
 	rec := newRecorder()
-	p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.WithClock(clock),
+	p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.Clock(clock),
 		pipeline.DeadLetterBackoff(time.Second, 2*time.Second), pipeline.Hooks(rec))
 	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(context.Context, pipeline.Message[string]) error {
 		return pipeline.Permanent(errors.New("boom"))

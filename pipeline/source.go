@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+
+	"github.com/sluice-go/sluice"
 )
 
 // Codec decodes a record's value into a T. Decode must be safe for concurrent
@@ -108,7 +110,7 @@ func (s *source[T]) open(env *Env) (func(*Record) bool, func()) {
 	return push, next.End
 }
 
-func (s *source[T]) decode(r *Record, c Clock) (v T, err error) {
+func (s *source[T]) decode(r *Record, c sluice.Clock) (v T, err error) {
 	defer func() {
 		if x := recover(); x != nil {
 			err = &PanicError{Value: x, Stack: debug.Stack(), At: c.Now()}

@@ -3,6 +3,7 @@ package stages
 import (
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -40,7 +41,7 @@ func (a *alarm) stop() { close(a.quit) }
 func (a *alarm) run() {
 	clock := a.env.Clock()
 	done := a.env.Context().Done()
-	var timer pipeline.Timer
+	var timer sluice.Timer
 	var fired <-chan time.Time
 	arm := func(t time.Time) {
 		if timer != nil {

@@ -427,7 +427,7 @@ func TestCancelStopsEveryStage(t *testing.T) {
 	// Every kind of stage, holding or blocked, when the partition is
 	// cancelled: Close returns promptly, nothing settles, no goroutine stays.
 	clock := pipelinetest.NewClock(time.Unix(0, 0))
-	p := pipeline.New(pipeline.WithClock(clock), pipeline.Logger(quiet), pipeline.InputBuffer(16))
+	p := pipeline.New(pipeline.Clock(clock), pipeline.Logger(quiet), pipeline.InputBuffer(16))
 	started := make(chan struct{}, 100)
 	block := func(ctx context.Context) error {
 		started <- struct{}{}

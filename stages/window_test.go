@@ -161,7 +161,7 @@ func (h *handledHook) get(k string) int {
 func TestProcessingTimeWindowClosesOnTimerAndFlushesOnClose(t *testing.T) {
 	start := time.Unix(1000, 0)
 	clock := pipelinetest.NewClock(start)
-	p := pipeline.New(pipeline.WithClock(clock))
+	p := pipeline.New(pipeline.Clock(clock))
 	panes := make(chan stages.Pane[int], 10)
 	// The window runs in the goroutine that pushes into it, after the
 	// filter: once the filter sees the sentinel, the records before it are
@@ -271,7 +271,7 @@ func TestFailedWindowDeadLettersEveryMember(t *testing.T) {
 
 func TestBatchBySizeLingerAndClose(t *testing.T) {
 	clock := pipelinetest.NewClock(time.Unix(0, 0))
-	p := pipeline.New(pipeline.WithClock(clock))
+	p := pipeline.New(pipeline.Clock(clock))
 	batches := make(chan []int64, 10)
 	pipeline.Sink(stages.Batch(pipeline.Source(p, "orders", intCodec), "b", 3, time.Second), "bulk",
 		func(_ context.Context, m pipeline.Message[[]pipeline.Message[int]]) error {

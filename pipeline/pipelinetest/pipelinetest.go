@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -218,8 +219,9 @@ func Feed(ctx context.Context, h pipeline.Handler, tp pipeline.TopicPartition, r
 	return nil
 }
 
-// Clock is a fake pipeline.Clock: time moves only when Advance or Set says
-// so, and timers fire then, in order of their due time.
+// Clock is a fake sluice.Clock: time moves only when Advance or Set says
+// so, and timers fire then, in order of their due time. Every package's
+// Clock option takes it.
 type Clock struct {
 	mu      sync.Mutex
 	now     time.Time
@@ -227,7 +229,7 @@ type Clock struct {
 	changed chan struct{}
 }
 
-var _ pipeline.Clock = (*Clock)(nil)
+var _ sluice.Clock = (*Clock)(nil)
 
 // NewClock returns a clock stopped at start.
 func NewClock(start time.Time) *Clock { return &Clock{now: start, changed: make(chan struct{})} }
@@ -240,7 +242,7 @@ func (c *Clock) Now() time.Time {
 }
 
 // NewTimer returns a timer due d from now; it fires at once if d <= 0.
-func (c *Clock) NewTimer(d time.Duration) pipeline.Timer {
+func (c *Clock) NewTimer(d time.Duration) sluice.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &timer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
