@@ -176,106 +176,167 @@ func (r *retrier) backoff(n int) time.Duration {
 // retry is the retry layer around next, the layers below it. needNow: a
 // layer below uses the time, so it is read at the start of every attempt
 // and passed down.
+//
+// A record's life in it is a loop over attempts: check that its deadline
+// leaves room for one, call the layers below, classify the failure (give up
+// if it is final), back off (give up if no further attempt is allowed),
+// again.
 func retry[M any](r *retrier, next step[M], needNow bool) Guarded[M] {
 	return func(ctx context.Context, m M) error {
-		if r.budget != nil {
-			r.budget.deposit()
-		}
-		// The clock is read only when needed: on a virtual machine a
-		// read can cost more than the rest of this layer.
-		var start, now time.Time
-		dl, hasDeadline := ctx.Deadline()
-		if needNow || hasDeadline || r.within > 0 || len(r.hooks.outcome) > 0 {
-			start = r.clock.Now()
-			now = start
-		}
-		var at attempt
-		if r.within > 0 {
-			if b := now.Add(r.within); !hasDeadline || b.Before(dl) {
-				dl, hasDeadline = b, true
-				if r.passBudget {
-					// The timeout layer puts it in the attempt's context.
-					at.dl = b
-				} else {
-					var cancel context.CancelFunc
-					ctx, cancel = deadline.With(ctx, b) // no timer until someone waits
-					defer cancel()
-				}
-			}
-		}
-		t := tally{}
-		if r.health != nil {
-			t.since = r.health.mark()
-			t.prev = t.since
+		var rec record
+		if cancel := rec.begin(r, ctx, needNow); cancel != nil {
+			defer cancel()
 		}
 		for {
-			if hasDeadline && now.Add(r.min).After(dl) {
-				return r.give(pipeline.ClassDeadline, &t, start, now)
+			if !rec.room(0) {
+				return rec.give(pipeline.ClassDeadline)
 			}
-			at.now = now
-			end, err := next(ctx, m, at)
+			rec.at.now = rec.now
+			end, err := next(rec.ctx, m, rec.at)
 			if err == nil {
-				r.report(OutcomeOK, t.attempts+1, start)
+				r.report(OutcomeOK, rec.t.attempts+1, rec.start)
 				return nil
 			}
-			now = orNow(r.clock, end)
-			if errors.Is(ctx.Err(), context.Canceled) {
-				r.report(OutcomeCanceled, t.attempts, start)
-				return err
+			rec.now = orNow(r.clock, end)
+			v, final := rec.classify(err)
+			if final != nil {
+				return final
 			}
-			if errors.Is(err, errNoBudget) {
-				return r.give(pipeline.ClassDeadline, &t, start, now)
+			if final := rec.backOff(v, err); final != nil {
+				return final
 			}
-			t.failed(err, now)
-			if r.health != nil {
-				if r.health.answeredSince(t.prev) {
-					t.run = 1
-				} else {
-					t.run++
-				}
-			}
-			if ctx.Err() != nil || hasDeadline && !now.Before(dl) {
-				return r.give(pipeline.ClassDeadline, &t, start, now)
-			}
-			v := verdict(r.classify, err)
-			if v.Permanent {
-				return r.give(finalClass(err), &t, start, now)
-			}
-			exhausted := t.attempts-t.spent >= r.max
-			if exhausted && !r.inOutage(&t) {
-				class := pipeline.ClassExhausted
-				if !r.enabled {
-					class = pipeline.ClassError
-				}
-				return r.give(class, &t, start, now)
-			}
-			delay := v.RetryAfter
-			if delay <= 0 {
-				delay = r.backoff(t.attempts)
-			}
-			if hasDeadline && now.Add(r.min+delay).After(dl) {
-				return r.give(pipeline.ClassDeadline, &t, start, now)
-			}
-			if !exhausted && r.budget != nil && !r.budget.withdraw(now) && !r.inOutage(&t) {
-				return r.give(pipeline.ClassBudget, &t, start, now)
-			}
-			for _, h := range r.hooks.retry {
-				h.OnRetry(r.name, t.attempts, delay, err)
-			}
-			if r.health != nil {
-				t.prev = r.health.mark() // the next backoff's start
-			}
-			if err := sleep(ctx, r.clock, delay); err != nil {
-				now = r.clock.Now()
-				if errors.Is(err, context.Canceled) {
-					r.report(OutcomeCanceled, t.attempts, start)
-					return err
-				}
-				return r.give(pipeline.ClassDeadline, &t, start, now)
-			}
-			now = r.clock.Now()
 		}
 	}
+}
+
+// record is what the retry layer knows of the record it is retrying.
+type record struct {
+	r   *retrier
+	ctx context.Context
+	// dl is the record's deadline for this sink, if hasDeadline: ctx's, or
+	// the Budget option's if that is earlier.
+	dl          time.Time
+	hasDeadline bool
+	at          attempt // passed down with every attempt
+	start       time.Time
+	now         time.Time // the time of the latest event: attempt start or end, wake-up
+	t           tally
+}
+
+// begin starts a record: it deposits the record's share in the retry
+// budget, reads the clock if anything needs the time (on a virtual machine
+// a read can cost more than the rest of this layer) and applies the Budget
+// option's deadline. cancel, if not nil, releases that deadline's context.
+func (rec *record) begin(r *retrier, ctx context.Context, needNow bool) (cancel context.CancelFunc) {
+	if r.budget != nil {
+		r.budget.deposit()
+	}
+	rec.r, rec.ctx = r, ctx
+	rec.dl, rec.hasDeadline = ctx.Deadline()
+	if needNow || rec.hasDeadline || r.within > 0 || len(r.hooks.outcome) > 0 {
+		rec.start = r.clock.Now()
+		rec.now = rec.start
+	}
+	if r.within > 0 {
+		if b := rec.now.Add(r.within); !rec.hasDeadline || b.Before(rec.dl) {
+			rec.dl, rec.hasDeadline = b, true
+			if r.passBudget {
+				// The timeout layer puts it in the attempt's context.
+				rec.at.dl = b
+			} else {
+				rec.ctx, cancel = deadline.With(ctx, b) // no timer until someone waits
+			}
+		}
+	}
+	if r.health != nil {
+		rec.t.since = r.health.mark()
+		rec.t.prev = rec.t.since
+	}
+	return cancel
+}
+
+// room reports whether the deadline leaves the minimum budget after waiting
+// d from now.
+func (rec *record) room(d time.Duration) bool {
+	return !rec.hasDeadline || !rec.now.Add(rec.r.min+d).After(rec.dl)
+}
+
+// classify counts a failed attempt and reports the error that ends the
+// record, if its failure is final: a cancellation (returned as is), too
+// little time to have started, the deadline passed, or a permanent error.
+// Otherwise it returns the classifier's verdict on err.
+func (rec *record) classify(err error) (Verdict, error) {
+	r, t := rec.r, &rec.t
+	if errors.Is(rec.ctx.Err(), context.Canceled) {
+		r.report(OutcomeCanceled, t.attempts, rec.start)
+		return Verdict{}, err
+	}
+	if errors.Is(err, errNoBudget) {
+		return Verdict{}, rec.give(pipeline.ClassDeadline)
+	}
+	t.failed(err, rec.now)
+	if r.health != nil {
+		if r.health.answeredSince(t.prev) {
+			t.run = 1
+		} else {
+			t.run++
+		}
+	}
+	if rec.ctx.Err() != nil || rec.hasDeadline && !rec.now.Before(rec.dl) {
+		return Verdict{}, rec.give(pipeline.ClassDeadline)
+	}
+	v := verdict(r.classify, err)
+	if v.Permanent {
+		return v, rec.give(finalClass(err))
+	}
+	return v, nil
+}
+
+// backOff waits before the next attempt after a transient failure err with
+// verdict v, or reports the error that ends the record: attempts exhausted
+// (unless the sink is in an outage), no time for the wait and another
+// attempt, the retry budget empty, or the context done while waiting.
+func (rec *record) backOff(v Verdict, err error) error {
+	r, t := rec.r, &rec.t
+	exhausted := t.attempts-t.spent >= r.max
+	if exhausted && !r.inOutage(t) {
+		if !r.enabled {
+			return rec.give(pipeline.ClassError)
+		}
+		return rec.give(pipeline.ClassExhausted)
+	}
+	delay := v.RetryAfter
+	if delay <= 0 {
+		delay = r.backoff(t.attempts)
+	}
+	if !rec.room(delay) {
+		return rec.give(pipeline.ClassDeadline)
+	}
+	if !exhausted && r.budget != nil && !r.budget.withdraw(rec.now) && !r.inOutage(t) {
+		return rec.give(pipeline.ClassBudget)
+	}
+	for _, h := range r.hooks.retry {
+		h.OnRetry(r.name, t.attempts, delay, err)
+	}
+	if r.health != nil {
+		t.prev = r.health.mark() // the next backoff's start
+	}
+	werr := sleep(rec.ctx, r.clock, delay)
+	rec.now = r.clock.Now()
+	switch {
+	case werr == nil:
+		return nil
+	case errors.Is(werr, context.Canceled):
+		r.report(OutcomeCanceled, t.attempts, rec.start)
+		return werr
+	}
+	return rec.give(pipeline.ClassDeadline)
+}
+
+// give builds the final error of the record with class and reports the
+// outcome.
+func (rec *record) give(class string) error {
+	return rec.r.give(class, &rec.t, rec.start, rec.now)
 }
 
 // tally is what the retry layer remembers of one record's failed attempts.
