@@ -6,8 +6,9 @@ import (
 )
 
 // Failure classes name why a record was given up on. They appear in dead-letter
-// headers and metrics. Guards and stages outside this package use the same
-// strings.
+// headers and metrics. They are the one list: the guards of package handlers
+// give records up with these constants (in a *FailureError), and so do
+// stages outside this package.
 const (
 	// ClassDecode: the record's bytes could not be decoded.
 	ClassDecode = "decode"
