@@ -65,7 +65,9 @@ func ExampleGuarded() {
 	// true true
 }
 
-func ExamplePermanent() {
+// A sink error marked with pipeline.Permanent is not retried: the record is
+// given up at once with class permanent.
+func ExampleGuard_permanent() {
 	validate := func(ctx context.Context, o Order) error {
 		if o.ID == "" {
 			return pipeline.Permanent(errors.New("order without id"))
