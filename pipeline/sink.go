@@ -10,6 +10,12 @@ import (
 	dl "github.com/sluice-go/sluice/internal/deadline"
 )
 
+// SinkFunc is the function a Sink calls for each message: its error decides
+// the message's fate (see Sink). It is an alias of the plain func type, so a
+// function literal, a method value and a named func type of the same shape
+// (a guarded sink of package handlers) are all SinkFuncs.
+type SinkFunc[T any] = func(ctx context.Context, m Message[T]) error
+
 // Sink ends a stream: fn is called for each message and its error decides
 // the message's fate.
 //
@@ -41,11 +47,9 @@ import (
 //
 // fn is called with a context that carries the message's deadline, if it has
 // one, and is cancelled when the partition is. Calls are sequential unless the
-// stream comes from a fan-out, whose workers call fn concurrently.
-//
-// fn has an unnamed function type so that a guarded handler from package
-// handlers (a named func type of the same shape) is accepted as it is.
-func Sink[T any](in *Stream[T], name string, fn func(context.Context, Message[T]) error) {
+// stream comes from a fan-out, whose workers call fn concurrently. A guarded
+// sink of package handlers is accepted as it is (SinkFunc is an alias).
+func Sink[T any](in *Stream[T], name string, fn SinkFunc[T]) {
 	info := StageInfo{Name: name}
 	if fn == nil {
 		info.Err = errors.New("nil sink function")
@@ -58,10 +62,10 @@ func Sink[T any](in *Stream[T], name string, fn func(context.Context, Message[T]
 type sink[T any] struct {
 	env  *Env
 	name string
-	fn   func(context.Context, Message[T]) error
+	fn   SinkFunc[T]
 }
 
-func newSink[T any](env *Env, name string, fn func(context.Context, Message[T]) error) *sink[T] {
+func newSink[T any](env *Env, name string, fn SinkFunc[T]) *sink[T] {
 	return &sink[T]{env: env, name: name, fn: fn}
 }
 

@@ -235,7 +235,7 @@ func (w *Writer) client() *kgo.Client {
 // as is, for the guards or the pipeline to retry. A retried message writes
 // all its outputs again: in at-least-once mode, outputs acknowledged before
 // the failure are then written twice.
-func Sink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.Message[T]) error {
+func Sink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[T] {
 	return func(ctx context.Context, m pipeline.Message[T]) error {
 		outs, err := route(m)
 		if err != nil {
