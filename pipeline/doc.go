@@ -17,6 +17,26 @@
 // codecs, sinks and the dead-letter path. It knows nothing of Kafka: the
 // consumer feeds it Records.
 //
+// # What a pipeline author needs
+//
+// New (a Pipeline) and its options (DeadLetters, Logger, Hooks, Clock,
+// InputBuffer, SinkBackoff, SinkAttempts, DeadLetterBackoff); Source with a
+// Codec (JSON, String, Bytes, DecodeFunc), which starts a Stream; Sink with
+// a SinkFunc; Message; Permanent for
+// errors that retrying cannot fix; Err, BuildError and sluice.ConfigError;
+// DeadLetterer and DeadLetter; the Hook* interfaces and Outcome. The
+// failure vocabulary (Failure, FailureError, the Class constants and their
+// Err sentinels, PanicError, DecodeError, DeadlineError) is what dead letters,
+// guards and metrics speak.
+//
+// The rest of this package is for two other readers. Stage authors (package
+// stages, sinks/kafka) use Connect, Connect2, ConnectN, ConnectSink,
+// StageInfo, Env, Inlet, Token, Wrapper, Grouper, Records, Group, WithValue,
+// NewMessage and the token methods of Message (Token, WithToken, Hold,
+// Settle): see Writing stages. Sources (package consumer) use Handler,
+// Partition, TopicPartition, Record, Settler, Fate and DeadlineHeader: see
+// Settlement.
+//
 // # Building
 //
 // Source, the stage functions and Sink each take the stream they consume and
@@ -109,11 +129,19 @@
 //
 // # Writing stages
 //
-// A stage is a function that calls Connect (or Connect2, ConnectN) with a
-// StageInfo and a build function. Build runs once per partition with the
-// partition's Env and the Inlet of whatever consumes the stage, and returns
-// the stage's own Inlet. Push may be called concurrently (after a fan-out);
-// End is called once, after the last Push. Env gives the partition's
-// context, clock and logger, owned goroutines (Go, AfterCancel), panic
-// recovery (Catch) and the dead-letter path (Fail).
+// This section is for authors of stages and of sinks that settle
+// messages themselves; a pipeline author does not need it. A stage is a
+// function that calls Connect (or Connect2, ConnectN, or ConnectSink for a
+// sink) with a StageInfo and a build function. Build runs once per
+// partition with the partition's Env and the Inlet of whatever consumes the
+// stage, and returns the stage's own Inlet. Push may be called concurrently
+// (after a fan-out); End is called once, after the last Push. Env gives the
+// partition's context, clock and logger, owned goroutines (Go,
+// AfterCancel), panic recovery (Catch), the dead-letter path (Fail) and the
+// HookHandled reports (Count, Timed, Handled). A stage that transforms
+// values keeps the token (WithValue); one that groups messages makes a
+// group token (Group, Grouper); one that must learn when a message has
+// finished downstream wraps its token (Wrapper, Message.WithToken). Records
+// yields the records behind any token. Every holder settles its hold once
+// (Token).
 package pipeline

@@ -2,7 +2,10 @@ package pipeline
 
 import "time"
 
-// Outcome is how a stage or sink finished with a message.
+// Outcome is how a stage or sink finished with a message, as HookHandled and
+// the metric label outcome report it. It is per stage: a record that two
+// branches reach has an outcome at each. What the source is told about the
+// record as a whole (a share group's acknowledgement) is its Fate.
 type Outcome uint8
 
 const (
