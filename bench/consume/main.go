@@ -379,7 +379,7 @@ func (c *counter) add(n int64) {
 }
 
 // guard wraps sink in every guard, as the DESIGN target asks.
-func guard[M any](sink handlers.Handler[M]) (handlers.Handler[M], error) {
+func guard[M any](sink func(context.Context, M) error) (handlers.Guarded[M], error) {
 	var opts []backpressure.AdaptiveOpt
 	if *decisions {
 		opts = append(opts, backpressure.WithObserver(printer{}))
@@ -389,13 +389,13 @@ func guard[M any](sink handlers.Handler[M]) (handlers.Handler[M], error) {
 		return nil, err
 	}
 	return handlers.Guard(sink,
-		handlers.WithName("noop"), handlers.WithLogger(slog.New(slog.DiscardHandler)),
-		handlers.WithBudget(30*time.Second),
-		handlers.WithRetry(handlers.RetryPolicy{}),
-		handlers.WithBreaker(handlers.BreakerPolicy{}),
-		handlers.WithRateLimit(rate.Inf, 1),
-		handlers.WithLimiter(limiter),
-		handlers.WithTimeout(10*time.Second),
+		handlers.Name("noop"), handlers.Logger(slog.New(slog.DiscardHandler)),
+		handlers.Budget(30*time.Second),
+		handlers.Retry(handlers.RetryPolicy{}),
+		handlers.Breaker(handlers.BreakerPolicy{}),
+		handlers.RateLimit(rate.Inf, 1),
+		handlers.Limiter(limiter),
+		handlers.Timeout(10*time.Second),
 	)
 }
 

@@ -214,7 +214,7 @@ func TestConsumerThroughputFollowsSinkCapacity(t *testing.T) {
 	p := pipeline.New(pipeline.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	src := pipeline.Source(p, topic, pipeline.Bytes())
 	pipeline.Sink(stages.FanOut(src, "workers", 64), "downstream", func(ctx context.Context, m pipeline.Message[[]byte]) error {
-		// The concurrency guard, as handlers.Limit does it: the latency is
+		// The concurrency guard, as handlers' Limiter option does it: the latency is
 		// the downstream call's alone.
 		if err := lim.Acquire(ctx); err != nil {
 			return err

@@ -225,7 +225,7 @@ func runOnce(ctx context.Context, e *env, sc *scenario, m mode, round int) (*run
 		return nil, err
 	}
 
-	var sink handlers.Handler[pipeline.Message[[]byte]]
+	var sink func(context.Context, pipeline.Message[[]byte]) error
 	if sc.http {
 		tr := &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}
 		defer tr.CloseIdleConnections()
@@ -256,13 +256,13 @@ func runOnce(ctx context.Context, e *env, sc *scenario, m mode, round int) (*run
 		}
 	}
 	if m.guarded {
-		opts := []handlers.Opt{handlers.WithName("downstream"), handlers.WithLogger(discard)}
+		opts := []handlers.Opt{handlers.Name("downstream"), handlers.Logger(discard)}
 		if m.chain {
-			opts = append(opts, handlers.WithRetry(handlers.RetryPolicy{}), handlers.WithBreaker(handlers.BreakerPolicy{}),
-				handlers.WithTimeout(time.Second))
+			opts = append(opts, handlers.Retry(handlers.RetryPolicy{}), handlers.Breaker(handlers.BreakerPolicy{}),
+				handlers.Timeout(time.Second))
 		}
 		if lim != nil {
-			opts = append(opts, handlers.WithLimiter(lim))
+			opts = append(opts, handlers.Limiter(lim))
 		}
 		g, err := handlers.Guard(sink, opts...)
 		if err != nil {
