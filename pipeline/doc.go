@@ -12,7 +12,7 @@
 //	if err := p.Err(); err != nil { ... }
 //	consumer.New(consumer.Handle(p), ...)
 //
-// The stages (Map, Filter, Decode, Duplicate, Window, FanOut, Batch) live in
+// The stages (Map, Filter, Decode, Duplicate, Window, FanOut, Batches) live in
 // package stages; this package has the graph, messages, settlement tokens,
 // codecs, sinks and the dead-letter path. It knows nothing of Kafka: the
 // consumer feeds it Records.
@@ -67,7 +67,7 @@
 // # Settlement
 //
 // Every message carries a Token. The source's token is the Record itself;
-// Duplicate holds it once per branch; Window and Batch give each emitted
+// Duplicate holds it once per branch; Window and Batches give each emitted
 // group a token that settles all its members (a member of several sliding
 // windows settles after its last window); FanOut wraps tokens to learn when a
 // key's message has finished downstream. A record settles (Settler.Settled,

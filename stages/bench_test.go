@@ -183,7 +183,7 @@ func BenchmarkWindowTumblingTime(b *testing.B) {
 
 func BenchmarkBatch100(b *testing.B) {
 	p := pipeline.New()
-	pipeline.Sink(stages.Batch(pipeline.Source(p, "orders", pipeline.Bytes()), "b", 100, time.Millisecond), "sink", noop[[]pipeline.Message[[]byte]])
+	pipeline.Sink(stages.Batches(pipeline.Source(p, "orders", pipeline.Bytes()), "b", 100, time.Millisecond), "sink", noop[stages.Batch[[]byte]])
 	run(b, p, 1000)
 }
 

@@ -134,11 +134,11 @@ func (d *dag) growItem(s *pipeline.Stream[item], pass func(int64) bool, depth in
 		name := d.name("batch")
 		d.desc = append(d.desc, name)
 		linger := time.Duration(d.rng.IntN(2)) * time.Millisecond
-		growGroup(d, stages.Batch(s, name, 1+d.rng.IntN(6), linger), pass, depth+1, itemOffsets)
+		growGroup(d, stages.Batches(s, name, 1+d.rng.IntN(6), linger), pass, depth+1, itemOffsets)
 	}
 }
 
-func itemOffsets(ms []pipeline.Message[item]) []int64 {
+func itemOffsets(ms stages.Batch[item]) []int64 {
 	var os []int64
 	for _, m := range ms {
 		os = append(os, m.Value().off)

@@ -1,5 +1,5 @@
 // Package stages has the stages of a Sluice pipeline: Map, TryMap, Filter,
-// Decode, Duplicate, FanOut, Window and Batch. Each takes the stream it
+// Decode, Duplicate, FanOut, Window and Batches. Each takes the stream it
 // consumes and a name, and returns the stream it produces; see package
 // pipeline for sources, sinks, settlement and the life of a partition.
 //
@@ -8,7 +8,7 @@
 // Map, TryMap, Filter and Decode run in the goroutine that pushes into them
 // (no buffer, no goroutine, no allocation of their own). Duplicate gives
 // each branch a goroutine and a bounded buffer. FanOut runs what follows it,
-// up to and including the sink, in its workers. Window and Batch run in the
+// up to and including the sink, in its workers. Window and Batches run in the
 // pushing goroutine under a lock, with a timer goroutine for processing
 // time. Everything a partition starts, it stops: Close waits for it.
 //
@@ -33,7 +33,7 @@
 //     the branch's goroutine is handing on.
 //   - FanOut: Buffer messages waiting for a worker (default 1024), plus one
 //     per worker being handed on.
-//   - Batch: size messages.
+//   - Batches: size messages.
 //   - Window: the members of its open windows. A window cannot emit before
 //     it is complete, so this bound is the window's own size (in messages,
 //     or in messages per window length); the consumer's bound on unsettled
@@ -46,7 +46,7 @@
 // When the partition closes (revoke or shutdown, pipeline.Partition.Close),
 // stages end in order from the source: Duplicate branches drain their
 // buffers; FanOut waits until every queued message has been handed out;
-// Window emits its open windows at once, marked Early, and Batch its partial
+// Window emits its open windows at once, marked Early, and Batches its partial
 // batch, so that their members can settle before the consumer's final
 // commit instead of being handled again by the next owner. When the
 // partition's context is cancelled (lost partition, drain timeout), every
@@ -64,7 +64,7 @@
 // # Stages that hold messages behind a fan-out
 //
 // A key-ordered FanOut hands out a key's next message only when the previous
-// one has settled downstream. Window and Batch hold messages until their
+// one has settled downstream. Window and Batches hold messages until their
 // window or batch is done, so behind a key-ordered fan-out they would wait
 // for messages the fan-out will not release: this is a build error. Put them
 // before the fan-out, or make the fan-out Unordered.

@@ -183,15 +183,15 @@ func ExampleWindow() {
 	// 2 [a5 a6] early: true
 }
 
-func ExampleBatch() {
+func ExampleBatches() {
 	p := pipeline.New()
-	b := stages.Batch(pipeline.Source(p, "orders", pipeline.String()), "bulk", 2, 100*time.Millisecond)
-	pipeline.Sink(b, "insert", func(_ context.Context, m pipeline.Message[[]pipeline.Message[string]]) error {
-		fmt.Println("insert", len(m.Value()), "rows ending at offset", m.Offset())
+	b := stages.Batches(pipeline.Source(p, "orders", pipeline.String()), "bulk", 2, 100*time.Millisecond)
+	pipeline.Sink(b, "insert", func(_ context.Context, m pipeline.Message[stages.Batch[string]]) error {
+		fmt.Println("insert", m.Value().Values(), "ending at offset", m.Offset())
 		return nil
 	})
 	feedValues(p, "a1", "b1", "c1") // the last batch is flushed when the partition closes
 	// Output:
-	// insert 2 rows ending at offset 1
-	// insert 1 rows ending at offset 2
+	// insert [a1 b1] ending at offset 1
+	// insert [c1] ending at offset 2
 }

@@ -50,7 +50,7 @@ func Unordered() FanOutOpt { return unorderedOpt{} }
 // lack of a DeadLetterer (pipeline.OutcomeHeld) stops its key, and the
 // fan-out's Close then waits for the partition's drain timeout.
 //
-// Stages that hold messages (Window, Batch) may not follow a key-ordered
+// Stages that hold messages (Window, Batches) may not follow a key-ordered
 // FanOut (a build error): the fan-out would wait for them to settle before
 // handing out the next message of their key.
 func FanOut[T any](in *pipeline.Stream[T], name string, workers int, opts ...FanOutOpt) *pipeline.Stream[T] {

@@ -141,14 +141,14 @@ func TestStageBuildErrors(t *testing.T) {
 		{"event-time count window", func(s *pipeline.Stream[int]) {
 			sinkOK(stages.Window(s, "w", stages.TumblingCount(3), stages.EventTime(0)))
 		}, "pipeline: w: EventTime applies to time windows"},
-		{"bad batch", func(s *pipeline.Stream[int]) { sinkOK(stages.Batch(s, "b", 0, 0)) }, "pipeline: b: size must be at least 1"},
+		{"bad batch", func(s *pipeline.Stream[int]) { sinkOK(stages.Batches(s, "b", 0, 0)) }, "pipeline: b: size must be at least 1"},
 		{"window behind key-ordered fan-out", func(s *pipeline.Stream[int]) {
 			sinkOK(stages.Window(stages.Map(stages.FanOut(s, "f", 4), "m", func(v int) int { return v }), "w", stages.TumblingCount(3)))
 		}, `pipeline: w: holds messages, and sits downstream of key-ordered fan-out "f"`},
 		{"batch behind key-ordered fan-out", func(s *pipeline.Stream[int]) {
 			a, b := stages.Duplicate2(stages.FanOut(s, "f", 4), "d")
 			sinkOK(a)
-			sinkOK(stages.Batch(b, "b", 10, time.Second))
+			sinkOK(stages.Batches(b, "b", 10, time.Second))
 		}, `pipeline: b: holds messages, and sits downstream of key-ordered fan-out "f"`},
 		{"late output unconsumed", func(s *pipeline.Stream[int]) {
 			w, _ := stages.WindowWithLate(s, "w", stages.Tumbling(time.Second), stages.EventTime(0))
@@ -437,7 +437,7 @@ func TestCancelStopsEveryStage(t *testing.T) {
 	bs := stages.Duplicate(pipeline.Source(p, "orders", intCodec), "dup", 4, stages.Buffer(8))
 	pipeline.Sink(stages.FanOut(bs[0], "keyed", 4, stages.Buffer(16)), "a", func(ctx context.Context, _ pipeline.Message[int]) error { return block(ctx) })
 	pipeline.Sink(stages.Window(bs[1], "hour", stages.Tumbling(time.Hour)), "b", noop[stages.Pane[int]])
-	pipeline.Sink(stages.Batch(bs[2], "batch", 1000, time.Hour), "c", noop[[]pipeline.Message[int]])
+	pipeline.Sink(stages.Batches(bs[2], "batch", 1000, time.Hour), "c", noop[stages.Batch[int]])
 	w := stages.Window(bs[3], "sliding", stages.SlidingCount(4, 1))
 	pipeline.Sink(stages.FanOut(w, "unordered", 4, stages.Unordered()), "d", func(ctx context.Context, _ pipeline.Message[stages.Pane[int]]) error { return block(ctx) })
 	if err := p.Err(); err != nil {

@@ -273,8 +273,8 @@ func TestBatchBySizeLingerAndClose(t *testing.T) {
 	clock := pipelinetest.NewClock(time.Unix(0, 0))
 	p := pipeline.New(pipeline.Clock(clock))
 	batches := make(chan []int64, 10)
-	pipeline.Sink(stages.Batch(pipeline.Source(p, "orders", intCodec), "b", 3, time.Second), "bulk",
-		func(_ context.Context, m pipeline.Message[[]pipeline.Message[int]]) error {
+	pipeline.Sink(stages.Batches(pipeline.Source(p, "orders", intCodec), "b", 3, time.Second), "bulk",
+		func(_ context.Context, m pipeline.Message[stages.Batch[int]]) error {
 			batches <- offsets(m.Value())
 			return nil
 		})
@@ -313,8 +313,8 @@ func TestBatchBySizeLingerAndClose(t *testing.T) {
 func TestFailedBatchDeadLettersEveryMember(t *testing.T) {
 	dl := &pipelinetest.DeadLetters{}
 	p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet))
-	pipeline.Sink(stages.Batch(pipeline.Source(p, "orders", intCodec), "b", 2, 0), "bulk",
-		func(_ context.Context, m pipeline.Message[[]pipeline.Message[int]]) error {
+	pipeline.Sink(stages.Batches(pipeline.Source(p, "orders", intCodec), "b", 2, 0), "bulk",
+		func(_ context.Context, m pipeline.Message[stages.Batch[int]]) error {
 			if m.Value()[0].Value() == 2 {
 				panic("bulk insert")
 			}

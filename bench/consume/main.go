@@ -346,7 +346,7 @@ func runGuarded(ctx context.Context, addr, group string, f *flow) error {
 // would take them: the guards run once per batch.
 func runGuardedBatch(ctx context.Context, addr, group string, f *flow) error {
 	c := newCounter(f)
-	sink, err := guard(func(_ context.Context, m pipeline.Message[[]pipeline.Message[[]byte]]) error {
+	sink, err := guard(func(_ context.Context, m pipeline.Message[stages.Batch[[]byte]]) error {
 		c.add(int64(len(m.Value())))
 		return nil
 	})
@@ -354,7 +354,7 @@ func runGuardedBatch(ctx context.Context, addr, group string, f *flow) error {
 		return err
 	}
 	p := pipeline.New(pipeline.Logger(slog.New(slog.DiscardHandler)))
-	pipeline.Sink(stages.Batch(pipeline.Source(p, topic, pipeline.Bytes()), "batch", 100, 5*time.Millisecond), "noop", sink)
+	pipeline.Sink(stages.Batches(pipeline.Source(p, topic, pipeline.Bytes()), "batch", 100, 5*time.Millisecond), "noop", sink)
 	if err := p.Err(); err != nil {
 		return err
 	}

@@ -7,7 +7,7 @@
 //     offsets (a raw produce-per-record loop, at least once);
 //   - sluice-alo: the consumer, a pipeline and the Kafka sink with a writer
 //     of its own (at least once): kafka.Sink behind a fan-out of -workers,
-//     then (-batch) stages.Batch and kafka.BatchSink, then (-write)
+//     then (-batch) stages.Batches and kafka.BatchSink, then (-write)
 //     kafka.Write, which writes without waiting and settles on the
 //     acknowledgements;
 //   - raw-eos: a kgo.GroupTransactSession loop: begin, poll, produce,
@@ -61,7 +61,7 @@ var (
 	partitions = flag.Int("partitions", 6, "partitions of the input and output topics")
 	rounds     = flag.Int("rounds", 5, "rounds; each runs every mode once")
 	modesFlag  = flag.String("modes", "raw-alo,sluice-alo,sluice-alo-batch,sluice-alo-write,raw-eos,sluice-eos,sluice-eos-batch,sluice-eos-write", "modes to run")
-	batch      = flag.Int("batch", 500, "batch size of the -batch modes (stages.Batch before kafka.BatchSink)")
+	batch      = flag.Int("batch", 500, "batch size of the -batch modes (stages.Batches before kafka.BatchSink)")
 	workers    = flag.Int("workers", 64, "fan-out workers per partition in the Sluice modes")
 	interval   = flag.Duration("commit-interval", 200*time.Millisecond, "commit (transaction) interval of the Sluice modes")
 	linger     = flag.Duration("linger", -1, "producer linger of the Sluice modes (kafka.ClientOpts at least once, consumer.ClientOpts exactly once); negative keeps the library's")
@@ -385,7 +385,7 @@ func sluiceEOS(how sinkKind) func(ctx context.Context, addr, group, out string) 
 }
 
 // sinkKind is how the Sluice modes write: kafka.Sink behind a fan-out,
-// kafka.BatchSink behind stages.Batch, or kafka.Write.
+// kafka.BatchSink behind stages.Batches, or kafka.Write.
 type sinkKind int
 
 const (
@@ -403,7 +403,7 @@ func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, ho
 	src := pipeline.Source(p, input, pipeline.Bytes())
 	switch how {
 	case batched:
-		pipeline.Sink(stages.Batch(src, "batch", *batch, 5*time.Millisecond), "out", kafka.BatchSink(w, route(out)))
+		pipeline.Sink(stages.Batches(src, "batch", *batch, 5*time.Millisecond), "out", kafka.BatchSink(w, route(out)))
 	case async:
 		kafka.Write(src, "out", w, route(out))
 	default:

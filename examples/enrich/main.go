@@ -140,7 +140,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	enriched := stages.TryMap(orders, "enrich", enrich)
 	// Batches of up to 200 orders per partition (or what came within 5ms)
 	// are written together: one broker round trip per batch, not per order.
-	batches := stages.Batch(enriched, "batches", 200, 5*time.Millisecond)
+	batches := stages.Batches(enriched, "batches", 200, 5*time.Millisecond)
 	pipeline.Sink(batches, "write", kafka.BatchSink(w, route(cfg.Output)))
 
 	opts := []consumer.Opt{consumer.Brokers(cfg.Brokers...), consumer.Group(cfg.Group), consumer.Handle(p), consumer.Logger(log)}

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-go/sluice/pipeline"
+	"github.com/sluice-go/sluice/stages"
 )
 
 // Output is one record a message becomes.
@@ -263,7 +264,7 @@ func Sink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[T] {
 	}
 }
 
-// BatchSink is Sink for batches (stages.Batch): each member of a batch is
+// BatchSink is Sink for batches (stages.Batches): each member of a batch is
 // routed, and every output of every member is written before one wait for
 // all the acknowledgements, as a raw poll-produce-wait loop does; the batch
 // settles once they are all acknowledged. Headers (trace context,
@@ -276,8 +277,8 @@ func Sink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[T] {
 // replay writes them again). Do what can fail for one record (decoding,
 // validation, enrichment) in a stage before the batch, such as
 // stages.TryMap, so that a bad record is dead-lettered alone.
-func BatchSink[T any](w *Writer, route Route[T]) func(context.Context, pipeline.Message[[]pipeline.Message[T]]) error {
-	return func(ctx context.Context, batch pipeline.Message[[]pipeline.Message[T]]) error {
+func BatchSink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[stages.Batch[T]] {
+	return func(ctx context.Context, batch pipeline.Message[stages.Batch[T]]) error {
 		ms := batch.Value()
 		// One allocation for the records of a batch of one output per
 		// member, the common case.
