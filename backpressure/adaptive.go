@@ -9,14 +9,14 @@ import (
 )
 
 // Adaptive is a concurrency limiter that finds the downstream's capacity
-// from the latency, throughput and outcomes of the calls it admits, and
+// from the latency, throughput and load signals of the calls it admits, and
 // follows it. The package doc describes the rules.
 type Adaptive struct {
 	core
 }
 
-// NewAdaptive returns an adaptive limiter, or an *OptionError naming the
-// first invalid option.
+// NewAdaptive returns an adaptive limiter, or a *sluice.ConfigError naming
+// the first invalid option.
 func NewAdaptive(opts ...AdaptiveOpt) (*Adaptive, error) {
 	cf := defaultCfg()
 	for _, o := range opts {
@@ -186,7 +186,7 @@ type controller struct {
 	demand        float64
 	overload      float64
 	rng           *rand.Rand
-	dobs          DecisionObserver // nil unless the observer implements it
+	decided       []HookDecision
 
 	shards []shard
 	opened atomic.Bool  // the first sample opened the first window
@@ -263,9 +263,7 @@ func newController(cf *cfg) *controller {
 	}
 	c.need.Store(int64(c.winSamples))
 	c.long.Store(int64(c.winMin))
-	if d, ok := cf.obs.(DecisionObserver); ok {
-		c.dobs = d
-	}
+	c.decided = cf.hk.decisions
 	return c
 }
 
@@ -275,7 +273,7 @@ func (c *controller) unsettled() bool { return len(c.run) > 0 || c.verifying }
 
 // sample takes one released call: in is the number of slots held when it
 // was released (itself included).
-func (c *controller) sample(l *core, now time.Time, latency time.Duration, o Outcome, in int64) {
+func (c *controller) sample(l *core, now time.Time, latency time.Duration, o Signal, in int64) {
 	if o == Ignore {
 		return
 	}
@@ -437,8 +435,8 @@ func (c *controller) decide(l *core, now time.Time) {
 	c.long.Store(int64(max(c.winMin, time.Duration(windowLatencies*pt.q))))
 	c.start.Store(now.UnixNano())
 	l.setLimit(c.eff)
-	if c.dobs != nil {
-		c.dobs.Decided(d)
+	for _, h := range c.decided {
+		h.OnDecision(d)
 	}
 	for i := range c.shards {
 		c.shards[i].mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/sluice-go/sluice"
 )
 
 const ms = time.Millisecond
@@ -17,31 +19,34 @@ func near(got, want time.Duration) bool {
 
 func TestNewAdaptiveRejectsBadOptions(t *testing.T) {
 	tests := []struct {
-		give []AdaptiveOpt
-		want string // the option the error names
+		give  []AdaptiveOpt
+		want  string // the option the error names
+		field string
 	}{
 		{give: []AdaptiveOpt{MinLimit(0)}, want: "MinLimit"},
 		{give: []AdaptiveOpt{MinLimit(5), MaxLimit(4), InitialLimit(4)}, want: "MaxLimit"},
 		{give: []AdaptiveOpt{InitialLimit(2000)}, want: "InitialLimit"},
 		{give: []AdaptiveOpt{Tolerance(1)}, want: "Tolerance"},
 		{give: []AdaptiveOpt{Quantile(1)}, want: "Quantile"},
-		{give: []AdaptiveOpt{Window(-time.Second, 100)}, want: "Window"},
-		{give: []AdaptiveOpt{Window(time.Second, 3)}, want: "Window"},
-		{give: []AdaptiveOpt{Probe(0, 0.5)}, want: "Probe"},
-		{give: []AdaptiveOpt{Probe(time.Second, 2)}, want: "Probe"},
+		{give: []AdaptiveOpt{Window(-time.Second, 100)}, want: "Window", field: "minDuration"},
+		{give: []AdaptiveOpt{Window(time.Second, 3)}, want: "Window", field: "minSamples"},
+		{give: []AdaptiveOpt{Probe(0, 0.5)}, want: "Probe", field: "interval"},
+		{give: []AdaptiveOpt{Probe(time.Second, 2)}, want: "Probe", field: "jitter"},
 		{give: []AdaptiveOpt{DemandFactor(6)}, want: "DemandFactor"},
 		{give: []AdaptiveOpt{OverloadThreshold(1)}, want: "OverloadThreshold"},
-		{give: []AdaptiveOpt{WithPartitions(Partition{Name: "a", Share: 0.7}, Partition{Name: "b", Share: 0.7})}, want: "WithPartitions"},
-		{give: []AdaptiveOpt{WithPartitions(Partition{Name: "a", Share: 0.2}, Partition{Name: "a", Share: 0.2})}, want: "WithPartitions"},
-		{give: []AdaptiveOpt{WithPartitions(Partition{Share: 0.2})}, want: "WithPartitions"},
-		{give: []AdaptiveOpt{WithPartitions(Partition{Name: "a"})}, want: "WithPartitions"},
+		{give: []AdaptiveOpt{Partitions(Partition{Name: "a", Share: 0.7}, Partition{Name: "b", Share: 0.7})}, want: "Partitions", field: "Share"},
+		{give: []AdaptiveOpt{Partitions(Partition{Name: "a", Share: 0.2}, Partition{Name: "a", Share: 0.2})}, want: "Partitions", field: "Name"},
+		{give: []AdaptiveOpt{Partitions(Partition{Share: 0.2})}, want: "Partitions", field: "Name"},
+		{give: []AdaptiveOpt{Partitions(Partition{Name: "a"})}, want: "Partitions", field: "Share"},
+		{give: []AdaptiveOpt{Hooks(struct{}{})}, want: "Hooks"},
+		{give: []AdaptiveOpt{Hooks(nil)}, want: "Hooks"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.want, func(t *testing.T) {
+		t.Run(tt.want+tt.field, func(t *testing.T) {
 			_, err := NewAdaptive(tt.give...)
-			var oe *OptionError
-			if !errors.As(err, &oe) || oe.Option != tt.want || !errors.Is(err, ErrInvalidOption) {
-				t.Fatalf("got %v, want an *OptionError naming %s", err, tt.want)
+			var ce *sluice.ConfigError
+			if !errors.As(err, &ce) || ce.Package != "backpressure" || ce.Option != tt.want || ce.Field != tt.field || ce.Reason == "" || !errors.Is(err, sluice.ErrConfig) {
+				t.Fatalf("got %v, want a *sluice.ConfigError naming %s.%s", err, tt.want, tt.field)
 			}
 		})
 	}
@@ -197,7 +202,7 @@ func TestAdaptiveFasterWindowLowersTheBaseline(t *testing.T) {
 	}
 }
 
-func TestAdaptiveIgnoresIgnoredOutcomes(t *testing.T) {
+func TestAdaptiveIgnoresIgnoreSignals(t *testing.T) {
 	h := newHarness(t)
 	h.settle(64, flat(10*ms))
 	before, n := h.l.Limit(), len(h.rec.decisions)
@@ -273,7 +278,7 @@ func TestAdaptiveLimitTracksDemandWhenTheCallerIsTheBottleneck(t *testing.T) {
 func TestAdaptiveProbesAgainWithJitter(t *testing.T) {
 	var gaps []time.Duration
 	for seed := range uint64(5) {
-		h := newHarness(t, WithSeed(seed), Probe(5*time.Second, 0.5))
+		h := newHarness(t, Seed(seed), Probe(5*time.Second, 0.5))
 		h.drive(64, flat(10*ms), Success, 3)
 		var probes []time.Time
 		for len(probes) < 2 {
@@ -337,7 +342,7 @@ func TestAdaptiveDropsSamplesOfCallsStartedInAnEarlierWindow(t *testing.T) {
 	}
 }
 
-func TestAdaptiveReportsLimitAndInFlightToTheObserver(t *testing.T) {
+func TestAdaptiveReportsLimitAndInFlightToHooks(t *testing.T) {
 	h := newHarness(t, InitialLimit(7))
 	if got := h.rec.limits; !slices.Equal(got, []int{7}) {
 		t.Fatalf("limits %v, want [7] at construction", got)

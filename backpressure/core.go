@@ -7,10 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-go/sluice"
 )
 
 // Partition configures one flow of a limiter shared by several flows; see
-// WithPartitions.
+// Partitions.
 type Partition struct {
 	// Name identifies the flow, for Flow.
 	Name string
@@ -87,23 +89,23 @@ func unpack(s uint64) (in, wait int64) { return int64(s & inMask), int64(s >> 32
 type core struct {
 	st    atomic.Uint64 // see unpack
 	limit atomic.Int64
-	clock Clock
-	obs   Observer
-	quiet bool // obs is the no-op observer
+	clock sluice.Clock
+	hooks hooks
+	quiet bool // no HookInFlight
 
 	mu    sync.Mutex // waiter queues, grants, limit changes
 	flows []*flow    // highest priority first; the default flow is last
 	def   *flow
 
-	// obsMu serialises InFlightChanged reports; see reportInFlight.
+	// obsMu serialises HookInFlight reports; see reportInFlight.
 	obsMu sync.Mutex
 
 	ctl *controller // nil for Fixed
 }
 
 func (c *core) init(cf *cfg, limit int) {
-	c.clock, c.obs = cf.clock, cf.obs
-	_, c.quiet = c.obs.(nopObserver)
+	c.clock, c.hooks = cf.clock, cf.hk
+	c.quiet = len(c.hooks.inFlight) == 0
 	c.limit.Store(int64(limit))
 	left := 1.0
 	for _, p := range cf.parts {
@@ -113,7 +115,7 @@ func (c *core) init(cf *cfg, limit int) {
 	c.def = &flow{share: math.Max(0, left)}
 	c.flows = append(c.flows, c.def)
 	c.reserve(limit)
-	c.obs.LimitChanged(limit)
+	c.hooks.onLimit(limit)
 }
 
 func (c *core) reserve(limit int) {
@@ -303,15 +305,15 @@ func (c *core) setLimit(l int) {
 	c.limit.Store(int64(l))
 	c.reserve(l)
 	c.grant()
-	c.obs.LimitChanged(l)
+	c.hooks.onLimit(l)
 	c.mu.Unlock()
 	c.reportInFlight()
 }
 
-// reportInFlight tells the observer the number of slots held. Reports are
+// reportInFlight tells the HookInFlight hooks the number of slots held. Reports are
 // serialised without making anyone wait: a caller that finds another one
 // reporting leaves it to that one, which reads the count again after its
-// report and reports once more if it moved. So the observer may miss
+// report and reports once more if it moved. So the hooks may miss
 // intermediate values under contention, but its last report is always the
 // current count.
 func (c *core) reportInFlight() {
@@ -320,7 +322,9 @@ func (c *core) reportInFlight() {
 	}
 	for c.obsMu.TryLock() {
 		in, _ := unpack(c.st.Load())
-		c.obs.InFlightChanged(int(in))
+		for _, h := range c.hooks.inFlight {
+			h.OnInFlight(int(in))
+		}
 		c.obsMu.Unlock()
 		if now, _ := unpack(c.st.Load()); now == in {
 			return
@@ -329,7 +333,7 @@ func (c *core) reportInFlight() {
 }
 
 // sample passes a released call to the adaptive controller, if any.
-func (c *core) sample(now time.Time, latency time.Duration, o Outcome, in int64) {
+func (c *core) sample(now time.Time, latency time.Duration, o Signal, in int64) {
 	if c.ctl == nil {
 		return
 	}
@@ -349,16 +353,17 @@ func (c *core) Acquire(ctx context.Context) error { return c.acquire(ctx, c.def)
 // must Release.
 func (c *core) TryAcquire() bool { return c.tryAcquire(c.def) }
 
-// Release frees a slot of the default flow and reports the call's outcome.
+// Release frees a slot of the default flow and reports the call's load
+// signal.
 // It panics if no slot of the default flow is held.
-func (c *core) Release(latency time.Duration, o Outcome) {
+func (c *core) Release(latency time.Duration, o Signal) {
 	c.sample(time.Time{}, latency, o, c.release(c.def))
 }
 
 // ReleaseAt is Release for a caller that has just read the clock: end is
 // when the call ended (latency before it). It saves the limiter a clock
 // read; the guards of package handlers use it.
-func (c *core) ReleaseAt(end time.Time, latency time.Duration, o Outcome) {
+func (c *core) ReleaseAt(end time.Time, latency time.Duration, o Signal) {
 	c.sample(end, latency, o, c.release(c.def))
 }
 
@@ -372,7 +377,7 @@ func (c *core) InFlight() int {
 }
 
 // Flow returns the limiter of the partition named name (see
-// WithPartitions), or an error wrapping ErrUnknownFlow.
+// Partitions), or an error wrapping ErrUnknownFlow.
 func (c *core) Flow(name string) (*Flow, error) { return c.lookup(name) }
 
 // FlowError reports a flow name that was not configured.
@@ -411,12 +416,12 @@ func (f *Flow) TryAcquire() bool { return f.c.tryAcquire(f.f) }
 
 // Release frees a slot of this flow; see Limiter. Samples of every flow
 // feed the one shared adaptive limit.
-func (f *Flow) Release(latency time.Duration, o Outcome) {
+func (f *Flow) Release(latency time.Duration, o Signal) {
 	f.c.sample(time.Time{}, latency, o, f.c.release(f.f))
 }
 
 // ReleaseAt is Release with the time the call ended; see Fixed.ReleaseAt.
-func (f *Flow) ReleaseAt(end time.Time, latency time.Duration, o Outcome) {
+func (f *Flow) ReleaseAt(end time.Time, latency time.Duration, o Signal) {
 	f.c.sample(end, latency, o, f.c.release(f.f))
 }
 

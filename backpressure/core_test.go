@@ -9,13 +9,18 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-go/sluice"
 )
 
 func TestNewFixedRejectsBadLimit(t *testing.T) {
 	_, err := NewFixed(0)
-	var oe *OptionError
-	if !errors.As(err, &oe) || oe.Option != "limit" || !errors.Is(err, ErrInvalidOption) {
-		t.Fatalf("got %v, want an *OptionError naming limit", err)
+	var ce *sluice.ConfigError
+	if !errors.As(err, &ce) || ce.Package != "backpressure" || ce.Option != "limit" || !errors.Is(err, sluice.ErrConfig) {
+		t.Fatalf("got %v, want a *sluice.ConfigError naming limit", err)
+	}
+	if _, err := NewFixed(1, Hooks(42)); !errors.As(err, &ce) || ce.Option != "Hooks" {
+		t.Fatalf("a hook implementing nothing: got %v, want a *sluice.ConfigError naming Hooks", err)
 	}
 }
 
@@ -137,7 +142,7 @@ func TestReleaseWithoutAcquirePanics(t *testing.T) {
 }
 
 func TestFlowLookup(t *testing.T) {
-	l, _ := NewFixed(10, WithPartitions(Partition{Name: "high", Share: 0.5}))
+	l, _ := NewFixed(10, Partitions(Partition{Name: "high", Share: 0.5}))
 	f, err := l.Flow("high")
 	if err != nil || f.Name() != "high" || f.Reserved() != 5 {
 		t.Fatalf("Flow(high) = %v, %v", f, err)
@@ -149,7 +154,7 @@ func TestFlowLookup(t *testing.T) {
 
 func TestPartitionsReserveAndLend(t *testing.T) {
 	// Limit 10: high reserves 5, low 3, the default flow the 2 left.
-	l, _ := NewFixed(10, WithPartitions(Partition{Name: "high", Share: 0.5}, Partition{Name: "low", Share: 0.3}))
+	l, _ := NewFixed(10, Partitions(Partition{Name: "high", Share: 0.5}, Partition{Name: "low", Share: 0.3}))
 	high, _ := l.Flow("high")
 	low, _ := l.Flow("low")
 
@@ -209,7 +214,7 @@ func TestPartitionsReserveAndLend(t *testing.T) {
 func TestPartitionedLowPriorityKeepsItsReserve(t *testing.T) {
 	// Limit 10, high 0.5 and low 0.3, both saturating: freed slots go to
 	// low until it holds its reserve of 3, and only then to high.
-	l, _ := NewFixed(10, WithPartitions(Partition{Name: "high", Share: 0.5}, Partition{Name: "low", Share: 0.3}))
+	l, _ := NewFixed(10, Partitions(Partition{Name: "high", Share: 0.5}, Partition{Name: "low", Share: 0.3}))
 	high, _ := l.Flow("high")
 	low, _ := l.Flow("low")
 	for range 10 {

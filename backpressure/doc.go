@@ -5,18 +5,18 @@
 //
 // [Fixed] is a bulkhead: at most N calls at once. [Adaptive] learns the
 // limit from the calls it admits. Both implement [Limiter]; both can be
-// partitioned between flows ([WithPartitions], [Fixed.Flow]). Callers
+// partitioned between flows ([Partitions], [Fixed.Flow]). Callers
 // Acquire before a call and Release after it with the latency of the call
 // alone (around the downstream call: never across backoff sleeps, queueing
-// for a slot or rate-limit waits) and an [Outcome]: Success, Overload (a
+// for a slot or rate-limit waits) and a [Signal]: Success, Overload (a
 // timeout, 429, 503: the downstream is telling us about load) or Ignore (a
 // bad request, a decode error, a cancelled context: says nothing about load,
 // and the sample is dropped). In Sluice's guard chain the limiter sits
 // between the rate limit and the per-attempt timeout, so it sees every
 // attempt, retries included.
 //
-// Nothing here starts a goroutine or a timer: time is read from a [Clock]
-// (default: the system clock) when calls are released, so a virtual clock
+// Nothing here starts a goroutine or a timer: time is read from the [Clock]
+// option's Now (default: the system clock) when calls are released, so a virtual clock
 // drives every rule deterministically in tests and in the simulator
 // (bench/limitersim). Callers that have just read the clock pass the time
 // with ReleaseAt and save the limiter its read.
@@ -47,7 +47,7 @@
 //
 // Decision window. Samples are collected into a window that closes at the
 // first Release at which at least the minimum duration has passed and at
-// least the minimum number of samples (Success or Overload outcomes of calls
+// least the minimum number of samples (Success or Overload signals of calls
 // that started inside the window) were taken; see [Window], defaults 100ms
 // and 100. Calls that started before the window ran under the previous limit
 // and are not counted; windows that set the no-load latency (the first one
@@ -61,7 +61,7 @@
 // so when Little's law (mean in-flight / throughput, which holds whatever
 // the serving order) gives a mean latency above twice the quantile, the
 // window uses it instead. Each window ends in exactly one decision, reported
-// to a [DecisionObserver]. No rule ever acts on a single sample.
+// to any [HookDecision]. No rule ever acts on a single sample.
 //
 // Throughput noise. Windows differ for reasons of their own (a garbage
 // collection, a fetch that arrives late). Whenever two consecutive windows
@@ -81,7 +81,7 @@
 // [Tolerance] t (default 1.2), each window is judged by the first rule that
 // applies:
 //
-//   - Overload: if more than [OverloadThreshold] of the window's outcomes
+//   - Overload: if more than [OverloadThreshold] of the window's signals
 //     were Overload (default 5%), the limit is cut by that fraction, at most
 //     by half.
 //   - Step up: if n is at least 20% above the previous window's and the two
@@ -177,7 +177,7 @@
 // # Partitions
 //
 // A limiter shared by several flows (topics of different priority writing
-// to one downstream) takes [WithPartitions]: each flow, listed highest
+// to one downstream) takes [Partitions]: each flow, listed highest
 // priority first, is guaranteed floor(Share*limit) slots whenever it has
 // work waiting, and share it does not use is borrowed by the others. The
 // total never exceeds the limit: a flow coming back from idle is not given
@@ -190,9 +190,20 @@
 //
 // # Observability
 //
-// [WithObserver] takes an [Observer] told about every limit and in-flight
-// change (the gauges sluice_concurrency_limit and
-// sluice_concurrency_in_flight, by sink, are built on it); an observer that
-// also implements [DecisionObserver] receives every window's [Decision].
-// The default observer does nothing.
+// [Hooks] takes values implementing [HookLimit] (every limit change),
+// [HookInFlight] (the in-flight count) and [HookDecision] (every window's
+// [Decision] of an Adaptive limiter), like the hooks of the other packages
+// of Sluice; a value implementing none is refused with a
+// *sluice.ConfigError. The gauges sluice_concurrency_limit and
+// sluice_concurrency_in_flight, by sink, are built on them
+// (metrics.Limiter). Without hooks, nothing is reported and nothing is paid.
+//
+// # Options and errors
+//
+// Options are plain nouns: Clock, Hooks, Partitions and Seed apply to both
+// limiters; InitialLimit, MinLimit, MaxLimit, Tolerance, Quantile, Window,
+// Probe, DemandFactor and OverloadThreshold to Adaptive only (the compiler
+// refuses them for NewFixed). A constructor given a value it cannot work
+// with returns a *sluice.ConfigError naming the option and field
+// (errors.Is sluice.ErrConfig).
 package backpressure

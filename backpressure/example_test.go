@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-go/sluice/backpressure"
+	"github.com/sluice-go/sluice/pipeline/pipelinetest"
 )
 
 // call is a stand-in for a sink call.
@@ -23,11 +24,11 @@ func ExampleNewFixed() {
 	}
 	start := time.Now()
 	err = call(ctx)
-	outcome := backpressure.Success
+	signal := backpressure.Success
 	if errors.Is(err, context.DeadlineExceeded) {
-		outcome = backpressure.Overload
+		signal = backpressure.Overload
 	}
-	lim.Release(time.Since(start), outcome)
+	lim.Release(time.Since(start), signal)
 	fmt.Println(lim.Limit(), lim.InFlight())
 	// Output: 8 0
 }
@@ -47,28 +48,24 @@ func ExampleNewAdaptive() {
 	fmt.Println(err)
 	// Output:
 	// 16
-	// backpressure: Tolerance: must be a finite ratio greater than 1, got 0.9
+	// backpressure: Tolerance = 0.9: must be a finite ratio greater than 1
 }
 
-// virtualClock is moved by hand, so that the example runs instantly and
-// always prints the same.
-type virtualClock struct{ t time.Time }
-
-func (c *virtualClock) Now() time.Time { return c.t }
-
 // The limiter follows a downstream of 32 servers that loses 24 of them:
-// latency is 10ms up to the server count and grows in proportion above.
+// latency is 10ms up to the server count and grows in proportion above. The
+// clock is moved by hand, so that the example runs instantly and always
+// prints the same.
 func ExampleAdaptive_capacityDrop() {
-	clk := &virtualClock{t: time.Unix(0, 0)}
-	lim, _ := backpressure.NewAdaptive(backpressure.WithClock(clk), backpressure.WithSeed(1))
+	clk := pipelinetest.NewClock(time.Unix(0, 0))
+	lim, _ := backpressure.NewAdaptive(backpressure.Clock(clk), backpressure.Seed(1))
 	inFlight := 0
 	run := func(servers int, d time.Duration) {
-		for end := clk.t.Add(d); clk.t.Before(end); {
+		for end := clk.Now().Add(d); clk.Now().Before(end); {
 			for lim.TryAcquire() {
 				inFlight++
 			}
 			lat := 10 * time.Millisecond * time.Duration(max(inFlight, servers)) / time.Duration(servers)
-			clk.t = clk.t.Add(lat / time.Duration(inFlight))
+			clk.Advance(lat / time.Duration(inFlight))
 			inFlight--
 			lim.Release(lat, backpressure.Success)
 		}
@@ -82,8 +79,8 @@ func ExampleAdaptive_capacityDrop() {
 	// 8 servers, limit in [8, 12]: true
 }
 
-func ExampleWithPartitions() {
-	lim, _ := backpressure.NewFixed(10, backpressure.WithPartitions(
+func ExamplePartitions() {
+	lim, _ := backpressure.NewFixed(10, backpressure.Partitions(
 		backpressure.Partition{Name: "payments", Share: 0.6},
 		backpressure.Partition{Name: "audit", Share: 0.2},
 	))

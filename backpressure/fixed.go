@@ -5,14 +5,15 @@ type Fixed struct {
 	core
 }
 
-// NewFixed returns a limiter allowing limit calls at once (limit >= 1).
+// NewFixed returns a limiter allowing limit calls at once (limit >= 1), or
+// a *sluice.ConfigError naming limit or the first invalid option.
 func NewFixed(limit int, opts ...Opt) (*Fixed, error) {
 	cf := defaultCfg()
 	for _, o := range opts {
 		o.apply(&cf)
 	}
 	if limit < 1 {
-		return nil, &OptionError{Option: "limit", Value: limit, Reason: "must be at least 1"}
+		return nil, configErr("limit", "", limit, "must be at least 1")
 	}
 	if err := cf.validateCommon(); err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluice-go/sluice"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -16,20 +18,25 @@ func newFakeClock() *fakeClock               { return &fakeClock{now: time.Unix(
 func (c *fakeClock) Now() time.Time          { return c.now }
 func (c *fakeClock) Advance(d time.Duration) { c.now = c.now.Add(d) }
 
-// recorder is an Observer and DecisionObserver that keeps what it is told.
+// NewTimer is never called: the limiters start no timers.
+func (c *fakeClock) NewTimer(time.Duration) sluice.Timer { panic("backpressure started a timer") }
+
+// recorder is a HookLimit, HookInFlight and HookDecision that keeps what it
+// is told.
 type recorder struct {
 	limits    []int
 	inFlights []int
 	decisions []Decision
 }
 
-func (r *recorder) LimitChanged(l int)    { r.limits = append(r.limits, l) }
-func (r *recorder) InFlightChanged(n int) { r.inFlights = append(r.inFlights, n) }
-func (r *recorder) Decided(d Decision)    { r.decisions = append(r.decisions, d) }
+func (r *recorder) OnLimit(l int)         { r.limits = append(r.limits, l) }
+func (r *recorder) OnInFlight(n int)      { r.inFlights = append(r.inFlights, n) }
+func (r *recorder) OnDecision(d Decision) { r.decisions = append(r.decisions, d) }
 
 var (
-	_ Observer         = (*recorder)(nil)
-	_ DecisionObserver = (*recorder)(nil)
+	_ HookLimit    = (*recorder)(nil)
+	_ HookInFlight = (*recorder)(nil)
+	_ HookDecision = (*recorder)(nil)
 )
 
 // harness drives an Adaptive limiter with synthetic calls on a fake clock.
@@ -45,7 +52,7 @@ type harness struct {
 func newHarness(t *testing.T, opts ...AdaptiveOpt) *harness {
 	t.Helper()
 	h := &harness{t: t, clk: newFakeClock(), rec: &recorder{}}
-	opts = append([]AdaptiveOpt{WithClock(h.clk), WithObserver(h.rec), WithSeed(1)}, opts...)
+	opts = append([]AdaptiveOpt{Clock(h.clk), Hooks(h.rec), Seed(1)}, opts...)
 	l, err := NewAdaptive(opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +82,7 @@ func servers(c int, d time.Duration) latencyFunc {
 // drive runs closed-loop calls, at most conc at once (and at most the
 // limit), each reported with outcome o and the latency lat gives, until the
 // limiter has taken `windows` more decisions. It returns those decisions.
-func (h *harness) drive(conc int, lat latencyFunc, o Outcome, windows int) []Decision {
+func (h *harness) drive(conc int, lat latencyFunc, o Signal, windows int) []Decision {
 	h.t.Helper()
 	start := len(h.rec.decisions)
 	for steps := 0; len(h.rec.decisions)-start < windows; steps++ {

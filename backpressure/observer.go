@@ -1,29 +1,74 @@
 package backpressure
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
-// Observer is told about changes of a limiter's limit and in-flight count,
-// for gauges such as sluice_concurrency_limit and
-// sluice_concurrency_in_flight. Calls are never concurrent. LimitChanged is
-// called in the order the changes happen. InFlightChanged is not called on
-// every change: admitting and releasing take no lock, so a caller that finds
-// another one reporting leaves the report to it, and that one reports again
-// if the count moved meanwhile; under contention intermediate counts are
-// skipped, but the last report is always the current count. Methods must be
-// fast, must not block and must not call back into the limiter. An observer
-// costs a little on every Acquire and Release; the default, none, nothing.
-type Observer interface {
-	// LimitChanged reports the new limit.
-	LimitChanged(limit int)
-	// InFlightChanged reports the new number of held slots (all flows).
-	InFlightChanged(inFlight int)
+// Hook is any of HookLimit, HookInFlight and HookDecision; a value may
+// implement several. The Hooks option takes them. Calls of one limiter's
+// hooks are never concurrent; methods must be fast, must not block and must
+// not call back into the limiter.
+type Hook any
+
+// HookLimit is told every change of a limiter's limit, in the order the
+// changes happen, and the initial limit when the limiter is made: the gauge
+// sluice_concurrency_limit is built on it.
+type HookLimit interface {
+	OnLimit(limit int)
 }
 
-// DecisionObserver is an optional extension of Observer: an Adaptive limiter
-// whose observer implements it reports every closed window and what it
-// decided. Same calling rules as Observer.
-type DecisionObserver interface {
-	Decided(Decision)
+// HookInFlight is told the number of held slots (all flows) when it
+// changes: the gauge sluice_concurrency_in_flight is built on it. It is not
+// told every change: admitting and releasing take no lock, so a caller that
+// finds another one reporting leaves the report to it, and that one reports
+// again if the count moved meanwhile; under contention intermediate counts
+// are skipped, but the last report is always the current count. It costs a
+// little on every Acquire and Release; a limiter without one, nothing.
+type HookInFlight interface {
+	OnInFlight(inFlight int)
+}
+
+// HookDecision is told every closed window of an Adaptive limiter and what
+// it decided (a Fixed limiter decides nothing and never calls it).
+type HookDecision interface {
+	OnDecision(Decision)
+}
+
+// hooks holds the configured hooks split by interface.
+type hooks struct {
+	limit     []HookLimit
+	inFlight  []HookInFlight
+	decisions []HookDecision
+}
+
+func newHooks(hs []Hook) (hooks, error) {
+	var h hooks
+	for i, x := range hs {
+		n := 0
+		if v, ok := x.(HookLimit); ok {
+			h.limit = append(h.limit, v)
+			n++
+		}
+		if v, ok := x.(HookInFlight); ok {
+			h.inFlight = append(h.inFlight, v)
+			n++
+		}
+		if v, ok := x.(HookDecision); ok {
+			h.decisions = append(h.decisions, v)
+			n++
+		}
+		if n == 0 {
+			return hooks{}, configErr("Hooks", "", fmt.Sprintf("%T", x), fmt.Sprintf("hook %d implements none of HookLimit, HookInFlight, HookDecision", i))
+		}
+	}
+	return h, nil
+}
+
+func (h *hooks) onLimit(l int) {
+	for _, x := range h.limit {
+		x.OnLimit(l)
+	}
 }
 
 // Reason names the rule behind a Decision.
@@ -39,7 +84,7 @@ const (
 	ReasonConfirm    Reason = "confirm"    // latency fell with concurrency: queueing confirmed, full cut
 	ReasonRebaseline Reason = "rebaseline" // latency did not fall with concurrency: new no-load latency
 	ReasonFaster     Reason = "faster"     // a whole window well under the no-load latency: lower it
-	ReasonOverload   Reason = "overload"   // Overload outcomes above the threshold
+	ReasonOverload   Reason = "overload"   // Overload signals above the threshold
 	ReasonProbe      Reason = "probe"      // a probe window at reduced concurrency started or continues
 	ReasonProbed     Reason = "probed"     // probe finished: no-load latency re-measured, limit restored
 	ReasonStart      Reason = "start"      // first window: provisional no-load latency
@@ -57,7 +102,7 @@ type Decision struct {
 	// Probing is set while the limit is a probe limit.
 	Probing bool
 	// Samples and Overloads count the window's Success and Overload
-	// outcomes of calls started inside the window.
+	// signals of calls started inside the window.
 	Samples, Overloads int
 	// Latency is the window's latency quantile; Baseline the no-load latency
 	// estimate after the decision.
@@ -70,8 +115,3 @@ type Decision struct {
 	// those of calls started before the window included.
 	Throughput float64
 }
-
-type nopObserver struct{}
-
-func (nopObserver) LimitChanged(int)    {}
-func (nopObserver) InFlightChanged(int) {}

@@ -5,32 +5,17 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/sluice-go/sluice"
 )
 
-// ErrInvalidOption is the sentinel of every configuration error returned by
-// the constructors; the error itself is an *OptionError naming the option.
-var ErrInvalidOption = errors.New("invalid option")
-
 // ErrUnknownFlow is returned by Flow for a name that was not configured with
-// WithPartitions.
+// Partitions.
 var ErrUnknownFlow = errors.New("unknown flow")
 
-// OptionError reports an option that a constructor rejected.
-type OptionError struct {
-	// Option is the name of the option (or constructor argument) at fault.
-	Option string
-	// Value is the rejected value.
-	Value any
-	// Reason says what a valid value looks like.
-	Reason string
+func configErr(option, field string, value any, reason string) *sluice.ConfigError {
+	return &sluice.ConfigError{Package: "backpressure", Option: option, Field: field, Value: value, Reason: reason}
 }
-
-func (e *OptionError) Error() string {
-	return fmt.Sprintf("backpressure: %s: %s, got %v", e.Option, e.Reason, e.Value)
-}
-
-// Unwrap returns ErrInvalidOption.
-func (e *OptionError) Unwrap() error { return ErrInvalidOption }
 
 // Opt configures any limiter of this package (Fixed and Adaptive).
 type Opt interface {
@@ -57,11 +42,12 @@ func (o adaptiveOpt) apply(c *cfg) { o(c) }
 func (adaptiveOpt) adaptiveOpt()   {}
 
 type cfg struct {
-	clock Clock
-	obs   Observer
+	clock sluice.Clock
+	hooks []Hook
+	hk    hooks // hooks split by interface, once validated
 	parts []Partition
 	seed  uint64
-	// seeded is set by WithSeed; otherwise the jitter source is random.
+	// seeded is set by Seed; otherwise the jitter source is random.
 	seeded bool
 
 	initial           int
@@ -79,8 +65,7 @@ type cfg struct {
 
 func defaultCfg() cfg {
 	return cfg{
-		clock:             systemClock{},
-		obs:               nopObserver{},
+		clock:             sluice.SystemClock{},
 		initial:           20,
 		minLimit:          1,
 		maxLimit:          1000,
@@ -95,28 +80,32 @@ func defaultCfg() cfg {
 	}
 }
 
-// WithClock sets the clock that timestamps windows and schedules probes.
-// Default: the system clock. Tests and simulators pass a virtual clock so
-// that every rule runs deterministically.
-func WithClock(c Clock) Opt { return commonOpt(func(cf *cfg) { cf.clock = c }) }
+// Clock sets the clock that timestamps windows and schedules probes. The
+// limiters only ever call its Now: they start no timers. Default (nil):
+// sluice.SystemClock. Tests and simulators pass a virtual clock (such as
+// pipelinetest.Clock) so that every rule runs deterministically.
+func Clock(c sluice.Clock) Opt { return commonOpt(func(cf *cfg) { cf.clock = c }) }
 
-// WithObserver sets the hook told about limit and in-flight changes (and,
-// if it implements DecisionObserver, about every adaptive decision).
-// Default: a no-op. A nil observer means the default.
-func WithObserver(o Observer) Opt { return commonOpt(func(cf *cfg) { cf.obs = o }) }
+// Hooks adds observers of the limit, the in-flight count and (Adaptive)
+// every decision; each must implement at least one of HookLimit,
+// HookInFlight and HookDecision, or the constructor returns a
+// *sluice.ConfigError naming Hooks. Default: none.
+func Hooks(hs ...Hook) Opt {
+	return commonOpt(func(cf *cfg) { cf.hooks = append(cf.hooks, hs...) })
+}
 
-// WithPartitions splits the limit between flows, listed highest priority
+// Partitions splits the limit between flows, listed highest priority
 // first. Each flow is guaranteed Share of the limit whenever it has work
 // waiting; share it does not use may be borrowed by the others. The limiter's
 // own methods act as a last, lowest-priority flow holding the share left
 // over (possibly none: it then only borrows). Default: no partitions.
-func WithPartitions(p ...Partition) Opt {
+func Partitions(p ...Partition) Opt {
 	return commonOpt(func(cf *cfg) { cf.parts = append([]Partition(nil), p...) })
 }
 
-// WithSeed seeds the random source of the probe jitter, for reproducible
-// runs. Default: a random seed.
-func WithSeed(seed uint64) Opt {
+// Seed seeds the random source of the probe jitter, for reproducible runs.
+// Default: a random seed.
+func Seed(seed uint64) Opt {
 	return commonOpt(func(cf *cfg) { cf.seed, cf.seeded = seed, true })
 }
 
@@ -167,7 +156,7 @@ func Probe(interval time.Duration, jitter float64) AdaptiveOpt {
 // only after a window.
 func DemandFactor(f float64) AdaptiveOpt { return adaptiveOpt(func(cf *cfg) { cf.demandFactor = f }) }
 
-// OverloadThreshold is the fraction of Overload outcomes in a window above
+// OverloadThreshold is the fraction of Overload signals in a window above
 // which the limit is cut by that fraction (at most halved). In [0, 1).
 // Default 0.05, so a downstream with a trickle of 503s is not pinned to the
 // minimum.
@@ -177,27 +166,29 @@ func OverloadThreshold(f float64) AdaptiveOpt {
 
 func (c *cfg) validateCommon() error {
 	if c.clock == nil {
-		c.clock = systemClock{}
+		c.clock = sluice.SystemClock{}
 	}
-	if c.obs == nil {
-		c.obs = nopObserver{}
+	hk, err := newHooks(c.hooks)
+	if err != nil {
+		return err
 	}
+	c.hk = hk
 	seen := make(map[string]bool, len(c.parts))
 	sum := 0.0
 	for _, p := range c.parts {
 		switch {
 		case p.Name == "":
-			return &OptionError{Option: "WithPartitions", Value: p, Reason: "each partition needs a name"}
+			return configErr("Partitions", "Name", p, "each partition needs a name")
 		case seen[p.Name]:
-			return &OptionError{Option: "WithPartitions", Value: p.Name, Reason: "partition names must be unique"}
+			return configErr("Partitions", "Name", p.Name, "partition names must be unique")
 		case !(p.Share > 0 && p.Share <= 1):
-			return &OptionError{Option: "WithPartitions", Value: p.Share, Reason: fmt.Sprintf("share of %q must be in (0, 1]", p.Name)}
+			return configErr("Partitions", "Share", p.Share, fmt.Sprintf("share of %q must be in (0, 1]", p.Name))
 		}
 		seen[p.Name] = true
 		sum += p.Share
 	}
 	if sum > 1+1e-9 {
-		return &OptionError{Option: "WithPartitions", Value: sum, Reason: "shares must add up to at most 1"}
+		return configErr("Partitions", "Share", sum, "shares must add up to at most 1")
 	}
 	return nil
 }
@@ -209,24 +200,25 @@ func (c *cfg) validateAdaptive() error {
 	checks := []struct {
 		ok     bool
 		option string
+		field  string
 		value  any
 		reason string
 	}{
-		{c.minLimit >= 1, "MinLimit", c.minLimit, "must be at least 1"},
-		{c.maxLimit >= c.minLimit, "MaxLimit", c.maxLimit, fmt.Sprintf("must be at least MinLimit (%d)", c.minLimit)},
-		{c.initial >= c.minLimit && c.initial <= c.maxLimit, "InitialLimit", c.initial, fmt.Sprintf("must be within [MinLimit, MaxLimit] = [%d, %d]", c.minLimit, c.maxLimit)},
-		{c.tolerance > 1 && !math.IsInf(c.tolerance, 0), "Tolerance", c.tolerance, "must be a finite ratio greater than 1"},
-		{c.quantile > 0 && c.quantile < 1, "Quantile", c.quantile, "must be in (0, 1)"},
-		{c.windowMin >= 0, "Window", c.windowMin, "minimum duration must not be negative"},
-		{c.windowSamples >= 10, "Window", c.windowSamples, "minimum samples must be at least 10: decisions are never taken on a handful of samples"},
-		{c.probeInterval > 0, "Probe", c.probeInterval, "interval must be positive"},
-		{c.probeJitter >= 0 && c.probeJitter <= 1, "Probe", c.probeJitter, "jitter must be in [0, 1]"},
-		{c.demandFactor >= 1 && c.demandFactor <= 5, "DemandFactor", c.demandFactor, "must be in [1, 5]"},
-		{c.overloadThreshold >= 0 && c.overloadThreshold < 1, "OverloadThreshold", c.overloadThreshold, "must be in [0, 1)"},
+		{c.minLimit >= 1, "MinLimit", "", c.minLimit, "must be at least 1"},
+		{c.maxLimit >= c.minLimit, "MaxLimit", "", c.maxLimit, fmt.Sprintf("must be at least MinLimit (%d)", c.minLimit)},
+		{c.initial >= c.minLimit && c.initial <= c.maxLimit, "InitialLimit", "", c.initial, fmt.Sprintf("must be within [MinLimit, MaxLimit] = [%d, %d]", c.minLimit, c.maxLimit)},
+		{c.tolerance > 1 && !math.IsInf(c.tolerance, 0), "Tolerance", "", c.tolerance, "must be a finite ratio greater than 1"},
+		{c.quantile > 0 && c.quantile < 1, "Quantile", "", c.quantile, "must be in (0, 1)"},
+		{c.windowMin >= 0, "Window", "minDuration", c.windowMin, "must not be negative"},
+		{c.windowSamples >= 10, "Window", "minSamples", c.windowSamples, "must be at least 10: decisions are never taken on a handful of samples"},
+		{c.probeInterval > 0, "Probe", "interval", c.probeInterval, "must be positive"},
+		{c.probeJitter >= 0 && c.probeJitter <= 1, "Probe", "jitter", c.probeJitter, "must be in [0, 1]"},
+		{c.demandFactor >= 1 && c.demandFactor <= 5, "DemandFactor", "", c.demandFactor, "must be in [1, 5]"},
+		{c.overloadThreshold >= 0 && c.overloadThreshold < 1, "OverloadThreshold", "", c.overloadThreshold, "must be in [0, 1)"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
-			return &OptionError{Option: ch.option, Value: ch.value, Reason: ch.reason}
+			return configErr(ch.option, ch.field, ch.value, ch.reason)
 		}
 	}
 	return nil

@@ -16,7 +16,7 @@ import (
 type (
 	tryAcquirer interface{ TryAcquire() bool }
 	releaserAt  interface {
-		ReleaseAt(end time.Time, latency time.Duration, o backpressure.Outcome)
+		ReleaseAt(end time.Time, latency time.Duration, o backpressure.Signal)
 	}
 )
 
@@ -24,7 +24,7 @@ func limitLayer[M any](c *cfg, l backpressure.Limiter) layer[M] {
 	clock, classify, min := c.clock, c.classifier, c.minBudget
 	try, _ := l.(tryAcquirer)
 	at, _ := l.(releaserAt)
-	release := func(end time.Time, lat time.Duration, o backpressure.Outcome) {
+	release := func(end time.Time, lat time.Duration, o backpressure.Signal) {
 		if at != nil {
 			at.ReleaseAt(end, lat, o)
 			return
@@ -79,7 +79,7 @@ func acquire(ctx context.Context, l backpressure.Limiter, at attempt) error {
 }
 
 // outcome is what an attempt's error tells the limiter about load.
-func outcome(ctx context.Context, classify Classifier, err error) backpressure.Outcome {
+func outcome(ctx context.Context, classify Classifier, err error) backpressure.Signal {
 	switch {
 	case err == nil:
 		return backpressure.Success

@@ -23,7 +23,7 @@ func TestLimiterOutcomes(t *testing.T) {
 	tests := []struct {
 		name string
 		give error
-		want backpressure.Outcome
+		want backpressure.Signal
 	}{
 		{"success", nil, backpressure.Success},
 		{"timeout", context.DeadlineExceeded, backpressure.Overload},
@@ -188,7 +188,7 @@ func (c *countingClock) Now() time.Time {
 // gobreaker, aside).
 func TestGuardReadsTheClockTwicePerAttempt(t *testing.T) {
 	clk := &countingClock{fakeClock: newFakeClock()}
-	lim, err := backpressure.NewAdaptive(backpressure.WithClock(clk))
+	lim, err := backpressure.NewAdaptive(backpressure.Clock(clk))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ type fixedLimiter struct {
 
 type release struct {
 	latency time.Duration
-	outcome backpressure.Outcome
+	outcome backpressure.Signal
 }
 
 func newFixedLimiter(n int) *fixedLimiter { return &fixedLimiter{slots: make(chan struct{}, n)} }
@@ -115,7 +115,7 @@ func (l *fixedLimiter) Acquire(ctx context.Context) error {
 	}
 }
 
-func (l *fixedLimiter) Release(latency time.Duration, o backpressure.Outcome) {
+func (l *fixedLimiter) Release(latency time.Duration, o backpressure.Signal) {
 	l.mu.Lock()
 	l.releases = append(l.releases, release{latency, o})
 	l.mu.Unlock()

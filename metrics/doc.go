@@ -4,7 +4,7 @@
 // New, never on the default registry, and never in init.
 //
 //	m, err := metrics.New(reg)
-//	lim, _ := backpressure.NewAdaptive(backpressure.WithObserver(m.Limiter("store")))
+//	lim, _ := backpressure.NewAdaptive(backpressure.Hooks(m.Limiter("store")))
 //	store, _ := handlers.Guard(save, handlers.Name("store"), handlers.Hooks(m), handlers.Limiter(lim), ...)
 //	p := pipeline.New(pipeline.Hooks(m), pipeline.DeadLetters(pub)) // pub: dlq.New(..., dlq.Hooks(m), dlq.ClientOpts(m.KafkaClient("dlq")))
 //	c, err := consumer.New(..., consumer.Hooks(m), consumer.ClientOpts(m.KafkaClient("consumer")))
@@ -73,7 +73,7 @@
 //	                                                               (closed, half-open, open)
 //	sluice_rate_limit_wait_seconds{sink}                histogram  time each attempt waited for the rate limiter
 //
-// Concurrency limiters (backpressure observers from Limiter):
+// Concurrency limiters (backpressure hooks from Limiter):
 //
 //	sluice_concurrency_limit{sink}                      gauge      the limiter's current limit
 //	sluice_concurrency_in_flight{sink}                  gauge      calls holding a slot

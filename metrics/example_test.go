@@ -34,7 +34,7 @@ func Example() {
 func ExampleMetrics_Limiter() {
 	reg := prometheus.NewRegistry()
 	m, _ := metrics.New(reg)
-	lim, _ := backpressure.NewFixed(8, backpressure.WithObserver(m.Limiter("store")))
+	lim, _ := backpressure.NewFixed(8, backpressure.Hooks(m.Limiter("store")))
 	_ = lim // handlers.Limiter(lim)
 
 	s, _ := metricstest.Take(reg)

@@ -6,19 +6,23 @@ import (
 	"github.com/sluice-go/sluice/backpressure"
 )
 
-var _ backpressure.Observer = (*limiterObserver)(nil)
+var (
+	_ backpressure.HookLimit    = (*limiterHooks)(nil)
+	_ backpressure.HookInFlight = (*limiterHooks)(nil)
+)
 
-// Limiter returns the observer of the concurrency limiter in front of sink,
-// which exports sluice_concurrency_limit{sink} and
-// sluice_concurrency_in_flight{sink}. Pass it to backpressure.WithObserver
-// when creating the limiter; use one limiter, and one observer, per sink.
-func (m *Metrics) Limiter(sink string) backpressure.Observer {
-	return &limiterObserver{limit: m.limit.WithLabelValues(sink), inFlight: m.inFlight.WithLabelValues(sink)}
+// Limiter returns the hook (a backpressure.HookLimit and HookInFlight) of
+// the concurrency limiter in front of sink, which exports
+// sluice_concurrency_limit{sink} and sluice_concurrency_in_flight{sink}.
+// Pass it to backpressure.Hooks when creating the limiter; use one limiter,
+// and one hook, per sink.
+func (m *Metrics) Limiter(sink string) backpressure.Hook {
+	return &limiterHooks{limit: m.limit.WithLabelValues(sink), inFlight: m.inFlight.WithLabelValues(sink)}
 }
 
-type limiterObserver struct {
+type limiterHooks struct {
 	limit, inFlight prometheus.Gauge
 }
 
-func (o *limiterObserver) LimitChanged(limit int)       { o.limit.Set(float64(limit)) }
-func (o *limiterObserver) InFlightChanged(inFlight int) { o.inFlight.Set(float64(inFlight)) }
+func (o *limiterHooks) OnLimit(limit int)       { o.limit.Set(float64(limit)) }
+func (o *limiterHooks) OnInFlight(inFlight int) { o.inFlight.Set(float64(inFlight)) }

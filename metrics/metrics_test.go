@@ -79,8 +79,8 @@ func exercise(m *metrics.Metrics) {
 	m.OnBreakerState("store", handlers.BreakerClosed, handlers.BreakerOpen)
 	m.OnRateWait("store", 4*time.Millisecond)
 	lo := m.Limiter("store")
-	lo.LimitChanged(16)
-	lo.InFlightChanged(3)
+	lo.(backpressure.HookLimit).OnLimit(16)
+	lo.(backpressure.HookInFlight).OnInFlight(3)
 	m.OnRevoked([]pipeline.TopicPartition{{Topic: "orders", Partition: 1}}, 250*time.Millisecond, true)
 	m.OnLost(nil)
 }
@@ -449,10 +449,10 @@ func TestLagRefreshNeverDelaysScrapes(t *testing.T) {
 		"failed refresh not counted")
 }
 
-// TestLimiterObserver plugs the observer into a real limiter.
-func TestLimiterObserver(t *testing.T) {
+// TestLimiterHooks plugs the limiter's hook into a real limiter.
+func TestLimiterHooks(t *testing.T) {
 	m, reg := newMetrics(t)
-	l, err := backpressure.NewFixed(4, backpressure.WithObserver(m.Limiter("store")))
+	l, err := backpressure.NewFixed(4, backpressure.Hooks(m.Limiter("store")))
 	if err != nil {
 		t.Fatal(err)
 	}

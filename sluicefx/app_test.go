@@ -167,7 +167,7 @@ type pipelineParams struct {
 // fan-out, and a sink behind every guard.
 func newPipeline(p pipelineParams) (*pipeline.Pipeline, error) {
 	lim, err := backpressure.NewAdaptive(backpressure.InitialLimit(20), backpressure.Window(10*time.Millisecond, 10),
-		backpressure.WithObserver(p.Metrics.Limiter("store")))
+		backpressure.Hooks(p.Metrics.Limiter("store")))
 	if err != nil {
 		return nil, err
 	}

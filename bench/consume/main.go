@@ -382,7 +382,7 @@ func (c *counter) add(n int64) {
 func guard[M any](sink func(context.Context, M) error) (handlers.Guarded[M], error) {
 	var opts []backpressure.AdaptiveOpt
 	if *decisions {
-		opts = append(opts, backpressure.WithObserver(printer{}))
+		opts = append(opts, backpressure.Hooks(printer{}))
 	}
 	limiter, err := backpressure.NewAdaptive(opts...)
 	if err != nil {
@@ -402,9 +402,7 @@ func guard[M any](sink func(context.Context, M) error) (handlers.Guarded[M], err
 // printer prints an adaptive limiter's decisions.
 type printer struct{}
 
-func (printer) LimitChanged(int)    {}
-func (printer) InFlightChanged(int) {}
-func (printer) Decided(d backpressure.Decision) {
+func (printer) OnDecision(d backpressure.Decision) {
 	fmt.Printf("  %s %-10s limit %4d n %6.1f max %4d q %v base %v x %.0f/s\n", d.At.Format("15:04:05.000"), d.Reason, d.Limit,
 		d.InFlight, d.MaxInFlight, d.Latency, d.Baseline, d.Throughput)
 }

@@ -74,7 +74,7 @@ func (s *servers) rate(from, to time.Time) float64 {
 	return float64(n) / to.Sub(from).Seconds()
 }
 
-// limitTrace samples a limiter's limit through its observer, and wakes
+// limitTrace samples a limiter's limit through its hooks, and wakes
 // whoever waits for the limit to reach a condition.
 type limitTrace struct {
 	mu  sync.Mutex
@@ -88,8 +88,8 @@ type limitTrace struct {
 
 func newLimitTrace() *limitTrace { return &limitTrace{changed: make(chan struct{}, 1)} }
 
-// Decided keeps the limiter's decisions for the failure report.
-func (l *limitTrace) Decided(d backpressure.Decision) {
+// OnDecision keeps the limiter's decisions for the failure report.
+func (l *limitTrace) OnDecision(d backpressure.Decision) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.decisions = append(l.decisions, d)
@@ -108,7 +108,7 @@ func (l *limitTrace) report(t *testing.T, t0 time.Time) {
 	}
 }
 
-func (l *limitTrace) LimitChanged(n int) {
+func (l *limitTrace) OnLimit(n int) {
 	l.mu.Lock()
 	l.pts = append(l.pts, struct {
 		at    time.Time
@@ -120,7 +120,6 @@ func (l *limitTrace) LimitChanged(n int) {
 	default:
 	}
 }
-func (l *limitTrace) InFlightChanged(int) {}
 
 // last is the current limit (0 before the first report).
 func (l *limitTrace) last() int {
@@ -202,7 +201,7 @@ func TestConsumerThroughputFollowsSinkCapacity(t *testing.T) {
 
 	ds := newServers(high, service)
 	trace := newLimitTrace()
-	lim, err := backpressure.NewAdaptive(backpressure.WithObserver(trace), backpressure.InitialLimit(8))
+	lim, err := backpressure.NewAdaptive(backpressure.Hooks(trace), backpressure.InitialLimit(8))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,17 +3,16 @@ package main
 import (
 	"fmt"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 )
 
 // recorder keeps an adaptive limiter's decisions.
 type recorder struct{ ds []backpressure.Decision }
 
-func (r *recorder) LimitChanged(int)                {}
-func (r *recorder) InFlightChanged(int)             {}
-func (r *recorder) Decided(d backpressure.Decision) { r.ds = append(r.ds, d) }
+func (r *recorder) OnDecision(d backpressure.Decision) { r.ds = append(r.ds, d) }
 
-var _ backpressure.DecisionObserver = (*recorder)(nil)
+var _ backpressure.HookDecision = (*recorder)(nil)
 
 type adaptiveRun struct {
 	*backpressure.Adaptive
@@ -24,11 +23,11 @@ func (a adaptiveRun) decisions() []backpressure.Decision { return a.rec.ds }
 
 type maker struct {
 	name string
-	mk   func(backpressure.Clock, uint64) limiter
+	mk   func(sluice.Clock, uint64) limiter
 }
 
 func fixed(n int) maker {
-	return maker{fmt.Sprintf("fixed-%d", n), func(backpressure.Clock, uint64) limiter {
+	return maker{fmt.Sprintf("fixed-%d", n), func(sluice.Clock, uint64) limiter {
 		l, err := backpressure.NewFixed(n)
 		if err != nil {
 			panic(err)
@@ -38,9 +37,9 @@ func fixed(n int) maker {
 }
 
 func adaptive() maker {
-	return maker{"adaptive", func(clk backpressure.Clock, seed uint64) limiter {
+	return maker{"adaptive", func(clk sluice.Clock, seed uint64) limiter {
 		rec := &recorder{}
-		l, err := backpressure.NewAdaptive(backpressure.WithClock(clk), backpressure.WithSeed(seed), backpressure.WithObserver(rec))
+		l, err := backpressure.NewAdaptive(backpressure.Clock(clk), backpressure.Seed(seed), backpressure.Hooks(rec))
 		if err != nil {
 			panic(err)
 		}

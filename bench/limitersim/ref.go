@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 )
 
@@ -32,7 +33,7 @@ func (r *refBase) Limit() int { return int(r.limit) }
 
 // done frees a slot and returns the in-flight count the call saw, and
 // whether its outcome is a sample.
-func (r *refBase) done(o backpressure.Outcome) (int, bool) {
+func (r *refBase) done(o backpressure.Signal) (int, bool) {
 	r.inFlight--
 	return r.inFlight + 1, o != backpressure.Ignore
 }
@@ -58,7 +59,7 @@ func (v *vegas) resetProbe() { v.probeAt = (0.5 + v.rng.Float64()*0.5) * 30 }
 
 func log10Int(l float64) float64 { return math.Max(1, math.Floor(math.Log10(l))) }
 
-func (v *vegas) Release(lat time.Duration, o backpressure.Outcome) {
+func (v *vegas) Release(lat time.Duration, o backpressure.Signal) {
 	inflight, ok := v.done(o)
 	if !ok {
 		return
@@ -107,7 +108,7 @@ type gradient2 struct {
 
 func newGradient2() *gradient2 { return &gradient2{refBase: refBase{limit: 20}} }
 
-func (g *gradient2) Release(lat time.Duration, o backpressure.Outcome) {
+func (g *gradient2) Release(lat time.Duration, o backpressure.Signal) {
 	inflight, ok := g.done(o)
 	if !ok {
 		return
@@ -139,7 +140,7 @@ func (g *gradient2) Release(lat time.Duration, o backpressure.Outcome) {
 // windows at the minimum.
 type envoy struct {
 	refBase
-	clk       backpressure.Clock
+	clk       sluice.Clock
 	rng       *rand.Rand
 	minRTT    float64
 	measuring bool
@@ -150,13 +151,13 @@ type envoy struct {
 	atMin     int
 }
 
-func newEnvoy(clk backpressure.Clock, seed uint64) *envoy {
+func newEnvoy(clk sluice.Clock, seed uint64) *envoy {
 	e := &envoy{refBase: refBase{limit: 3}, clk: clk, rng: rand.New(rand.NewPCG(seed, 2))}
 	e.measuring, e.saved, e.winStart = true, 20, clk.Now()
 	return e
 }
 
-func (e *envoy) Release(lat time.Duration, o backpressure.Outcome) {
+func (e *envoy) Release(lat time.Duration, o backpressure.Signal) {
 	if _, ok := e.done(o); !ok {
 		return
 	}

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/sluice-go/sluice/backpressure"
+	"github.com/sluice-go/sluice"
 )
 
 func makers(sc *scenario) []maker {
@@ -16,9 +16,9 @@ func makers(sc *scenario) []maker {
 	}
 	return append(ms,
 		adaptive(),
-		maker{"gradient2", func(backpressure.Clock, uint64) limiter { return newGradient2() }},
-		maker{"vegas", func(_ backpressure.Clock, seed uint64) limiter { return newVegas(seed) }},
-		maker{"envoy", func(clk backpressure.Clock, seed uint64) limiter { return newEnvoy(clk, seed) }},
+		maker{"gradient2", func(sluice.Clock, uint64) limiter { return newGradient2() }},
+		maker{"vegas", func(_ sluice.Clock, seed uint64) limiter { return newVegas(seed) }},
+		maker{"envoy", func(clk sluice.Clock, seed uint64) limiter { return newEnvoy(clk, seed) }},
 	)
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 )
 
@@ -15,7 +16,7 @@ import (
 // reference limiters of ref.go.
 type limiter interface {
 	TryAcquire() bool
-	Release(latency time.Duration, o backpressure.Outcome)
+	Release(latency time.Duration, o backpressure.Signal)
 	Limit() int
 	InFlight() int
 }
@@ -27,6 +28,9 @@ type vclock struct {
 }
 
 func (c *vclock) Now() time.Time { return c.base.Add(c.now) }
+
+// NewTimer is never called: the limiters start no timers.
+func (c *vclock) NewTimer(time.Duration) sluice.Timer { panic("limiter started a timer") }
 
 type event struct {
 	at  time.Duration
@@ -109,7 +113,7 @@ type tracePoint struct {
 	inFlight int
 }
 
-func run(sc *scenario, name string, mk func(backpressure.Clock, uint64) limiter, seed uint64) *result {
+func run(sc *scenario, name string, mk func(sluice.Clock, uint64) limiter, seed uint64) *result {
 	clk := &vclock{base: time.Unix(1_700_000_000, 0)}
 	s := &sim{
 		sc: sc, clock: clk,
@@ -296,7 +300,7 @@ func (s *sim) startCPU() {
 	}
 }
 
-func (s *sim) finish(r *request, o backpressure.Outcome) {
+func (s *sim) finish(r *request, o backpressure.Signal) {
 	r.finished = true
 	now := s.clock.now
 	lat := now - r.start

@@ -94,9 +94,7 @@ type decisions struct {
 	ds []backpressure.Decision
 }
 
-func (d *decisions) LimitChanged(int)    {}
-func (d *decisions) InFlightChanged(int) {}
-func (d *decisions) Decided(x backpressure.Decision) {
+func (d *decisions) OnDecision(x backpressure.Decision) {
 	d.mu.Lock()
 	d.ds = append(d.ds, x)
 	d.mu.Unlock()
@@ -108,7 +106,7 @@ func (d *decisions) list() []backpressure.Decision {
 	return append([]backpressure.Decision(nil), d.ds...)
 }
 
-var _ backpressure.DecisionObserver = (*decisions)(nil)
+var _ backpressure.HookDecision = (*decisions)(nil)
 
 // runResult is what one run measured.
 type runResult struct {
@@ -215,7 +213,7 @@ func runOnce(ctx context.Context, e *env, sc *scenario, m mode, round int) (*run
 		}
 		lim = l
 	case m.adapt:
-		l, err := backpressure.NewAdaptive(backpressure.WithObserver(dec))
+		l, err := backpressure.NewAdaptive(backpressure.Hooks(dec))
 		if err != nil {
 			return nil, err
 		}

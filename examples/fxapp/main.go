@@ -105,7 +105,7 @@ func newDeadLetters(lc fx.Lifecycle, cfg sluicefx.Config, m *metrics.Metrics) (*
 // provides: JSON orders, up to 8 at once per partition (in order per key),
 // a guarded "store" sink, dead letters to <topic>.dlq.
 func newPipeline(cfg sluicefx.Config, m *metrics.Metrics, log *slog.Logger, pub *dlq.Publisher, out Output) (*pipeline.Pipeline, error) {
-	lim, err := backpressure.NewAdaptive(backpressure.MaxLimit(32), backpressure.WithObserver(m.Limiter("store")))
+	lim, err := backpressure.NewAdaptive(backpressure.MaxLimit(32), backpressure.Hooks(m.Limiter("store")))
 	if err != nil {
 		return nil, err
 	}

@@ -225,7 +225,7 @@ func guard(cfg Config) (handlers.Guarded[pipeline.Message[Order]], error) {
 	if lim == nil {
 		opts := []backpressure.AdaptiveOpt{backpressure.MaxLimit(g.MaxConcurrency), backpressure.InitialLimit(min(20, g.MaxConcurrency))}
 		if cfg.Metrics != nil {
-			opts = append(opts, backpressure.WithObserver(cfg.Metrics.Limiter(SinkShip)))
+			opts = append(opts, backpressure.Hooks(cfg.Metrics.Limiter(SinkShip)))
 		}
 		a, err := backpressure.NewAdaptive(opts...)
 		if err != nil {
