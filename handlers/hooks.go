@@ -43,7 +43,7 @@ type HookRateWait interface {
 }
 
 // HookOutcome is told once per record when the chain returns: outcome is
-// OutcomeOK, OutcomeCanceled or the failure class the record was given up
+// OutcomeOK, OutcomeAbandoned or the failure class the record was given up
 // with; attempts is how many times the sink was called; elapsed is the time
 // spent in the chain, waits and backoffs included.
 type HookOutcome interface {
@@ -54,9 +54,10 @@ type HookOutcome interface {
 const (
 	// OutcomeOK: the sink succeeded (after one or more attempts).
 	OutcomeOK = "ok"
-	// OutcomeCanceled: the record's context was cancelled (revoke or
-	// shutdown); the record stays unsettled and is not dead-lettered.
-	OutcomeCanceled = "canceled"
+	// OutcomeAbandoned: the record's context was cancelled (revoke or
+	// shutdown); the record stays unsettled and is not dead-lettered: the
+	// word pipeline.OutcomeAbandoned uses for the same event.
+	OutcomeAbandoned = "abandoned"
 )
 
 // hooks holds the configured hooks split by interface, so calls do not type

@@ -268,7 +268,7 @@ func (rec *record) room(d time.Duration) bool {
 func (rec *record) classify(err error) (Verdict, error) {
 	r, t := rec.r, &rec.t
 	if errors.Is(rec.ctx.Err(), context.Canceled) {
-		r.report(OutcomeCanceled, t.attempts, rec.start)
+		r.report(OutcomeAbandoned, t.attempts, rec.start)
 		return Verdict{}, err
 	}
 	if errors.Is(err, errNoBudget) {
@@ -327,7 +327,7 @@ func (rec *record) backOff(v Verdict, err error) error {
 	case werr == nil:
 		return nil
 	case errors.Is(werr, context.Canceled):
-		r.report(OutcomeCanceled, t.attempts, rec.start)
+		r.report(OutcomeAbandoned, t.attempts, rec.start)
 		return werr
 	}
 	return rec.give(pipeline.ClassDeadline)

@@ -186,8 +186,8 @@ func TestRetryCancellationIsNotAFailure(t *testing.T) {
 	if errors.As(err, &f) {
 		t.Errorf("a cancellation was turned into a failure of class %s", f.FailureClass())
 	}
-	if got := rec.Outcomes(); len(got) != 1 || got[0].outcome != handlers.OutcomeCanceled {
-		t.Errorf("outcomes = %v; want one %q", got, handlers.OutcomeCanceled)
+	if got := rec.Outcomes(); len(got) != 1 || got[0].outcome != handlers.OutcomeAbandoned {
+		t.Errorf("outcomes = %v; want one %q", got, handlers.OutcomeAbandoned)
 	}
 }
 

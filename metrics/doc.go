@@ -65,7 +65,7 @@
 //	sluice_sink_attempts_total{sink,result}             counter    calls of the sink; result is ok or error
 //	sluice_sink_attempt_duration_seconds{sink}          histogram  latency of one call, as the limiter sees it
 //	sluice_sink_outcomes_total{sink,outcome}            counter    records the chain finished with; outcome is ok,
-//	                                                               retried (ok after more than one attempt), canceled,
+//	                                                               retried (ok after more than one attempt), abandoned,
 //	                                                               or the failure class it gave up with
 //	sluice_retries_total{sink}                          counter    retries (backoffs started)
 //	sluice_breaker_state{sink}                          gauge      0 closed, 1 half-open, 2 open

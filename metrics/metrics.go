@@ -207,7 +207,7 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 
 	m.attempts = counterVec(SinkAttempts, "Calls of a guarded sink, by result (ok or error).", LabelSink, LabelResult)
 	m.attemptSeconds = histVec(SinkAttemptDuration, "Latency of one call of a guarded sink, as its concurrency limiter sees it.", LabelSink)
-	m.outcomes = counterVec(SinkOutcomes, "Records a guard chain finished with: ok, retried (ok after more than one attempt), canceled, or the failure class it gave up with.", LabelSink, LabelOutcome)
+	m.outcomes = counterVec(SinkOutcomes, "Records a guard chain finished with: ok, retried (ok after more than one attempt), abandoned, or the failure class it gave up with.", LabelSink, LabelOutcome)
 	m.retries = counterVec(Retries, "Retries of a guarded sink (backoffs started).", LabelSink)
 	m.breaker = gaugeVec(BreakerState, "State of a sink's circuit breaker: 0 closed, 1 half-open, 2 open.", LabelSink)
 	m.breakerSwitches = counterVec(BreakerTransitions, "Circuit breaker state changes, by the state entered.", LabelSink, LabelState)
