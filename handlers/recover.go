@@ -9,11 +9,12 @@ import (
 )
 
 // recoverLayer is the innermost guard but chaos: a panic in the layers
-// inside becomes a *pipeline.PanicError (the retry layer gives the record up
-// with class panic), logged at error level with its stack. It also reports
+// inside becomes a *pipeline.PanicError carrying its stack (the retry layer
+// gives the record up with class panic, and the pipeline logs the panic
+// with its stack once, when it dead-letters the record). It also reports
 // HookAttempt.
 func recoverLayer[M any](c *cfg) layer[M] {
-	name, logger, clock, hooks := c.name, c.logger, c.clock, &c.hooks
+	name, clock, hooks := c.name, c.clock, &c.hooks
 	return func(next step[M]) step[M] {
 		return func(ctx context.Context, m M, at attempt) (end time.Time, err error) {
 			hooked := len(hooks.attempt) > 0
@@ -23,10 +24,8 @@ func recoverLayer[M any](c *cfg) layer[M] {
 			}
 			defer func() {
 				if v := recover(); v != nil {
-					stack := debug.Stack()
-					logger.ErrorContext(ctx, "sink panicked", "sink", name, "panic", v, "stack", string(stack))
 					end = clock.Now()
-					err = &pipeline.PanicError{Value: v, Stack: stack, At: end}
+					err = &pipeline.PanicError{Value: v, Stack: debug.Stack(), At: end}
 				}
 				if hooked {
 					end = orNow(clock, end)
