@@ -18,7 +18,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -87,21 +90,21 @@ func TestAuthFailuresEndRunNamed(t *testing.T) {
 	tests := []struct {
 		give     string
 		broker   []kfake.Opt
-		client   []consumer.Opt
+		conn     func(*sluice.Connection) // sets the client's TLS or SASL
 		wantKind string
 	}{
 		{give: "wrong SCRAM password", broker: sasl,
-			client: []consumer.Opt{consumer.SASLScram("SCRAM-SHA-256", "admin", "wrong")}, wantKind: consumer.AuthSASL},
+			conn: func(c *sluice.Connection) { c.SASL = scram.Auth{User: "admin", Pass: "wrong"}.AsSha256Mechanism() }, wantKind: consumer.AuthSASL},
 		{give: "wrong PLAIN password", broker: sasl,
-			client: []consumer.Opt{consumer.SASLPlain("plain", "wrong")}, wantKind: consumer.AuthSASL},
+			conn: func(c *sluice.Connection) { c.SASL = plain.Auth{User: "plain", Pass: "wrong"}.AsMechanism() }, wantKind: consumer.AuthSASL},
 		{give: "unknown certificate authority", broker: []kfake.Opt{kfake.TLS(serverTLS)},
-			client: []consumer.Opt{consumer.TLS(&tls.Config{RootCAs: otherCA})}, wantKind: consumer.AuthTLS},
+			conn: func(c *sluice.Connection) { c.TLS = &tls.Config{RootCAs: otherCA} }, wantKind: consumer.AuthTLS},
 		{give: "topic denied by ACL",
 			broker: append(sasl[:len(sasl):len(sasl)], kfake.EnableACLs(), kfake.User("PLAIN", "u", "p", allow(kmsg.ACLResourceTypeGroup, "auth"))),
-			client: []consumer.Opt{consumer.SASLPlain("u", "p")}, wantKind: consumer.AuthTopic},
+			conn:   func(c *sluice.Connection) { c.SASL = plain.Auth{User: "u", Pass: "p"}.AsMechanism() }, wantKind: consumer.AuthTopic},
 		{give: "group denied by ACL",
 			broker: append(sasl[:len(sasl):len(sasl)], kfake.EnableACLs(), kfake.User("PLAIN", "u", "p", allow(kmsg.ACLResourceTypeTopic, "auth"))),
-			client: []consumer.Opt{consumer.SASLPlain("u", "p")}, wantKind: consumer.AuthGroup},
+			conn:   func(c *sluice.Connection) { c.SASL = plain.Auth{User: "u", Pass: "p"}.AsMechanism() }, wantKind: consumer.AuthGroup},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
@@ -109,7 +112,9 @@ func TestAuthFailuresEndRunNamed(t *testing.T) {
 			hook := &authHook{kinds: map[string]int{}}
 			h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
 			opts := append(baseOpts(kc, "auth", h, "auth"), consumer.Hooks(hook), consumer.AuthFailures(3), consumer.CloseGrace(time.Second))
-			c, err := consumer.New(append(opts, tt.client...)...)
+			conn := sluice.Connection{Brokers: kc.Addrs}
+			tt.conn(&conn)
+			c, err := consumer.New(append(opts, consumer.Connection(conn))...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +148,7 @@ func TestAuthFailuresForeverKeepRetryingAndShowInStatus(t *testing.T) {
 	kc := kafkatest.New(t, kafkatest.Topic("auth", 1), kafkatest.Kfake(kfake.EnableSASL(), kfake.Superuser("PLAIN", "plain", "plain")))
 	h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
 	hook := &authHook{kinds: map[string]int{}}
-	c, stop := runConsumer(t, append(baseOpts(kc, "auth", h, "auth"), consumer.SASLPlain("plain", "wrong"),
+	c, stop := runConsumer(t, append(baseOpts(kc, "auth", h, "auth"), consumer.Connection(sluice.Connection{Brokers: kc.Addrs, SASL: plain.Auth{User: "plain", Pass: "wrong"}.AsMechanism()}),
 		consumer.AuthFailures(-1), consumer.Hooks(hook), consumer.CloseGrace(time.Second))...)
 	kafkatest.Eventually(t, 30*time.Second, func() bool { return hook.count(consumer.AuthSASL) >= 6 },
 		"fewer than 6 SASL failures seen: %d", kafkatest.Lazy(func() any { return hook.count(consumer.AuthSASL) }))

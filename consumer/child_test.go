@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -37,10 +38,9 @@ func runChild() int {
 		return err
 	}}
 	c, err := consumer.New(
-		consumer.Brokers(os.Getenv("SLUICE_CHILD_BROKERS")),
+		consumer.Connection(sluice.Connection{Brokers: []string{os.Getenv("SLUICE_CHILD_BROKERS")}}),
 		consumer.Group(os.Getenv("SLUICE_CHILD_GROUP")),
-		consumer.Topics(os.Getenv("SLUICE_CHILD_TOPIC")),
-		consumer.Handle(h),
+		consumer.Handle(listed(h, os.Getenv("SLUICE_CHILD_TOPIC"))),
 		consumer.CommitInterval(20*time.Millisecond),
 		// After a kill the group waits this long before it reassigns.
 		consumer.SessionTimeout(time.Second),

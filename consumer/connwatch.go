@@ -66,8 +66,8 @@ func (c *Consumer) reportNotJoined(started, now time.Time) {
 	}
 	if err != nil {
 		c.log.Warn("not joined the group yet: cannot reach the brokers; retrying", "after", now.Sub(started).Round(time.Second),
-			"brokers", c.cfg.brokers, "err", err)
+			"brokers", c.cfg.conn.Brokers, "err", err)
 		return
 	}
-	c.log.Warn("not joined the group yet; retrying", "after", now.Sub(started).Round(time.Second), "brokers", c.cfg.brokers)
+	c.log.Warn("not joined the group yet; retrying", "after", now.Sub(started).Round(time.Second), "brokers", c.cfg.conn.Brokers)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/plugin/kslog"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -99,7 +100,7 @@ func configure(opts []Opt) (cfg, error) {
 	c := defaults()
 	for _, o := range opts {
 		if o == nil {
-			return c, &ConfigError{Field: "Opt", Reason: "nil option"}
+			return c, &sluice.ConfigError{Package: "consumer", Option: "Opt", Reason: "nil option"}
 		}
 		o.apply(&c)
 	}
@@ -113,7 +114,7 @@ func configure(opts []Opt) (cfg, error) {
 	// build errors) reports them now, not at the first assignment.
 	if v, ok := c.handler.(interface{ Err() error }); ok {
 		if err := v.Err(); err != nil {
-			return c, &ConfigError{Field: "Handle", Reason: err.Error(), Err: err}
+			return c, &sluice.ConfigError{Package: "consumer", Option: "Handle", Reason: err.Error(), Err: err}
 		}
 	}
 	if err := c.resolveTopics(); err != nil {
@@ -122,29 +123,24 @@ func configure(opts []Opt) (cfg, error) {
 	return c, nil
 }
 
-// resolveTopics takes the topics from a handler that lists them, or checks
-// that each topic given with Topics is one the handler reads.
+// resolveTopics takes the topics from the handler, which must list them:
+// a topic is named once, where it is read (a pipeline's Source).
 func (c *cfg) resolveTopics() error {
 	tl, ok := c.handler.(topicLister)
 	if !ok {
-		if len(c.topics) == 0 {
-			return &ConfigError{Field: "Topics", Reason: fmt.Sprintf("at least one topic is required: the handler (%T) does not list its topics", c.handler)}
-		}
-		return nil
+		return &sluice.ConfigError{Package: "consumer", Option: "Handle", Value: fmt.Sprintf("%T", c.handler),
+			Reason: "the handler does not list the topics it reads (a method Topics() []string, as *pipeline.Pipeline has)"}
 	}
 	reads := tl.Topics()
-	if len(c.topics) == 0 {
-		if len(reads) == 0 {
-			return &ConfigError{Field: "Handle", Reason: "the handler reads no topic"}
-		}
-		c.topics = slices.Clone(reads)
-		return nil
+	if len(reads) == 0 {
+		return &sluice.ConfigError{Package: "consumer", Option: "Handle", Reason: "the handler reads no topic"}
 	}
-	for _, t := range c.topics {
-		if !slices.Contains(reads, t) {
-			return &ConfigError{Field: "Topics", Reason: fmt.Sprintf("topic %q has no Source in the handler, which reads %q; add a Source for it or drop it from Topics", t, reads)}
+	for i, t := range reads {
+		if t == "" {
+			return &sluice.ConfigError{Package: "consumer", Option: "Handle", Reason: fmt.Sprintf("the handler's topic %d is empty", i)}
 		}
 	}
+	c.topics = slices.Clone(reads)
 	return nil
 }
 
@@ -193,7 +189,7 @@ func New(opts ...Opt) (*Consumer, error) {
 			if err := w.InTransactions(cl); err != nil {
 				cl.Close()
 				c.cancelWork()
-				return nil, &ConfigError{Field: "ExactlyOnce", Reason: fmt.Sprintf("writer %T: %v", w, err), Err: err}
+				return nil, &sluice.ConfigError{Package: "consumer", Option: "ExactlyOnce", Reason: fmt.Sprintf("writer %T: %v", w, err), Err: err}
 			}
 		}
 	}
@@ -217,6 +213,5 @@ func kslogAdapter(l *slog.Logger) kgo.Logger { return kslog.New(l.With("lib", "f
 // admin requests with kadm. Do not consume or commit with it.
 func (c *Consumer) Client() *kgo.Client { return c.cl }
 
-// Topics returns the topics the consumer reads: those given with the
-// Topics option, or those its handler reads.
+// Topics returns the topics the consumer reads: those its handler lists.
 func (c *Consumer) Topics() []string { return slices.Clone(c.cfg.topics) }

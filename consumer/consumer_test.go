@@ -17,7 +17,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -129,7 +133,7 @@ func TestMembersJoinAndLeaveUnderLoad(t *testing.T) {
 			l.add(r)
 			return nil
 		}}
-		_, stop := runConsumer(t, append(baseOpts(kc, "churn", h, topic), consumer.ClientID(name))...)
+		_, stop := runConsumer(t, append(baseOpts(kc, "churn", h, topic), consumer.Connection(sluice.Connection{Brokers: kc.Addrs, ClientID: name}))...)
 		return stop
 	}
 
@@ -418,18 +422,19 @@ func TestLostPartitionsCancelInFlightAndCommitNothing(t *testing.T) {
 // with an error naming the option.
 func TestConfigErrorsNameTheField(t *testing.T) {
 	h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
-	ok := []consumer.Opt{consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"), consumer.Handle(h)}
+	ok := []consumer.Opt{consumer.Connection(sluice.Connection{Brokers: []string{"127.0.0.1:1"}}), consumer.Group("g"), consumer.Handle(listed(h, "t"))}
 	tests := []struct {
 		name string
 		give []consumer.Opt
 		want string
 	}{
-		{"no brokers", []consumer.Opt{consumer.Group("g"), consumer.Topics("t"), consumer.Handle(h)}, "Brokers"},
-		{"empty broker", append(ok[1:], consumer.Brokers("")), "Brokers"},
-		{"no group", []consumer.Opt{ok[0], ok[2], ok[3]}, "Group"},
-		{"no topics", []consumer.Opt{ok[0], ok[1], ok[3]}, "Topics"},
-		{"empty topic", append(ok, consumer.Topics("")), "Topics"},
-		{"no handler", ok[:3], "Handle"},
+		{"no connection", []consumer.Opt{consumer.Group("g"), consumer.Handle(listed(h, "t"))}, "Connection"},
+		{"empty broker", append(ok[1:], consumer.Connection(sluice.Connection{Brokers: []string{""}})), "Connection"},
+		{"no group", []consumer.Opt{ok[0], ok[2]}, "Group"},
+		{"handler lists no topics", []consumer.Opt{ok[0], ok[1], consumer.Handle(h)}, "Handle"},
+		{"empty topic", []consumer.Opt{ok[0], ok[1], consumer.Handle(listed(h, ""))}, "Handle"},
+		{"hook that hooks nothing", append(ok, consumer.Hooks(struct{}{})), "Hooks"},
+		{"no handler", ok[:2], "Handle"},
 		{"negative drain", append(ok, consumer.DrainTimeout(-time.Second)), "DrainTimeout"},
 		{"drain past rebalance", append(ok, consumer.DrainTimeout(time.Minute), consumer.RebalanceTimeout(time.Second)), "DrainTimeout"},
 		{"zero commit interval", append(ok, consumer.CommitInterval(0)), "CommitInterval"},
@@ -437,8 +442,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bad water", append(ok, consumer.MaxUnsettled(consumer.Water{Records: -1}, consumer.Water{})), "MaxUnsettled"},
 		{"total below partition", append(ok, consumer.MaxUnsettled(consumer.Water{Records: 500}, consumer.Water{Records: 100})), "MaxUnsettled"},
 		{"low water out of range", append(ok, consumer.LowWater(1.5)), "LowWater"},
-		{"bad scram", append(ok, consumer.SASLScram("SCRAM-MD5", "u", "p")), "SASLScram"},
-		{"handler with build errors", append(ok[:3:3], consumer.Handle(brokenHandler{h})), "Handle"},
+		{"handler with build errors", append(ok[:2:2], consumer.Handle(brokenHandler{h})), "Handle"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -450,8 +454,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 				c.Close()
 				t.Fatal("New accepted a bad config")
 			}
-			var ce *consumer.ConfigError
-			if !errors.As(err, &ce) || ce.Field != tt.want || !errors.Is(err, consumer.ErrConfig) {
+			var ce *sluice.ConfigError
+			if !errors.As(err, &ce) || ce.Package != "consumer" || ce.Option != tt.want || !errors.Is(err, sluice.ErrConfig) {
 				t.Fatalf("error %q: want a ConfigError naming %s", err, tt.want)
 			}
 		})
@@ -463,10 +467,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 func TestSASLPassesThrough(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		give consumer.Opt
+		give sasl.Mechanism
 	}{
-		{"scram-sha-256", consumer.SASLScram("SCRAM-SHA-256", "scram-user", "scram-pass")},
-		{"plain", consumer.SASLPlain("plain-user", "plain-pass")},
+		{"scram-sha-256", scram.Auth{User: "scram-user", Pass: "scram-pass"}.AsSha256Mechanism()},
+		{"plain", plain.Auth{User: "plain-user", Pass: "plain-pass"}.AsMechanism()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			kc := kafkatest.New(t, kafkatest.Topic("sasl", 1), kafkatest.Kfake(
@@ -483,7 +487,7 @@ func TestSASLPassesThrough(t *testing.T) {
 				}
 				return nil
 			}}
-			_, stop := runConsumer(t, append(baseOpts(kc, "sasl", h, "sasl"), tt.give)...)
+			_, stop := runConsumer(t, append(baseOpts(kc, "sasl", h, "sasl"), consumer.Connection(sluice.Connection{Brokers: kc.Addrs, SASL: tt.give}))...)
 			select {
 			case v := <-got:
 				if v != "secret" {
@@ -731,7 +735,7 @@ func TestUnreachableBrokerIsReported(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
-	c, stop := runConsumer(t, consumer.Brokers(addr), consumer.Group("g"), consumer.Topics("t"), consumer.Handle(h),
+	c, stop := runConsumer(t, consumer.Connection(sluice.Connection{Brokers: []string{addr}}), consumer.Group("g"), consumer.Handle(listed(h, "t")),
 		consumer.Logger(quietLogger()), consumer.CloseGrace(100*time.Millisecond))
 	kafkatest.Eventually(t, 20*time.Second, func() bool {
 		st := c.Status()

@@ -2,6 +2,33 @@
 // each assigned partition's records to a pipeline.Handler and commits only
 // what is settled.
 //
+// # Options
+//
+//	Connection(conn)        required: the cluster, a sluice.Connection (brokers, TLS, SASL,
+//	                        client ID "sluice"), the same value dlq and sinks/kafka take
+//	Group(name)             required (or ShareGroup): the consumer group
+//	Handle(h)               required: the pipeline; its Sources name the topics read
+//	CommitInterval(d)       1s      how often settled watermarks are committed
+//	DrainTimeout(d)         30s     how long a revoke or shutdown waits for in-flight records
+//	CloseGrace(d)           5s      how long cancelled work may ignore its context
+//	StallAfter(d)           2m      when a partition whose commit does not move is stalled
+//	RecordBudget(d)         none    each record's deadline, from its fetch
+//	SessionTimeout(d)       45s     group session timeout
+//	RebalanceTimeout(d)     60s     how long a member may take to rejoin
+//	Start(s)                Earliest where a partition without a committed offset starts
+//	MaxUnsettled(p, t)      10,000 rec/16 MiB per partition, 100,000 rec/128 MiB in total
+//	LowWater(f)             0.5     fraction of the marks at which fetching resumes
+//	InstanceID(id)          none    static membership (KIP-345)
+//	GroupProtocol(p)        ProtocolClassic, or ProtocolConsumer (KIP-848)
+//	AuthFailures(n)         5       authentication failures in a row that end Run
+//	ExactlyOnce(id, w...)   off     transactions (see Exactly once)
+//	TransactionTimeout(d)   derived the transactions' timeout
+//	ShareGroup(name)        off     a share group member (see Share groups), with
+//	                                ShareMaxRecords, ShareLanes, ShareDeliveryLimit, ShareRenewEvery
+//	Logger(l)               slog.Default()
+//	Hooks(hs...)            none    observers implementing Hook* interfaces (others refused)
+//	ClientOpts(opts...)     none    raw franz-go options, after the consumer's own
+//
 // # Guarantees
 //
 // At least once, nothing lost. A record is settled when every branch of the
@@ -133,18 +160,18 @@
 // recreated topic) works with any mark reached, the consumer-wide one
 // included; the flow-control state has one documented lock order (flow.go).
 //
-// Topics. A handler that lists the topics it reads (a *pipeline.Pipeline
-// lists those of its Sources) names the consumer's topics: Topics is then
-// optional, may only narrow them, and a topic without a Source is reported
-// by New.
+// Topics. The consumer reads the topics its handler lists (a
+// *pipeline.Pipeline lists those of its Sources): a topic is named once,
+// where it is read. A handler of your own lists them with a method
+// Topics() []string; New refuses a handler that lists none.
 //
 // Deadlines. Every record gets Record.Deadline: the RecordBudget after it was
 // fetched, or the absolute time in its pipeline.DeadlineHeader header when
 // that is earlier. A malformed deadline header is ignored, logged (at most
 // every 10s per partition) and told to HookMalformedDeadline.
 //
-// Errors. Configuration errors are reported by New as *ConfigError, naming
-// the option. Authentication and authorization failures (a rejected SASL
+// Errors. Configuration errors are reported by New (and Validate) as
+// *sluice.ConfigError (errors.Is sluice.ErrConfig), naming the option. Authentication and authorization failures (a rejected SASL
 // login, or a broker that closes the connection during it; a TLS handshake
 // or certificate error; a group or topic ACL that denies the consumer) are
 // *AuthError (ErrAuth): logged at ERROR as what they are, shown in

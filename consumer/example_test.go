@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/devbroker"
 	"github.com/sluice-go/sluice/pipeline"
@@ -41,6 +42,10 @@ func (h *printHandler) Handle(ctx context.Context, recs []*pipeline.Record) erro
 
 func (h *printHandler) Close() {}
 
+// Topics lists the topics the handler reads, which the consumer reads (a
+// *pipeline.Pipeline lists those of its Sources).
+func (h *printHandler) Topics() []string { return []string{"orders"} }
+
 func Example() {
 	broker, _ := devbroker.Start(devbroker.Config{Topics: []devbroker.Topic{{Name: "orders", Partitions: 1}}})
 	defer broker.Close()
@@ -54,10 +59,9 @@ func Example() {
 
 	h := &printHandler{done: make(chan struct{})}
 	c, err := consumer.New(
-		consumer.Brokers(addr),
+		consumer.Connection(sluice.Connection{Brokers: []string{addr}}),
 		consumer.Group("example"),
-		consumer.Topics("orders"),
-		consumer.Handle(h),
+		consumer.Handle(h), // reads the topics h lists
 		consumer.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	)
 	if err != nil {
@@ -82,7 +86,7 @@ func Example() {
 }
 
 func ExampleNew_configError() {
-	_, err := consumer.New(consumer.Brokers("127.0.0.1:9092"), consumer.Topics("orders"))
+	_, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: []string{"127.0.0.1:9092"}}))
 	fmt.Println(err)
-	// Output: consumer config: Group: a consumer group name is required
+	// Output: consumer: Group: a consumer group name is required
 }

@@ -8,10 +8,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
 type nopHandler struct{}
+
+func (nopHandler) Topics() []string { return []string{"t"} }
 
 func (nopHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
 	return nil, nil
@@ -22,7 +25,7 @@ func (nopHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipel
 // under the water marks, converting it to pipeline records, and settling
 // each record.
 func BenchmarkHandOff(b *testing.B) {
-	c, err := New(Brokers("127.0.0.1:1"), Group("g"), Topics("t"), Handle(nopHandler{}), Logger(slog.New(slog.DiscardHandler)))
+	c, err := New(Connection(sluice.Connection{Brokers: []string{"127.0.0.1:1"}}), Group("g"), Handle(nopHandler{}), Logger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		b.Fatal(err)
 	}

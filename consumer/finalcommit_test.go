@@ -75,7 +75,7 @@ func TestShutdownWhileRebalanceWaitsForSlowMemberCommits(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	}}
-	slow, err := consumer.New(slowOpts("slowrev", slowH, consumer.DrainTimeout(12*time.Second), consumer.ClientID("slow"))...)
+	slow, err := consumer.New(slowOpts("slowrev", slowH, consumer.DrainTimeout(12*time.Second), clientID(kc, "slow"))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestShutdownWhileRebalanceWaitsForSlowMemberCommits(t *testing.T) {
 	l := newLedger()
 	fastH := &workHandler{workers: 4, fn: func(ctx context.Context, r *pipeline.Record) error { l.add(r); return nil }}
 	w := newRevokeWatch()
-	fast, err := consumer.New(slowOpts("slowrev", fastH, consumer.CommitInterval(time.Hour), consumer.Hooks(w), consumer.ClientID("fast"))...)
+	fast, err := consumer.New(slowOpts("slowrev", fastH, consumer.CommitInterval(time.Hour), consumer.Hooks(w), clientID(kc, "fast"))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestShutdownWhileRebalanceWaitsForSlowMemberCommits(t *testing.T) {
 	}})
 	defer fastJoins.Remove()
 	joinH := &workHandler{workers: 4, fn: func(ctx context.Context, r *pipeline.Record) error { return nil }}
-	_, stopJoin := runConsumer(t, slowOpts("slowrev", joinH, consumer.ClientID("join"))...)
+	_, stopJoin := runConsumer(t, slowOpts("slowrev", joinH, clientID(kc, "join"))...)
 	select {
 	case <-w.revoked:
 	case <-time.After(20 * time.Second):

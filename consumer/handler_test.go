@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -160,12 +161,32 @@ func runConsumer(t *testing.T, opts ...consumer.Opt) (*consumer.Consumer, func()
 }
 
 // baseOpts are the options every test consumer shares.
+// listed gives a test handler, which does not list the topics it reads,
+// the topics; a handler that lists them is returned as it is.
+func listed(h pipeline.Handler, topics ...string) pipeline.Handler {
+	if _, ok := h.(interface{ Topics() []string }); ok {
+		return h
+	}
+	return listedHandler{h, topics}
+}
+
+// clientID is the cluster's connection with a client ID of its own.
+func clientID(kc *kafkatest.Cluster, id string) consumer.Opt {
+	return consumer.Connection(sluice.Connection{Brokers: kc.Addrs, ClientID: id})
+}
+
+type listedHandler struct {
+	pipeline.Handler
+	topics []string
+}
+
+func (l listedHandler) Topics() []string { return l.topics }
+
 func baseOpts(kc *kafkatest.Cluster, group string, h pipeline.Handler, topics ...string) []consumer.Opt {
 	return []consumer.Opt{
-		consumer.Brokers(kc.Addrs...),
+		consumer.Connection(sluice.Connection{Brokers: kc.Addrs}),
 		consumer.Group(group),
-		consumer.Topics(topics...),
-		consumer.Handle(h),
+		consumer.Handle(listed(h, topics...)),
 		consumer.CommitInterval(50 * time.Millisecond),
 		consumer.SessionTimeout(3 * time.Second),
 		consumer.RebalanceTimeout(20 * time.Second),

@@ -6,8 +6,9 @@ import (
 	"github.com/sluice-go/sluice/pipeline"
 )
 
-// Hook is an observer passed to the Hooks option. It may implement any of the
-// Hook interfaces below; the consumer calls those it implements. Hooks are
+// Hook is an observer passed to the Hooks option. It implements one or more
+// of the Hook interfaces below (New rejects one that implements none); the
+// consumer calls those it implements. Hooks are
 // called synchronously from the consumer's goroutines and must be quick and
 // safe for concurrent use.
 type Hook any
@@ -75,4 +76,14 @@ func each[H any](hs hooks, fn func(H)) {
 			fn(h)
 		}
 	}
+}
+
+// isHook reports whether h implements at least one Hook interface.
+func isHook(h Hook) bool {
+	switch h.(type) {
+	case HookFetched, HookFetchError, HookPaused, HookCommitted, HookAssigned, HookRevoked,
+		HookLost, HookAuthError, HookMalformedDeadline, HookShareAckError:
+		return true
+	}
+	return false
 }

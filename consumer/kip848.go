@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -57,7 +58,7 @@ func (c *cfg) protocolOpts() []kgo.Opt {
 // configuration.
 func (c *cfg) validateProtocol() error {
 	bad := func(format string, args ...any) error {
-		return &ConfigError{Field: "GroupProtocol", Reason: fmt.Sprintf(format, args...)}
+		return &sluice.ConfigError{Package: "consumer", Option: "GroupProtocol", Reason: fmt.Sprintf(format, args...)}
 	}
 	switch {
 	case c.protocol != ProtocolClassic && c.protocol != ProtocolConsumer:

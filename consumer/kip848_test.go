@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -128,7 +129,7 @@ func TestKIP848MembersJoinAndLeaveUnderLoad(t *testing.T) {
 			rl.settle(r)
 			return nil
 		}}
-		_, stop := runConsumer(t, opts848(kc, topic, h, topic, consumer.ClientID(name), consumer.Hooks(rl))...)
+		_, stop := runConsumer(t, opts848(kc, topic, h, topic, clientID(kc, name), consumer.Hooks(rl))...)
 		return stop
 	}
 	produced := pacedProducer(t, kc, topic, total)
@@ -213,7 +214,7 @@ func TestKIP848DrainOnRevokeFinishesInFlightRecords(t *testing.T) {
 			rl.settle(r)
 			return nil
 		}}
-		opts := opts848(kc, topic, h, topic, consumer.ClientID(name), consumer.Hooks(rl),
+		opts := opts848(kc, topic, h, topic, clientID(kc, name), consumer.Hooks(rl),
 			consumer.MaxUnsettled(consumer.Water{Records: 8}, consumer.Water{Records: 16}))
 		_, stop := runConsumer(t, opts...)
 		return stop
@@ -361,7 +362,7 @@ func TestKIP848StaleCommitOnRevokeIsCommittedAgain(t *testing.T) {
 			return nil
 		}}
 		// No periodic commits: the only commits are the final ones.
-		_, stop := runConsumer(t, opts848(kc, topic, h, topic, consumer.ClientID(name),
+		_, stop := runConsumer(t, opts848(kc, topic, h, topic, clientID(kc, name),
 			consumer.CommitInterval(time.Hour), consumer.Hooks(commits))...)
 		return stop
 	}
@@ -528,7 +529,7 @@ func TestKIP848KillsAndChurnLoseNothing(t *testing.T) {
 			l.add(r)
 			return nil
 		}}
-		_, stop := runConsumer(t, opts848(kc, topic, h, topic, consumer.ClientID(name),
+		_, stop := runConsumer(t, opts848(kc, topic, h, topic, clientID(kc, name),
 			consumer.RebalanceTimeout(3*time.Second), consumer.DrainTimeout(2*time.Second), consumer.CloseGrace(time.Second),
 			consumer.ClientOpts(kgo.Dialer(d.dial), kgo.RequestRetries(2)))...)
 		return handle{stop, d}
@@ -565,15 +566,15 @@ func TestKIP848KillsAndChurnLoseNothing(t *testing.T) {
 // modes it does not support, fail in New naming GroupProtocol.
 func TestGroupProtocolConfigErrors(t *testing.T) {
 	h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
-	base := []consumer.Opt{consumer.Brokers("127.0.0.1:1"), consumer.Topics("t"), consumer.Handle(h), consumer.Logger(quietLogger())}
+	base := []consumer.Opt{consumer.Connection(sluice.Connection{Brokers: []string{"127.0.0.1:1"}}), consumer.Handle(listed(h, "t")), consumer.Logger(quietLogger())}
 	for name, opts := range map[string][]consumer.Opt{
 		"unknown":     {consumer.Group("g"), consumer.GroupProtocol(consumer.Protocol(7))},
 		"exactlyOnce": {consumer.Group("g"), consumer.GroupProtocol(consumer.ProtocolConsumer), consumer.ExactlyOnce("tx", nopTxnWriter{})},
 		"shareGroup":  {consumer.ShareGroup("g"), consumer.GroupProtocol(consumer.ProtocolConsumer)},
 	} {
 		_, err := consumer.New(append(base, opts...)...)
-		var ce *consumer.ConfigError
-		if !errors.As(err, &ce) || ce.Field != "GroupProtocol" {
+		var ce *sluice.ConfigError
+		if !errors.As(err, &ce) || ce.Option != "GroupProtocol" {
 			t.Errorf("%s: got %v, want a ConfigError naming GroupProtocol", name, err)
 		}
 	}

@@ -48,7 +48,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.commitLoop(commitCtx)
 	}()
 
-	c.log.Info("consumer starting", "topics", c.cfg.topics, "brokers", c.cfg.brokers, "exactly_once", c.txn != nil)
+	c.log.Info("consumer starting", "topics", c.cfg.topics, "brokers", c.cfg.conn.Brokers, "exactly_once", c.txn != nil)
 	if c.txn != nil {
 		if err := c.beginTxn(); err != nil {
 			c.fail(err)

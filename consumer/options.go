@@ -1,16 +1,13 @@
 package consumer
 
 import (
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -45,9 +42,9 @@ type Water struct {
 }
 
 type cfg struct {
-	brokers []string
+	conn    sluice.Connection
 	group   string
-	topics  []string
+	topics  []string // the handler's
 	handler pipeline.Handler
 
 	commitInterval   time.Duration
@@ -62,12 +59,9 @@ type cfg struct {
 	partHigh, totalHigh Water
 	lowWater            float64
 
-	sasl      []saslCfg
-	tls       *tls.Config
 	logger    *slog.Logger
 	hooks     []Hook
 	kgoOpts   []kgo.Opt
-	clientID  string
 	instance  string
 	fetchWait time.Duration
 
@@ -81,8 +75,6 @@ type cfg struct {
 	share *shareCfg // share-group mode (ShareGroup); nil: a consumer group
 }
 
-type saslCfg struct{ mechanism, user, pass string }
-
 func defaults() cfg {
 	return cfg{
 		commitInterval:   time.Second,
@@ -94,16 +86,17 @@ func defaults() cfg {
 		partHigh:         Water{Records: 10_000, Bytes: 16 << 20},
 		totalHigh:        Water{Records: 100_000, Bytes: 128 << 20},
 		lowWater:         0.5,
-		clientID:         "sluice",
 		fetchWait:        500 * time.Millisecond,
 		authFailures:     5,
 	}
 }
 
-// Brokers sets the seed brokers, as host:port. Required.
-func Brokers(addrs ...string) Opt {
-	return optFunc(func(c *cfg) { c.brokers = append(c.brokers, addrs...) })
-}
+// Connection says how to reach the cluster: the seed brokers (required),
+// TLS, a SASL mechanism and the client ID (default "sluice"). Required.
+// Give the same sluice.Connection to the dead-letter publisher
+// (dlq.Connection) and to a Kafka sink's writer (kafka.Connection of
+// sinks/kafka), so that the settings are written once.
+func Connection(conn sluice.Connection) Opt { return optFunc(func(c *cfg) { c.conn = conn }) }
 
 // Group sets the consumer group. Required, unless ShareGroup is given.
 func Group(name string) Opt { return optFunc(func(c *cfg) { c.group = name }) }
@@ -119,17 +112,10 @@ func ShareGroup(name string) Opt {
 	return shareOpt(func(s *shareCfg) { s.group = name })
 }
 
-// Topics sets the topics to consume. Optional with a handler that lists
-// the topics it reads (a *pipeline.Pipeline lists those of its Sources):
-// the consumer then reads them all, and Topics, if given, narrows them to a
-// subset and must name only topics the handler reads. Required with a
-// handler that does not list its topics.
-func Topics(names ...string) Opt {
-	return optFunc(func(c *cfg) { c.topics = append(c.topics, names...) })
-}
-
-// Handle sets what handles records: usually a pipeline built with package
-// pipeline, which also tells the consumer which topics to read. Required.
+// Handle sets what handles records, and so which topics the consumer reads:
+// a handler lists them with a method Topics() []string, as a
+// *pipeline.Pipeline lists the topics of its Sources (each topic is named
+// once, in its Source). Required.
 func Handle(h pipeline.Handler) Opt { return optFunc(func(c *cfg) { c.handler = h }) }
 
 // CommitInterval sets how often settled watermarks are committed while
@@ -214,32 +200,13 @@ func MaxUnsettled(perPartition, total Water) Opt {
 // more pause/resume churn.
 func LowWater(fraction float64) Opt { return optFunc(func(c *cfg) { c.lowWater = fraction }) }
 
-// SASLPlain authenticates with SASL/PLAIN. Use it with TLS.
-func SASLPlain(user, pass string) Opt {
-	return optFunc(func(c *cfg) { c.sasl = append(c.sasl, saslCfg{"PLAIN", user, pass}) })
-}
-
-// SASLScram authenticates with SASL/SCRAM; mechanism is "SCRAM-SHA-256" or
-// "SCRAM-SHA-512".
-func SASLScram(mechanism, user, pass string) Opt {
-	return optFunc(func(c *cfg) { c.sasl = append(c.sasl, saslCfg{mechanism, user, pass}) })
-}
-
-// TLS dials brokers with TLS. A nil config uses the system roots.
-func TLS(tc *tls.Config) Opt {
-	return optFunc(func(c *cfg) {
-		if tc == nil {
-			tc = new(tls.Config)
-		}
-		c.tls = tc
-	})
-}
-
 // Logger sets the logger, overriding slog.Default(). franz-go's own logs go
 // to it too. Payloads are never logged; neither are credentials.
 func Logger(l *slog.Logger) Opt { return optFunc(func(c *cfg) { c.logger = l }) }
 
-// Hooks adds observers; each may implement any of the Hook interfaces.
+// Hooks adds observers, each implementing one or more of the Hook
+// interfaces (a *metrics.Metrics implements them all); New rejects a value
+// that implements none. Default none.
 func Hooks(hs ...Hook) Opt { return optFunc(func(c *cfg) { c.hooks = append(c.hooks, hs...) }) }
 
 // AuthFailures sets how many authentication or authorization failures of
@@ -273,9 +240,6 @@ func AuthFailures(n int) Opt { return optFunc(func(c *cfg) { c.authFailures = n 
 // not supported with ProtocolConsumer yet.
 func GroupProtocol(p Protocol) Opt { return optFunc(func(c *cfg) { c.protocol = p }) }
 
-// ClientID sets the Kafka client ID, overriding "sluice".
-func ClientID(id string) Opt { return optFunc(func(c *cfg) { c.clientID = id }) }
-
 // InstanceID makes the member static (KIP-345): a restart within the session
 // timeout gets its partitions back without a rebalance.
 func InstanceID(id string) Opt { return optFunc(func(c *cfg) { c.instance = id }) }
@@ -288,36 +252,14 @@ func ClientOpts(opts ...kgo.Opt) Opt {
 	return optFunc(func(c *cfg) { c.kgoOpts = append(c.kgoOpts, opts...) })
 }
 
-// ErrConfig is wrapped by every configuration error.
-var ErrConfig = errors.New("invalid consumer config")
-
-// ConfigError names the option that is wrong.
-type ConfigError struct {
-	Field  string
-	Reason string
-	// Err is the underlying error, if any (a pipeline's build errors).
-	Err error
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("consumer config: %s: %s", e.Field, e.Reason)
-}
-
-// Unwrap ties the error to ErrConfig and to the underlying error.
-func (e *ConfigError) Unwrap() []error {
-	if e.Err != nil {
-		return []error{ErrConfig, e.Err}
-	}
-	return []error{ErrConfig}
-}
-
 func (c *cfg) validate() error {
 	bad := func(field, format string, args ...any) error {
-		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+		return &sluice.ConfigError{Package: "consumer", Option: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if err := c.conn.Check("consumer"); err != nil {
+		return err
 	}
 	switch {
-	case len(c.brokers) == 0:
-		return bad("Brokers", "at least one broker address is required")
 	case c.group == "" && c.share == nil:
 		return bad("Group", "a consumer group name is required")
 	case c.handler == nil:
@@ -343,23 +285,19 @@ func (c *cfg) validate() error {
 	case c.start != Earliest && c.start != Latest:
 		return bad("Start", "unknown start offset %d", c.start)
 	case c.partHigh.Records < 1 || c.partHigh.Bytes < 1:
-		return bad("MaxUnsettled", "per-partition marks must be positive, got %d records / %d bytes", c.partHigh.Records, c.partHigh.Bytes)
+		return badField("MaxUnsettled", "perPartition", "per-partition marks must be positive, got %d records / %d bytes", c.partHigh.Records, c.partHigh.Bytes)
 	case c.totalHigh.Records < 1 || c.totalHigh.Bytes < 1:
-		return bad("MaxUnsettled", "total marks must be positive, got %d records / %d bytes", c.totalHigh.Records, c.totalHigh.Bytes)
+		return badField("MaxUnsettled", "total", "total marks must be positive, got %d records / %d bytes", c.totalHigh.Records, c.totalHigh.Bytes)
 	case c.totalHigh.Records < c.partHigh.Records || c.totalHigh.Bytes < c.partHigh.Bytes:
-		return bad("MaxUnsettled", "the total marks (%d records / %d bytes) must not be below the per-partition marks (%d / %d)",
+		return badField("MaxUnsettled", "total", "the total marks (%d records / %d bytes) must not be below the per-partition marks (%d / %d)",
 			c.totalHigh.Records, c.totalHigh.Bytes, c.partHigh.Records, c.partHigh.Bytes)
 	case !(c.lowWater > 0 && c.lowWater < 1):
 		return bad("LowWater", "must be a fraction between 0 and 1 (exclusive), got %v", c.lowWater)
 	}
-	for i, b := range c.brokers {
-		if b == "" {
-			return bad("Brokers", "address %d is empty", i)
-		}
-	}
-	for i, t := range c.topics {
-		if t == "" {
-			return bad("Topics", "topic %d is empty", i)
+	for i, h := range c.hooks {
+		if !isHook(h) {
+			return &sluice.ConfigError{Package: "consumer", Option: "Hooks", Value: fmt.Sprintf("%T", h),
+				Reason: fmt.Sprintf("hook %d implements none of the consumer's Hook interfaces (HookFetched, HookCommitted, ...)", i)}
 		}
 	}
 	if err := c.validateEOS(); err != nil {
@@ -371,17 +309,12 @@ func (c *cfg) validate() error {
 	if err := c.validateProtocol(); err != nil {
 		return err
 	}
-	for _, s := range c.sasl {
-		switch s.mechanism {
-		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
-		default:
-			return bad("SASLScram", "unknown mechanism %q (want SCRAM-SHA-256 or SCRAM-SHA-512)", s.mechanism)
-		}
-		if s.user == "" {
-			return bad("SASL", "%s needs a user", s.mechanism)
-		}
-	}
 	return nil
+}
+
+// badField is a *sluice.ConfigError naming a part of an option.
+func badField(option, field, format string, args ...any) error {
+	return &sluice.ConfigError{Package: "consumer", Option: option, Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
 // clientOpts translates the config into franz-go options.
@@ -390,9 +323,7 @@ func (c *cfg) clientOpts(cs *Consumer) []kgo.Opt {
 	if c.start == Latest {
 		start = kgo.NewOffset().AtEnd()
 	}
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.brokers...),
-		kgo.ClientID(c.clientID),
+	opts := append(c.conn.ClientOpts(),
 		kgo.ConsumerGroup(c.group),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
@@ -412,22 +343,9 @@ func (c *cfg) clientOpts(cs *Consumer) []kgo.Opt {
 		kgo.FetchMaxBytes(int32(min(c.totalHigh.Bytes, 50<<20))),
 		kgo.WithLogger(kslogAdapter(c.logger)),
 		kgo.WithHooks(cs.conns),
-	}
+	)
 	if c.instance != "" {
 		opts = append(opts, kgo.InstanceID(c.instance))
-	}
-	for _, s := range c.sasl {
-		switch s.mechanism {
-		case "PLAIN":
-			opts = append(opts, kgo.SASL(plain.Auth{User: s.user, Pass: s.pass}.AsMechanism()))
-		case "SCRAM-SHA-256":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.pass}.AsSha256Mechanism()))
-		case "SCRAM-SHA-512":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.pass}.AsSha512Mechanism()))
-		}
-	}
-	if c.tls != nil {
-		opts = append(opts, kgo.DialTLSConfig(c.tls.Clone()))
 	}
 	opts = append(opts, c.eosClientOpts()...)
 	opts = append(opts, c.protocolOpts()...)

@@ -11,9 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -88,7 +87,7 @@ func (c *cfg) validateShare() error {
 		return nil
 	}
 	bad := func(field, format string, args ...any) error {
-		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+		return &sluice.ConfigError{Package: "consumer", Option: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	switch {
 	case s.group == "":
@@ -114,9 +113,7 @@ func (c *cfg) validateShare() error {
 // shareClientOpts translates the config into franz-go options for a share
 // group member.
 func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.brokers...),
-		kgo.ClientID(c.clientID),
+	opts := append(c.conn.ClientOpts(),
 		kgo.ShareGroup(c.share.group),
 		kgo.ShareMaxRecords(c.share.maxRecords),
 		// A batch holds at most ShareMaxRecords records: the broker
@@ -132,20 +129,7 @@ func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
 		kgo.FetchMaxBytes(int32(min(c.totalHigh.Bytes, 50<<20))),
 		kgo.WithLogger(kslogAdapter(c.logger)),
 		kgo.WithHooks(cs.conns, shareJoinHook{cs}),
-	}
-	for _, s := range c.sasl {
-		switch s.mechanism {
-		case "PLAIN":
-			opts = append(opts, kgo.SASL(plain.Auth{User: s.user, Pass: s.pass}.AsMechanism()))
-		case "SCRAM-SHA-256":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.pass}.AsSha256Mechanism()))
-		case "SCRAM-SHA-512":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.pass}.AsSha512Mechanism()))
-		}
-	}
-	if c.tls != nil {
-		opts = append(opts, kgo.DialTLSConfig(c.tls.Clone()))
-	}
+	)
 	return append(opts, c.kgoOpts...)
 }
 
@@ -193,7 +177,7 @@ func (h shareJoinHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _
 // end, acknowledge, repeat until ctx is done; then flush acknowledgements
 // and leave.
 func (c *Consumer) runShare(ctx context.Context) error {
-	c.log.Info("share consumer starting", "topics", c.cfg.topics, "brokers", c.cfg.brokers)
+	c.log.Info("share consumer starting", "topics", c.cfg.topics, "brokers", c.cfg.conn.Brokers)
 	c.setShareGroupConfig(ctx)
 	c.cl.AddConsumeTopics(c.cfg.topics...)
 	for ctx.Err() == nil {

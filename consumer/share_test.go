@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -132,7 +133,7 @@ func sharePipeline(t *testing.T, topic string, dl pipeline.DeadLetterer, fn func
 
 func shareOpts(kc *kafkatest.Cluster, group string, h pipeline.Handler, extra ...consumer.Opt) []consumer.Opt {
 	return append([]consumer.Opt{
-		consumer.Brokers(kc.Addrs...),
+		consumer.Connection(sluice.Connection{Brokers: kc.Addrs}),
 		consumer.ShareGroup(group),
 		consumer.Handle(h),
 		consumer.Logger(quietLogger()),
@@ -144,7 +145,7 @@ func shareOpts(kc *kafkatest.Cluster, group string, h pipeline.Handler, extra ..
 func TestShareConfigErrors(t *testing.T) {
 	p := pipeline.New()
 	pipeline.Sink(pipeline.Source(p, "t", pipeline.Bytes()), "s", func(context.Context, pipeline.Message[[]byte]) error { return nil })
-	base := []consumer.Opt{consumer.Brokers("localhost:1"), consumer.Handle(p)}
+	base := []consumer.Opt{consumer.Connection(sluice.Connection{Brokers: []string{"localhost:1"}}), consumer.Handle(p)}
 	tests := []struct {
 		name string
 		give []consumer.Opt
@@ -160,8 +161,8 @@ func TestShareConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := consumer.Validate(append(base, tt.give...)...)
-			var ce *consumer.ConfigError
-			if !errors.As(err, &ce) || ce.Field != tt.want {
+			var ce *sluice.ConfigError
+			if !errors.As(err, &ce) || ce.Option != tt.want {
 				t.Fatalf("got %v, want a ConfigError naming %s", err, tt.want)
 			}
 		})
@@ -413,7 +414,7 @@ func runShareChild() int {
 			return err
 		})
 	c, err := consumer.New(
-		consumer.Brokers(os.Getenv("SLUICE_CHILD_BROKERS")),
+		consumer.Connection(sluice.Connection{Brokers: []string{os.Getenv("SLUICE_CHILD_BROKERS")}}),
 		consumer.ShareGroup(os.Getenv("SLUICE_CHILD_GROUP")),
 		consumer.Handle(p),
 		consumer.ShareMaxRecords(20),

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -28,7 +29,7 @@ func TestTopicsComeFromThePipeline(t *testing.T) {
 	kc.ProduceN(t, "a", 10, kafkatest.KeyedValue(2))
 	kc.ProduceN(t, "b", 10, kafkatest.KeyedValue(2))
 	p := stringPipeline(func(context.Context, pipeline.Message[string]) error { return nil }, "a", "b")
-	c, stop := runConsumer(t, consumer.Brokers(kc.Addrs...), consumer.Group("topics"), consumer.Handle(p),
+	c, stop := runConsumer(t, consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("topics"), consumer.Handle(p),
 		consumer.CommitInterval(50*time.Millisecond), consumer.Logger(quietLogger()))
 	if got := strings.Join(c.Topics(), ","); got != "a,b" {
 		t.Fatalf("Topics() = %q, want a,b", got)
@@ -40,13 +41,19 @@ func TestTopicsComeFromThePipeline(t *testing.T) {
 	}
 }
 
-// A topic without a Source once passed New and failed at the first
-// assignment (pipeline.ErrNoSource); New reports it, naming the field.
-func TestTopicWithoutSourceFailsInNew(t *testing.T) {
-	p := stringPipeline(func(context.Context, pipeline.Message[string]) error { return nil }, "a")
-	_, err := consumer.New(consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("a", "b"), consumer.Handle(p))
-	var ce *consumer.ConfigError
-	if !errors.As(err, &ce) || ce.Field != "Topics" || !strings.Contains(ce.Reason, `"b"`) {
-		t.Fatalf("New: %v, want a ConfigError naming Topics and topic b", err)
+// A topic is named only in a Source: a handler that lists no topics (a
+// pipeline without Sources, or a handler without a Topics method) fails
+// in New, naming Handle.
+func TestHandlerWithoutTopicsFailsInNew(t *testing.T) {
+	conn := consumer.Connection(sluice.Connection{Brokers: []string{"127.0.0.1:1"}})
+	for _, h := range []pipeline.Handler{
+		stringPipeline(func(context.Context, pipeline.Message[string]) error { return nil }),
+		&workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }},
+	} {
+		_, err := consumer.New(conn, consumer.Group("g"), consumer.Handle(h))
+		var ce *sluice.ConfigError
+		if !errors.As(err, &ce) || ce.Package != "consumer" || ce.Option != "Handle" {
+			t.Fatalf("New with %T: %v, want a ConfigError naming Handle", h, err)
+		}
 	}
 }

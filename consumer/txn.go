@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -126,22 +127,22 @@ type txnState struct {
 func (c *cfg) validateEOS() error {
 	if c.eos == nil {
 		if c.txnTimeout != 0 {
-			return &ConfigError{Field: "TransactionTimeout", Reason: "applies only with ExactlyOnce"}
+			return &sluice.ConfigError{Package: "consumer", Option: "TransactionTimeout", Reason: "applies only with ExactlyOnce"}
 		}
 		return nil
 	}
 	bad := func(format string, args ...any) error {
-		return &ConfigError{Field: "ExactlyOnce", Reason: fmt.Sprintf(format, args...)}
+		return &sluice.ConfigError{Package: "consumer", Option: "ExactlyOnce", Reason: fmt.Sprintf(format, args...)}
 	}
 	timeout := c.transactionTimeout()
 	switch {
 	case c.txnTimeout < 0:
-		return &ConfigError{Field: "TransactionTimeout", Reason: fmt.Sprintf("must not be negative, got %v", c.txnTimeout)}
+		return &sluice.ConfigError{Package: "consumer", Option: "TransactionTimeout", Reason: fmt.Sprintf("must not be negative, got %v", c.txnTimeout)}
 	case timeout > maxTxnTimeout:
-		return &ConfigError{Field: "TransactionTimeout", Reason: fmt.Sprintf("%v exceeds %v, the default of the broker's transaction.max.timeout.ms "+
+		return &sluice.ConfigError{Package: "consumer", Option: "TransactionTimeout", Reason: fmt.Sprintf("%v exceeds %v, the default of the broker's transaction.max.timeout.ms "+
 			"(default: CommitInterval + DrainTimeout + RebalanceTimeout + %v); shorten those timeouts", timeout, maxTxnTimeout, commitTimeout+txnSlack)}
 	case timeout <= c.commitInterval+c.drainTimeout+txnSlack:
-		return &ConfigError{Field: "TransactionTimeout", Reason: fmt.Sprintf("%v must exceed CommitInterval + DrainTimeout + %v (%v), "+
+		return &sluice.ConfigError{Package: "consumer", Option: "TransactionTimeout", Reason: fmt.Sprintf("%v must exceed CommitInterval + DrainTimeout + %v (%v), "+
 			"or the broker aborts transactions before their barrier commits them", timeout, txnSlack, c.commitInterval+c.drainTimeout+txnSlack)}
 	case c.eos.txnID == "":
 		return bad("a transactional ID is required")

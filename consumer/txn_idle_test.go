@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -57,8 +58,8 @@ func TestExactlyOnceIdleConsumerEndsNoEmptyTransactions(t *testing.T) {
 	hook := &commitSignal{committed: make(chan struct{}, 1)}
 	var ends atomic.Int64 // empty ends that hold franz-go's session for 500ms
 	log := slog.New(countLog{s: "sleeping 500ms", n: &ends})
-	c, err := consumer.New(consumer.Brokers(kc.Addrs...), consumer.Group("etl"), consumer.Handle(h),
-		consumer.Topics("in"), consumer.CommitInterval(25*time.Millisecond), consumer.ExactlyOnce("etl-1", w),
+	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("etl"), consumer.Handle(listed(h, "in")),
+		consumer.CommitInterval(25*time.Millisecond), consumer.ExactlyOnce("etl-1", w),
 		consumer.Hooks(hook), consumer.Logger(log), consumer.ClientOpts(kgo.FetchMaxWait(50*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)

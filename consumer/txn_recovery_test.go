@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -77,7 +78,7 @@ func startEOS(t *testing.T) *eosRun {
 	h := &workHandler{fn: func(ctx context.Context, rec *pipeline.Record) error {
 		return w.cl.ProduceSync(ctx, &kgo.Record{Topic: "out", Key: rec.Key, Value: rec.Value}).FirstErr()
 	}}
-	c, err := consumer.New(consumer.Brokers(r.kc.Addrs...), consumer.Group("etl"), consumer.Topics("in"), consumer.Handle(h),
+	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: r.kc.Addrs}), consumer.Group("etl"), consumer.Handle(listed(h, "in")),
 		consumer.SessionTimeout(4500*time.Millisecond), consumer.RebalanceTimeout(3*time.Second),
 		consumer.DrainTimeout(2*time.Second), consumer.ExactlyOnce("etl-1", w), consumer.Hooks(r.hook),
 		consumer.Logger(quietLogger()))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -36,9 +37,9 @@ func TestExactlyOnceConfigErrorsNameTheOption(t *testing.T) {
 		{give: consumer.ExactlyOnce("id", nil), want: "nil"},
 		{give: consumer.ExactlyOnce("id", &txnWriter{err: errors.New("not today")}), want: "not today"},
 	} {
-		_, err := consumer.New(consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"), consumer.Handle(h), tt.give)
-		var ce *consumer.ConfigError
-		if !errors.As(err, &ce) || ce.Field != "ExactlyOnce" || !strings.Contains(err.Error(), tt.want) {
+		_, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: []string{"127.0.0.1:1"}}), consumer.Group("g"), consumer.Handle(listed(h, "t")), tt.give)
+		var ce *sluice.ConfigError
+		if !errors.As(err, &ce) || ce.Option != "ExactlyOnce" || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New: %v, want a ConfigError on ExactlyOnce saying %q", err, tt.want)
 		}
 	}

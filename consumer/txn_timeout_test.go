@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -37,9 +38,9 @@ func TestTransactionTimeoutConfigErrorsNameTheOption(t *testing.T) {
 		{name: "without ExactlyOnce", give: []consumer.Opt{consumer.TransactionTimeout(time.Minute)}, want: "only with ExactlyOnce"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := consumer.New(append([]consumer.Opt{consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"), consumer.Handle(h)}, tt.give...)...)
-			var ce *consumer.ConfigError
-			if !errors.As(err, &ce) || ce.Field != "TransactionTimeout" || !strings.Contains(err.Error(), tt.want) {
+			_, err := consumer.New(append([]consumer.Opt{consumer.Connection(sluice.Connection{Brokers: []string{"127.0.0.1:1"}}), consumer.Group("g"), consumer.Handle(listed(h, "t"))}, tt.give...)...)
+			var ce *sluice.ConfigError
+			if !errors.As(err, &ce) || ce.Option != "TransactionTimeout" || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New: %v, want a ConfigError on TransactionTimeout saying %q", err, tt.want)
 			}
 		})
@@ -73,7 +74,7 @@ func TestTransactionTimeoutCoversBarrierAndCommit(t *testing.T) {
 				return nil, nil, false
 			})
 			h := &workHandler{fn: func(context.Context, *pipeline.Record) error { return nil }}
-			c, err := consumer.New(append([]consumer.Opt{consumer.Brokers(kc.Addrs...), consumer.Group("g"), consumer.Topics("in"), consumer.Handle(h),
+			c, err := consumer.New(append([]consumer.Opt{consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("g"), consumer.Handle(listed(h, "in")),
 				consumer.CommitInterval(time.Second), consumer.DrainTimeout(2 * time.Second), consumer.RebalanceTimeout(3 * time.Second),
 				consumer.ExactlyOnce("id", &txnWriter{}), consumer.Logger(quietLogger())}, tt.give...)...)
 			if err != nil {

@@ -134,8 +134,7 @@ func TestOversizedDeadLetterDoesNotStallPartition(t *testing.T) {
 	})
 	kc.ProduceWith(t, []kgo.Opt{kgo.ProducerBatchMaxBytes(maxBytes)}, &kgo.Record{Topic: "orders", Value: []byte("bad" + strings.Repeat("x", maxBytes-1024))})
 	kc.Produce(t, &kgo.Record{Topic: "orders", Value: []byte("good-0")}, &kgo.Record{Topic: "orders", Value: []byte("good-1")})
-	c, err := consumer.New(consumer.Brokers(kc.Addrs...), consumer.Group("oversize"), consumer.Topics("orders"),
-		consumer.Handle(p), consumer.Logger(quiet()), consumer.CommitInterval(50*time.Millisecond))
+	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("oversize"), consumer.Handle(p), consumer.Logger(quiet()), consumer.CommitInterval(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

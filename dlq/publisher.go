@@ -30,7 +30,6 @@ func (f optFunc) apply(c *pubCfg) { f(c) }
 type pubCfg struct {
 	client      *kgo.Client
 	conn        *sluice.Connection
-	brokers     []string
 	clientOpts  []kgo.Opt
 	suffix      string
 	targets     map[string]string
@@ -58,13 +57,6 @@ func Client(cl *kgo.Client) Opt { return optFunc(func(c *pubCfg) { c.client = cl
 // Close closes it. Exactly one of Client and Connection is required.
 func Connection(conn sluice.Connection) Opt {
 	return optFunc(func(c *pubCfg) { c.conn = &conn })
-}
-
-// Brokers is Connection with only brokers.
-//
-// Deprecated: use Connection; Brokers goes once its last callers moved.
-func Brokers(addrs ...string) Opt {
-	return optFunc(func(c *pubCfg) { c.brokers = append(c.brokers, addrs...) })
 }
 
 // ClientOpts adds franz-go options to the client that Connection creates,
@@ -141,9 +133,6 @@ func New(opts ...Opt) (*Publisher, error) {
 			return nil, configErr("Opt", nil, "nil option")
 		}
 		o.apply(&cfg)
-	}
-	if len(cfg.brokers) > 0 && cfg.conn == nil {
-		cfg.conn = &sluice.Connection{Brokers: cfg.brokers}
 	}
 	switch {
 	case cfg.client == nil && cfg.conn == nil:

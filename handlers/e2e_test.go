@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -227,7 +228,7 @@ func TestSinkOutageOnKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	cw := &consumerWatch{}
-	stop := runConsumer(t, consumer.Brokers(c.Addrs...), consumer.Group("outage"), consumer.Topics(topic), consumer.Handle(p),
+	stop := runConsumer(t, consumer.Connection(sluice.Connection{Brokers: c.Addrs}), consumer.Group("outage"), consumer.Handle(p),
 		consumer.Hooks(cw), consumer.MaxUnsettled(consumer.Water{Records: high}, consumer.Water{}))
 
 	kafkatest.Eventually(t, 30*time.Second, func() bool { return handledN.Load() >= before/2 }, "half the records handled before the outage")
@@ -379,7 +380,7 @@ func TestPoisonRecordsOnKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	cw := &consumerWatch{}
-	stop := runConsumer(t, consumer.Brokers(c.Addrs...), consumer.Group("poison"), consumer.Topics(topic), consumer.Handle(p), consumer.Hooks(cw))
+	stop := runConsumer(t, consumer.Connection(sluice.Connection{Brokers: c.Addrs}), consumer.Group("poison"), consumer.Handle(p), consumer.Hooks(cw))
 
 	var off int64
 	select {

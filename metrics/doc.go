@@ -11,7 +11,19 @@
 //	stop := m.Watch(c) // lag and stalled partitions
 //	defer stop()
 //
-// Package sluicefx does this wiring under fx.
+// Package sluicefx does this wiring under fx, in one place: MetricsModule
+// hooks the consumer and its client, DeadLetterModule the dead-letter
+// publisher and its client, and its Kit the pipeline (Kit.Pipeline), the
+// guards (Kit.Guard) and the limiters (Kit.LimiterHooks).
+//
+// # Options of New
+//
+//	Buckets(b...)    histogram buckets, in seconds; default DefaultBuckets (1ms to 60s)
+//	LagInterval(d)   how often Watch refreshes the lag; default 15s
+//	LagTimeout(d)    bound of one lag refresh; default 5s
+//	Logger(l)        where lag and registration failures are logged; default slog.Default()
+//
+// A bad option is a *sluice.ConfigError naming it.
 //
 // # Metrics
 //

@@ -230,8 +230,7 @@ func TestNothingOnDefaultRegistry(t *testing.T) {
 	m, reg := newMetrics(t)
 	exercise(m)
 	kc := kafkatest.New(t, kafkatest.Topic("orders", 1))
-	c, err := consumer.New(consumer.Brokers(kc.Addrs...), consumer.Group("g"), consumer.Topics("orders"),
-		consumer.Handle(nopHandler{}), consumer.Hooks(m), consumer.ClientOpts(m.KafkaClient("consumer")), consumer.Logger(quiet))
+	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("g"), consumer.Handle(nopHandler{}), consumer.Hooks(m), consumer.ClientOpts(m.KafkaClient("consumer")), consumer.Logger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +249,8 @@ func TestNothingOnDefaultRegistry(t *testing.T) {
 }
 
 type nopHandler struct{}
+
+func (nopHandler) Topics() []string { return []string{"orders"} }
 
 func (nopHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
 	return nil, errors.New("unused")

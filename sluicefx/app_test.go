@@ -20,7 +20,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/plugin/kslog"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -28,9 +27,9 @@ import (
 	"go.uber.org/fx/fxtest"
 	"golang.org/x/time/rate"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/consumer"
-	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/health"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -155,10 +154,7 @@ func (b *breakerProbe) await(t *testing.T, want handlers.BreakerState) {
 type pipelineParams struct {
 	fx.In
 
-	Metrics    *metrics.Metrics
-	Tracer     *tracing.Tracer
-	Publisher  *dlq.Publisher
-	Logger     *slog.Logger
+	Kit        sluicefx.Kit // metrics, tracer, dead letters, logger
 	Downstream *downstream
 	Probe      *breakerProbe
 }
@@ -167,14 +163,12 @@ type pipelineParams struct {
 // fan-out, and a sink behind every guard.
 func newPipeline(p pipelineParams) (*pipeline.Pipeline, error) {
 	lim, err := backpressure.NewAdaptive(backpressure.InitialLimit(20), backpressure.Window(10*time.Millisecond, 10),
-		backpressure.Hooks(p.Metrics.Limiter("store")))
+		backpressure.Hooks(p.Kit.LimiterHooks("store")...))
 	if err != nil {
 		return nil, err
 	}
-	guarded, err := handlers.Guard(p.Downstream.call,
-		handlers.Name("store"),
-		handlers.Logger(p.Logger),
-		handlers.Hooks(p.Metrics, p.Probe),
+	guarded, err := handlers.Guard(p.Downstream.call, append(p.Kit.Guard("store"), // name, logger, metrics
+		handlers.Hooks(p.Probe),
 		handlers.Retry(handlers.RetryPolicy{MaxAttempts: 3, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
 			Budget: handlers.RetryBudget{Unlimited: true}}),
 		handlers.Breaker(handlers.BreakerPolicy{Window: time.Second, Buckets: 10, FailureRatio: 0.5, MinRequests: 5,
@@ -182,46 +176,17 @@ func newPipeline(p pipelineParams) (*pipeline.Pipeline, error) {
 		handlers.RateLimit(rate.Limit(500), 1),
 		handlers.Limiter(lim),
 		handlers.Timeout(10*time.Second),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
-	pl := pipeline.New(pipeline.DeadLetters(p.Tracer.DeadLetterer(p.Publisher)), pipeline.Hooks(p.Metrics), pipeline.Logger(p.Logger),
-		pipeline.DeadLetterBackoff(10*time.Millisecond, 100*time.Millisecond))
+	pl := p.Kit.Pipeline(pipeline.DeadLetterBackoff(10*time.Millisecond, 100*time.Millisecond)) // traced dead letters, metrics, logger
 	valid := stages.Filter(pipeline.Source(pl, "orders", pipeline.JSON[order]()), "valid", func(o order) bool { return o.Qty > 0 })
 	// Key-ordered (the default): the hooks must count a message's records
 	// before the fan-out recycles its lease on settle (regression test for
 	// a race that made records_handled_total count 0).
-	pipeline.Sink(stages.FanOut(valid, "workers", 4), "store", tracing.Sink[order](p.Tracer, "store")(guarded))
+	pipeline.Sink(stages.FanOut(valid, "workers", 4), "store", tracing.Sink[order](p.Kit.Tracer, "store")(guarded))
 	return pl, pl.Err()
-}
-
-type publisherParams struct {
-	fx.In
-
-	Lifecycle fx.Lifecycle
-	Config    sluicefx.Config
-	Metrics   *metrics.Metrics
-	Tracer    *tracing.Tracer
-	Logger    *slog.Logger
-}
-
-// newPublisher is the application's dead-letter publisher, with a client of
-// its own (the consumer's client does not exist yet when the pipeline is
-// built). It closes after the consumer has drained.
-func newPublisher(p publisherParams) (*dlq.Publisher, error) {
-	conn, err := p.Config.KafkaOpts()
-	if err != nil {
-		return nil, err
-	}
-	pub, err := dlq.New(dlq.Brokers(p.Config.Brokers...), dlq.Group(p.Config.Group), dlq.Hooks(p.Metrics),
-		dlq.ClientOpts(append(conn, p.Metrics.KafkaClient("dlq"), p.Tracer.KafkaClient(),
-			kgo.WithLogger(kslog.New(p.Logger.With("client", "dlq"))))...))
-	if err != nil {
-		return nil, err
-	}
-	p.Lifecycle.Append(fx.StopHook(pub.Close))
-	return pub, nil
 }
 
 // testApp is the fx application under test and what the test reads from it.
@@ -254,7 +219,7 @@ func newTestApp(t *testing.T, cfg sluicefx.Config, log *slog.Logger) *testApp {
 		sluicefx.MetricsOptions(metrics.LagInterval(20 * time.Millisecond)),
 		sluicefx.Module,
 		sluicefx.TracingModule,
-		fx.Provide(newPublisher),
+		sluicefx.DeadLetterModule,
 		sluicefx.Pipeline(newPipeline),
 		fx.Populate(&ta.server, &ta.cons, &ta.runner),
 	}
@@ -294,7 +259,6 @@ func testConfig(kc *kafkatest.Cluster) sluicefx.Config {
 	return sluicefx.Config{
 		Brokers:           kc.Addrs,
 		Group:             "shop",
-		Topics:            []string{"orders"},
 		CommitInterval:    20 * time.Millisecond,
 		StallAfter:        200 * time.Millisecond,
 		SessionTimeout:    time.Second,
@@ -567,8 +531,7 @@ func failDeadLetterOnce(t *testing.T, kc *kafkatest.Cluster, topic string) {
 // and returns its stop.
 func startMember(t *testing.T, kc *kafkatest.Cluster) func() {
 	t.Helper()
-	c, err := consumer.New(consumer.Brokers(kc.Addrs...), consumer.Group("shop"), consumer.Topics("orders"),
-		consumer.Handle(settleAll{}), consumer.SessionTimeout(time.Second), consumer.RebalanceTimeout(5*time.Second),
+	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("shop"), consumer.Handle(settleAll{}), consumer.SessionTimeout(time.Second), consumer.RebalanceTimeout(5*time.Second),
 		consumer.DrainTimeout(4*time.Second), consumer.CommitInterval(20*time.Millisecond), consumer.Logger(testLogger()))
 	if err != nil {
 		t.Fatal(err)
@@ -585,6 +548,8 @@ func startMember(t *testing.T, kc *kafkatest.Cluster) func() {
 
 // settleAll settles every record at once.
 type settleAll struct{}
+
+func (settleAll) Topics() []string { return []string{"orders"} }
 
 func (settleAll) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
 	return settleAll{}, nil

@@ -4,16 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/pipeline"
 )
@@ -22,18 +21,18 @@ import (
 // /metrics unless Config.HTTPAddr says otherwise.
 const DefaultHTTPAddr = ":8080"
 
-// Config configures the consumer and the health server. Load it however
-// the application loads configuration; a zero field means the consumer's
-// default, documented on the consumer option of the same name. Validate
-// reports the first bad field by name.
+// Config configures the consumer, the dead-letter publisher and the health
+// server. Load it however the application loads configuration; a zero
+// field means the default, documented on the consumer option of the same
+// name. The connection (Brokers, ClientID, SASL, TLS) is given once and
+// serves the consumer and the dead-letter publisher (Connection). The
+// topics are the pipeline's: each Source names one. Validate reports the
+// first bad field by name.
 type Config struct {
 	// Brokers are the seed brokers, as host:port. Required.
 	Brokers []string
 	// Group is the consumer group. Required.
 	Group string
-	// Topics are the topics to consume. Default: every topic the
-	// pipeline has a Source for; if set, a subset of those.
-	Topics []string
 	// ClientID is the Kafka client ID. Default "sluice".
 	ClientID string
 	// InstanceID makes the member static (KIP-345). Default: dynamic.
@@ -67,12 +66,28 @@ type Config struct {
 	// *tls.Config holds functions and keys; build it in code.
 	TLS *tls.Config `json:"-" yaml:"-"`
 
+	// DeadLetters configures DeadLetterModule's publisher.
+	DeadLetters DeadLetters
+
 	// HTTPAddr is where HealthModule serves /healthz, /readyz and /metrics.
 	// Default DefaultHTTPAddr (":8080").
 	HTTPAddr string
 	// StalledUnready makes stalled partitions fail /readyz (see
 	// health.StalledUnready). Default false: they are only reported.
 	StalledUnready bool
+}
+
+// DeadLetters configures the dead-letter publisher of DeadLetterModule
+// (package dlq), which reaches the cluster through the Config's connection.
+type DeadLetters struct {
+	// Suffix names a source topic's dead-letter topic: the source topic
+	// plus Suffix. Default ".dlq" (dlq.DefaultSuffix).
+	Suffix string
+	// AutoCreate, when not zero, creates a missing dead-letter topic with
+	// the source topic's partition count and this replication factor (-1:
+	// the broker's default). Default 0: off, topics are created by the
+	// cluster's own tooling (dlq.AutoCreate).
+	AutoCreate int16
 }
 
 // SASL holds SASL credentials.
@@ -109,29 +124,18 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // MarshalText keeps encoders (JSON, YAML) from writing the secret.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
-// ErrConfig is wrapped by every configuration error of this package; a
-// consumer.ConfigError (which wraps consumer.ErrConfig) names fields that
-// the consumer checks.
-var ErrConfig = errors.New("invalid sluicefx config")
-
-// ConfigError names the Config field that is wrong.
-type ConfigError struct {
-	Field  string
-	Reason string
+// configErr is a *sluice.ConfigError naming a Config field.
+func configErr(field string, value any, reason string) error {
+	return &sluice.ConfigError{Package: "sluicefx", Option: field, Value: value, Reason: reason}
 }
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("sluicefx: config: %s: %s", e.Field, e.Reason)
-}
-
-// Unwrap ties the error to ErrConfig.
-func (e *ConfigError) Unwrap() error { return ErrConfig }
 
 // Validate checks the fields this package interprets (Start, SASL,
-// HTTPAddr) and then the consumer's own validation, by building a consumer
-// from the config without contacting the brokers; its errors are
-// *consumer.ConfigError naming the consumer option, which has the name of
-// the Config field. It returns the first problem found.
+// HTTPAddr, DeadLetters) and then the consumer's own validation, by
+// building a consumer from the config without contacting the brokers. Its
+// errors are *sluice.ConfigError of package "sluicefx" whose Option is the
+// Config field (a path such as "SASL.Mechanism"); a field the consumer
+// checks carries the consumer's error as Err. It returns the first problem
+// found.
 func (c Config) Validate() error {
 	opts, err := c.ConsumerOpts()
 	if err != nil {
@@ -139,29 +143,52 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			return &ConfigError{Field: "HTTPAddr", Reason: err.Error()}
+			return configErr("HTTPAddr", c.HTTPAddr, err.Error())
 		}
 	}
-	if err := consumer.Validate(append(opts, consumer.Handle(noHandler{topics: c.Topics}))...); err != nil {
-		return fmt.Errorf("sluicefx: config: %w", err)
+	switch d := c.DeadLetters; {
+	case d.AutoCreate < -1:
+		return configErr("DeadLetters.AutoCreate", d.AutoCreate, "want 0 (off), -1 (the broker's default replication factor) or at least 1")
 	}
-	return nil
+	return fieldError(consumer.Validate(append(opts, consumer.Handle(noHandler{}))...))
 }
 
-// noHandler stands in for the pipeline when only the config is checked:
-// it reads the configured topics, or one it names itself when none are
-// configured (the pipeline's own are checked when the consumer is made).
-type noHandler struct{ topics []string }
-
-func (h noHandler) Topics() []string {
-	if len(h.topics) == 0 {
-		return []string{"(the pipeline's topics)"}
+// fieldError turns a consumer configuration error into one naming the
+// Config field that set the option.
+func fieldError(err error) error {
+	var ce *sluice.ConfigError
+	if !errors.As(err, &ce) || ce.Package != "consumer" {
+		return err
 	}
-	return h.topics
+	field := ce.Option
+	switch {
+	case ce.Option == "Connection":
+		field = ce.Field // Brokers
+	case ce.Option == "MaxUnsettled" && ce.Field == "total":
+		field = "MaxUnsettledTotal"
+	}
+	return &sluice.ConfigError{Package: "sluicefx", Option: field, Value: ce.Value, Reason: ce.Reason, Err: err}
 }
+
+// noHandler stands in for the pipeline when only the config is checked
+// (the pipeline's topics are checked when the consumer is made).
+type noHandler struct{}
+
+func (noHandler) Topics() []string { return []string{"(the pipeline's topics)"} }
 
 func (noHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
 	return nil, errors.New("sluicefx: validation only")
+}
+
+// Connection returns the connection of the config (Brokers, ClientID, SASL,
+// TLS), which the consumer and DeadLetterModule's publisher share; give it
+// to any other client the application creates (dlq.Connection,
+// kafka.Connection of sinks/kafka, or ClientOpts for an admin client).
+func (c Config) Connection() (sluice.Connection, error) {
+	if err := c.SASL.validate(); err != nil {
+		return sluice.Connection{}, err
+	}
+	return sluice.Connection{Brokers: c.Brokers, ClientID: c.ClientID, TLS: c.TLS, SASL: c.SASL.mechanism()}, nil
 }
 
 // ConsumerOpts translates the config into consumer options: one for each
@@ -169,19 +196,17 @@ func (noHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeli
 // the fields the consumer does not see as such (Start, SASL). The handler,
 // logger and hooks are not part of it.
 func (c Config) ConsumerOpts() ([]consumer.Opt, error) {
-	opts := []consumer.Opt{consumer.Brokers(c.Brokers...), consumer.Group(c.Group)}
-	if len(c.Topics) > 0 {
-		opts = append(opts, consumer.Topics(c.Topics...))
+	conn, err := c.Connection()
+	if err != nil {
+		return nil, err
 	}
+	opts := []consumer.Opt{consumer.Connection(conn), consumer.Group(c.Group)}
 	switch c.Start {
 	case "", "earliest":
 	case "latest":
 		opts = append(opts, consumer.Start(consumer.Latest))
 	default:
-		return nil, &ConfigError{Field: "Start", Reason: fmt.Sprintf("want \"earliest\" or \"latest\", got %q", c.Start)}
-	}
-	if c.ClientID != "" {
-		opts = append(opts, consumer.ClientID(c.ClientID))
+		return nil, configErr("Start", c.Start, `want "earliest" or "latest"`)
 	}
 	if c.InstanceID != "" {
 		opts = append(opts, consumer.InstanceID(c.InstanceID))
@@ -208,39 +233,6 @@ func (c Config) ConsumerOpts() ([]consumer.Opt, error) {
 	if c.LowWater != 0 {
 		opts = append(opts, consumer.LowWater(c.LowWater))
 	}
-	if err := c.SASL.validate(); err != nil {
-		return nil, err
-	}
-	switch c.SASL.Mechanism {
-	case "PLAIN":
-		opts = append(opts, consumer.SASLPlain(c.SASL.User, string(c.SASL.Password)))
-	case "SCRAM-SHA-256", "SCRAM-SHA-512":
-		opts = append(opts, consumer.SASLScram(c.SASL.Mechanism, c.SASL.User, string(c.SASL.Password)))
-	}
-	if c.TLS != nil {
-		opts = append(opts, consumer.TLS(c.TLS))
-	}
-	return opts, nil
-}
-
-// KafkaOpts returns the connection options of the config (SASL, TLS,
-// ClientID) as franz-go options, for the other clients an application
-// creates: a dead-letter publisher with its own client
-// (dlq.ClientOpts), an admin client. Seed brokers are not included.
-func (c Config) KafkaOpts() ([]kgo.Opt, error) {
-	var opts []kgo.Opt
-	if c.ClientID != "" {
-		opts = append(opts, kgo.ClientID(c.ClientID))
-	}
-	if err := c.SASL.validate(); err != nil {
-		return nil, err
-	}
-	if m := c.SASL.mechanism(); m != nil {
-		opts = append(opts, kgo.SASL(m))
-	}
-	if c.TLS != nil {
-		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
-	}
 	return opts, nil
 }
 
@@ -249,11 +241,14 @@ func (s SASL) validate() error {
 	switch s.Mechanism {
 	case "":
 		if s.User != "" || s.Password != "" {
-			return &ConfigError{Field: "SASL.Mechanism", Reason: "credentials given without a mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"}
+			return configErr("SASL.Mechanism", nil, "credentials given without a mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
 		}
 	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if s.User == "" {
+			return configErr("SASL.User", nil, s.Mechanism+" needs a user")
+		}
 	default:
-		return &ConfigError{Field: "SASL.Mechanism", Reason: fmt.Sprintf("want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", s.Mechanism)}
+		return configErr("SASL.Mechanism", s.Mechanism, "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	}
 	return nil
 }

@@ -8,15 +8,17 @@
 //		sluicefx.Logger(logger),         // optional: *slog.Logger (default slog.Default())
 //		sluicefx.Registry(reg),          // optional: prometheus.Registerer (default: a registry of its own)
 //		sluicefx.Module,                 // ConsumerModule + MetricsModule + HealthModule
+//		sluicefx.DeadLetterModule,       // optional: *dlq.Publisher on the consumer's connection
 //		sluicefx.TracingModule,          // optional
 //		sluicefx.Pipeline(newPipeline),  // the application's pipeline.Handler
 //	).Run()
 //
-// The application's pipeline constructor takes what it needs from the
-// graph: *metrics.Metrics for pipeline.Hooks, handlers.Hooks and
-// Metrics.Limiter; *tracing.Tracer for tracing.Sink and
-// Tracer.DeadLetterer; the Config for a dead-letter publisher's connection
-// (Config.KafkaOpts).
+// The application's pipeline constructor takes a Kit, which wires what the
+// modules provide into the pipeline in one place: kit.Pipeline() is
+// pipeline.New with the dead-letter publisher (traced with TracingModule),
+// the metrics hooks and the logger; kit.Guard(name) are a guard chain's
+// name, logger and metrics hooks; kit.LimiterHooks(name) exports a
+// concurrency limiter. The topics are the pipeline's Sources.
 //
 // # Lifecycle
 //
@@ -46,15 +48,20 @@
 // when present (all optional). Values provided into the groups
 // GroupConsumerHooks and GroupClientOpts reach the consumer; MetricsOptions
 // reaches metrics.New. Every constructor works without fx: fill in its
-// Params struct.
+// Params struct. DeadLetterModule provides the *dlq.Publisher; its client
+// uses the Config's connection, so brokers, SASL, TLS and client ID are
+// configured once.
 //
 // # Configuration
 //
 // Config maps one to one to the consumer options (a zero field keeps the
-// consumer's default) plus SASL, TLS and the HTTP address. Validate runs
-// the consumer's own validation, so an error names the field: "consumer
-// config: DrainTimeout: ...". The SASL password is a Secret, which prints,
-// logs and marshals as "[redacted]".
+// consumer's default) plus the connection (Brokers, ClientID, SASL, TLS:
+// Config.Connection, a sluice.Connection), the dead letters (DeadLetters)
+// and the HTTP address. Validate runs the consumer's own validation, and
+// every error is a *sluice.ConfigError whose Option is the Config field's
+// path: "sluicefx: DrainTimeout: ...", "sluicefx: SASL.Mechanism = ...".
+// The SASL password is a Secret, which prints, logs and marshals as
+// "[redacted]".
 //
 // # Logs
 //

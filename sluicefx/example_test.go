@@ -12,7 +12,6 @@ import (
 
 	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/internal/devbroker"
-	"github.com/sluice-go/sluice/metrics"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/sluicefx"
 )
@@ -26,26 +25,28 @@ func Example() {
 	producer.Close()
 
 	handled := make(chan string, 1)
-	// The application's pipeline; its parameters come from the fx graph.
-	newPipeline := func(m *metrics.Metrics, log *slog.Logger) (*pipeline.Pipeline, error) {
+	// The application's pipeline; the Kit comes from the fx graph and
+	// wires metrics, the logger and dead letters in.
+	newPipeline := func(kit sluicefx.Kit) (*pipeline.Pipeline, error) {
 		store, err := handlers.Guard(func(_ context.Context, msg pipeline.Message[string]) error {
 			handled <- msg.Value()
 			return nil
-		}, handlers.Name("store"), handlers.Hooks(m), handlers.Logger(log))
+		}, append(kit.Guard("store"), handlers.Retry(handlers.RetryPolicy{}))...)
 		if err != nil {
 			return nil, err
 		}
-		p := pipeline.New(pipeline.Hooks(m), pipeline.Logger(log))
+		p := kit.Pipeline()
 		pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "store", store)
 		return p, p.Err()
 	}
 
 	app := fx.New(
 		fx.NopLogger,
-		fx.Supply(sluicefx.Config{Brokers: []string{addr}, Group: "example", Topics: []string{"orders"}, HTTPAddr: "127.0.0.1:0"}),
+		fx.Supply(sluicefx.Config{Brokers: []string{addr}, Group: "example", HTTPAddr: "127.0.0.1:0"}),
 		sluicefx.Logger(slog.New(slog.DiscardHandler)),
 		sluicefx.Registry(prometheus.NewRegistry()),
-		sluicefx.Module, // consumer, metrics, /healthz /readyz /metrics
+		sluicefx.Module,           // consumer, metrics, /healthz /readyz /metrics
+		sluicefx.DeadLetterModule, // dead letters on the consumer's connection
 		sluicefx.Pipeline(newPipeline),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -62,8 +63,7 @@ func Example() {
 }
 
 func ExampleConfig_Validate() {
-	cfg := sluicefx.Config{Brokers: []string{"localhost:9092"}, Group: "shop", Topics: []string{"orders"},
-		DrainTimeout: 2 * time.Minute}
+	cfg := sluicefx.Config{Brokers: []string{"localhost:9092"}, Group: "shop", DrainTimeout: 2 * time.Minute}
 	fmt.Println(cfg.Validate())
-	// Output: sluicefx: config: consumer config: DrainTimeout: 2m0s must be shorter than RebalanceTimeout 1m0s, or the group evicts the member while it drains
+	// Output: sluicefx: DrainTimeout: 2m0s must be shorter than RebalanceTimeout 1m0s, or the group evicts the member while it drains
 }

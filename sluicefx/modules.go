@@ -7,11 +7,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 
+	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/consumer"
+	"github.com/sluice-go/sluice/dlq"
+	"github.com/sluice-go/sluice/handlers"
 	"github.com/sluice-go/sluice/health"
 	"github.com/sluice-go/sluice/metrics"
 	"github.com/sluice-go/sluice/pipeline"
@@ -55,10 +59,10 @@ var ConsumerModule = fx.Module("sluice.consumer",
 // MetricsModule provides the *metrics.Metrics (NewMetrics), registered on
 // the application's prometheus.Registerer, or on a registry of its own when
 // the application provides none. It hooks them into the consumer and its
-// client (GroupConsumerHooks, GroupClientOpts) and watches the consumer for
-// lag and stalls. Pass the *metrics.Metrics to the pipeline (pipeline.Hooks,
-// handlers.Hooks, Limiter) and to a dead-letter publisher (dlq.Hooks,
-// KafkaClient) in the application's constructors.
+// client (GroupConsumerHooks, GroupClientOpts), into DeadLetterModule's
+// publisher and its client, and watches the consumer for lag and stalls.
+// The pipeline and its guards get them through Kit (Kit.Pipeline,
+// Kit.Guard, Kit.LimiterHooks).
 var MetricsModule = fx.Module("sluice.metrics",
 	fx.Provide(NewMetrics),
 	fx.Invoke(watchConsumer),
@@ -73,11 +77,23 @@ var HealthModule = fx.Module("sluice.health",
 	fx.Invoke(runHealthServer),
 )
 
+// DeadLetterModule provides the *dlq.Publisher (NewDeadLetters): dead
+// letters written with a client of its own on the Config's connection
+// (Config.Connection: the consumer's brokers, SASL, TLS and client ID),
+// the Config's Group and DeadLetters settings, instrumented by
+// MetricsModule and TracingModule when present. The pipeline gets it
+// through Kit.Pipeline. Its client closes at stop, after the consumer has
+// drained (which may still write dead letters).
+var DeadLetterModule = fx.Module("sluice.dlq",
+	fx.Provide(NewDeadLetters),
+)
+
 // TracingModule provides a *tracing.Tracer (NewTracer) on the
 // application's trace.TracerProvider (otel's global one when it provides
-// none) and adds kotel client tracing to the consumer's client. The
-// application wraps its sinks with tracing.Sink and its dead-letter
-// publisher with Tracer.DeadLetterer.
+// none) and adds kotel client tracing to the consumer's client and to
+// DeadLetterModule's. Kit.Pipeline hands the pipeline the traced
+// publisher (Tracer.DeadLetterer); the application wraps its sinks with
+// tracing.Sink.
 var TracingModule = fx.Module("sluice.tracing",
 	fx.Provide(NewTracer),
 )
@@ -137,8 +153,8 @@ type ConsumerResult struct {
 }
 
 // NewConsumer builds a consumer from the config, the handler, the logger,
-// the hooks and the client options. Configuration errors name the field
-// (ConfigError, or consumer.ConfigError for fields the consumer checks). It
+// the hooks and the client options. Configuration errors are
+// *sluice.ConfigError naming the Config field (see Config.Validate). It
 // does not contact the brokers. Without fx, fill in the params directly.
 func NewConsumer(p ConsumerParams) (ConsumerResult, error) {
 	opts, err := p.Config.ConsumerOpts()
@@ -151,9 +167,128 @@ func NewConsumer(p ConsumerParams) (ConsumerResult, error) {
 	}
 	c, err := consumer.New(opts...)
 	if err != nil {
-		return ConsumerResult{}, fmt.Errorf("sluicefx: %w", err)
+		return ConsumerResult{}, fieldError(err)
 	}
 	return ConsumerResult{Consumer: c}, nil
+}
+
+// DeadLetterParams are NewDeadLetters's inputs.
+type DeadLetterParams struct {
+	fx.In
+
+	Lifecycle fx.Lifecycle
+	Config    Config
+	Logger    *slog.Logger     `optional:"true"`
+	Metrics   *metrics.Metrics `optional:"true"`
+	Tracer    *tracing.Tracer  `optional:"true"`
+}
+
+// NewDeadLetters validates the config (the publisher creates its client
+// now, and a start that fails later would not close it) and returns the
+// dead-letter publisher on the config's connection; it closes on stop.
+// Errors name the Config field.
+func NewDeadLetters(p DeadLetterParams) (*dlq.Publisher, error) {
+	if err := p.Config.Validate(); err != nil {
+		return nil, err
+	}
+	conn, err := p.Config.Connection()
+	if err != nil {
+		return nil, err
+	}
+	opts := []dlq.Opt{dlq.Connection(conn), dlq.Group(p.Config.Group)}
+	if d := p.Config.DeadLetters; d.Suffix != "" {
+		opts = append(opts, dlq.Suffix(d.Suffix))
+	}
+	if d := p.Config.DeadLetters; d.AutoCreate != 0 {
+		opts = append(opts, dlq.AutoCreate(d.AutoCreate))
+	}
+	var clientOpts []kgo.Opt
+	if p.Logger != nil {
+		clientOpts = append(clientOpts, kgo.WithLogger(kslog.New(p.Logger.With("lib", "franz-go", "client", "dlq"))))
+	}
+	if p.Metrics != nil {
+		opts = append(opts, dlq.Hooks(p.Metrics))
+		clientOpts = append(clientOpts, p.Metrics.KafkaClient("dlq"))
+	}
+	if p.Tracer != nil {
+		clientOpts = append(clientOpts, p.Tracer.KafkaClient())
+	}
+	pub, err := dlq.New(append(opts, dlq.ClientOpts(clientOpts...))...)
+	if err != nil {
+		return nil, fmt.Errorf("sluicefx: dead letters: %w", err)
+	}
+	p.Lifecycle.Append(fx.StopHook(pub.Close))
+	return pub, nil
+}
+
+// Kit is what the modules give the application's pipeline constructor to
+// wire the pipeline and its guards in one place: take it as a parameter
+// (it is an fx.In struct) and use Pipeline, Guard and LimiterHooks;
+// what a module that is absent would provide is left out.
+//
+//	func newPipeline(kit sluicefx.Kit) (*pipeline.Pipeline, error) {
+//		store, err := handlers.Guard(save, append(kit.Guard("store"), handlers.Retry(handlers.RetryPolicy{}))...)
+//		...
+//		p := kit.Pipeline() // dead letters, metrics, logger
+//		pipeline.Sink(pipeline.Source(p, "orders", pipeline.JSON[Order]()), "store", store)
+//		return p, p.Err()
+//	}
+type Kit struct {
+	fx.In
+
+	// Logger is the modules' logger; nil: slog.Default().
+	Logger *slog.Logger `optional:"true"`
+	// Metrics is MetricsModule's; nil without it.
+	Metrics *metrics.Metrics `optional:"true"`
+	// Tracer is TracingModule's; nil without it.
+	Tracer *tracing.Tracer `optional:"true"`
+	// DeadLetters is DeadLetterModule's publisher; nil without it.
+	DeadLetters *dlq.Publisher `optional:"true"`
+}
+
+// Pipeline returns pipeline.New with the kit's dead-letter publisher
+// (traced when TracingModule is present), metrics hooks and logger, then
+// opts.
+func (k Kit) Pipeline(opts ...pipeline.Opt) *pipeline.Pipeline {
+	var base []pipeline.Opt
+	if k.DeadLetters != nil {
+		var dl pipeline.DeadLetterer = k.DeadLetters
+		if k.Tracer != nil {
+			dl = k.Tracer.DeadLetterer(dl)
+		}
+		base = append(base, pipeline.DeadLetters(dl))
+	}
+	if k.Metrics != nil {
+		base = append(base, pipeline.Hooks(k.Metrics))
+	}
+	if k.Logger != nil {
+		base = append(base, pipeline.Logger(k.Logger))
+	}
+	return pipeline.New(append(base, opts...)...)
+}
+
+// Guard returns the guard options every sink's guard chain shares: its
+// name, the logger and the metrics hooks. Append the sink's own policies
+// (handlers.Retry, handlers.Breaker, handlers.Limiter...).
+func (k Kit) Guard(name string) []handlers.Opt {
+	opts := []handlers.Opt{handlers.Name(name)}
+	if k.Logger != nil {
+		opts = append(opts, handlers.Logger(k.Logger))
+	}
+	if k.Metrics != nil {
+		opts = append(opts, handlers.Hooks(k.Metrics))
+	}
+	return opts
+}
+
+// LimiterHooks returns the hooks that export the concurrency limiter of
+// sink name (metrics.Limiter), none without MetricsModule; pass them to
+// backpressure.Hooks.
+func (k Kit) LimiterHooks(name string) []backpressure.Hook {
+	if k.Metrics == nil {
+		return nil
+	}
+	return []backpressure.Hook{k.Metrics.Limiter(name)}
 }
 
 type runnerParams struct {

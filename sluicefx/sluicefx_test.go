@@ -21,6 +21,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/health"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -31,7 +32,7 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
-	good := sluicefx.Config{Brokers: []string{"localhost:9092"}, Group: "shop", Topics: []string{"orders"}}
+	good := sluicefx.Config{Brokers: []string{"localhost:9092"}, Group: "shop"}
 	with := func(f func(*sluicefx.Config)) sluicefx.Config {
 		c := good
 		f(&c)
@@ -50,38 +51,35 @@ func TestConfigValidate(t *testing.T) {
 		}), ""},
 		{"no brokers", with(func(c *sluicefx.Config) { c.Brokers = nil }), "Brokers"},
 		{"no group", with(func(c *sluicefx.Config) { c.Group = "" }), "Group"},
-		{"no topics: the pipeline's", with(func(c *sluicefx.Config) { c.Topics = nil }), ""},
-		{"empty topic", with(func(c *sluicefx.Config) { c.Topics = []string{""} }), "Topics"},
+		{"empty broker", with(func(c *sluicefx.Config) { c.Brokers = []string{"localhost:9092", ""} }), "Brokers"},
+		{"bad dead-letter replication", with(func(c *sluicefx.Config) { c.DeadLetters.AutoCreate = -2 }), "DeadLetters.AutoCreate"},
 		{"bad start", with(func(c *sluicefx.Config) { c.Start = "beginning" }), "Start"},
 		{"negative commit interval", with(func(c *sluicefx.Config) { c.CommitInterval = -time.Second }), "CommitInterval"},
 		{"drain outlasts rebalance", with(func(c *sluicefx.Config) { c.DrainTimeout = time.Minute }), "DrainTimeout"},
 		{"bad low water", with(func(c *sluicefx.Config) { c.LowWater = 1.5 }), "LowWater"},
 		{"total below partition marks", with(func(c *sluicefx.Config) {
 			c.MaxUnsettled, c.MaxUnsettledTotal = consumer.Water{Records: 100}, consumer.Water{Records: 10}
-		}), "MaxUnsettled"},
+		}), "MaxUnsettledTotal"},
 		{"unknown mechanism", with(func(c *sluicefx.Config) { c.SASL = sluicefx.SASL{Mechanism: "GSSAPI", User: "u"} }), "SASL.Mechanism"},
 		{"password without mechanism", with(func(c *sluicefx.Config) { c.SASL = sluicefx.SASL{User: "u", Password: "p"} }), "SASL.Mechanism"},
-		{"SASL without user", with(func(c *sluicefx.Config) { c.SASL = sluicefx.SASL{Mechanism: "PLAIN"} }), "SASL"},
+		{"SASL without user", with(func(c *sluicefx.Config) { c.SASL = sluicefx.SASL{Mechanism: "PLAIN"} }), "SASL.User"},
 		{"bad HTTP address", with(func(c *sluicefx.Config) { c.HTTPAddr = "8080" }), "HTTPAddr"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.give.Validate()
 			var field string
-			var fe *sluicefx.ConfigError
-			var ce *consumer.ConfigError
+			var ce *sluice.ConfigError
 			switch {
-			case errors.As(err, &fe):
-				field = fe.Field
-			case errors.As(err, &ce):
-				field = ce.Field
+			case errors.As(err, &ce) && ce.Package == "sluicefx" && errors.Is(err, sluice.ErrConfig):
+				field = ce.Option
 			case err != nil:
-				t.Fatalf("error %v names no field", err)
+				t.Fatalf("error %v names no Config field", err)
 			}
 			if field != tt.wantField {
 				t.Fatalf("Validate: %v; want field %q", err, tt.wantField)
 			}
-			if _, err := tt.give.KafkaOpts(); tt.wantField == "SASL.Mechanism" && err == nil {
-				t.Error("KafkaOpts accepted a bad mechanism")
+			if _, err := tt.give.Connection(); strings.HasPrefix(tt.wantField, "SASL") && err == nil {
+				t.Error("Connection accepted bad SASL settings")
 			}
 		})
 	}
@@ -184,6 +182,8 @@ func TestLogsHideSecretsAndPayloads(t *testing.T) {
 // failingHandler cannot open partitions: the consumer stops on it.
 type failingHandler struct{}
 
+func (failingHandler) Topics() []string { return []string{"orders"} }
+
 func (failingHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
 	return nil, errors.New("no database")
 }
@@ -213,6 +213,8 @@ func TestFatalErrorShutsAppDown(t *testing.T) {
 // stuckHandler settles every record but offset 1, which it holds until its
 // partition is cancelled.
 type stuckHandler struct{ entered chan struct{} }
+
+func (stuckHandler) Topics() []string { return []string{"orders"} }
 
 func (h stuckHandler) OpenPartition(ctx context.Context, _ pipeline.TopicPartition) (pipeline.Partition, error) {
 	return &stuckPartition{h: h, ctx: ctx}, nil

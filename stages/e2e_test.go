@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -94,8 +95,7 @@ func TestDemoPipelineOnKafka(t *testing.T) {
 		return nil
 	})
 
-	cons, err := consumer.New(consumer.Brokers(c.Addrs...), consumer.Group("demo"), consumer.Topics(topic),
-		consumer.Handle(p), consumer.CommitInterval(50*time.Millisecond), consumer.Logger(log))
+	cons, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: c.Addrs}), consumer.Group("demo"), consumer.Handle(p), consumer.CommitInterval(50*time.Millisecond), consumer.Logger(log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func TestTraceContextThroughDeadLetterAndReplay(t *testing.T) {
 	}
 	p := pipeline.New(pipeline.DeadLetters(tr.DeadLetterer(pub)), pipeline.Logger(quiet))
 	pipeline.Sink(pipeline.Source(p, "orders", pipeline.JSON[order]()), "store", tracing.Sink[order](tr, "store")(guarded))
-	cons, err := consumer.New(consumer.Brokers(kc.Addrs...), consumer.Group("shop"), consumer.Topics("orders"), consumer.Handle(p),
+	cons, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("shop"), consumer.Handle(p),
 		consumer.CommitInterval(20*time.Millisecond), consumer.Logger(quiet))
 	if err != nil {
 		t.Fatal(err)

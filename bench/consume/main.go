@@ -35,6 +35,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/bench/internal/proc"
 	"github.com/sluice-go/sluice/consumer"
@@ -282,7 +283,7 @@ func runConsumerWork(ctx context.Context, addr, group string, f *flow) error {
 
 func runSluice(ctx context.Context, addr, group string, f *flow, h pipeline.Handler, done <-chan struct{}, extra ...consumer.Opt) error {
 	pc := &pauseCounter{}
-	opts := []consumer.Opt{consumer.Brokers(addr), consumer.Group(group), consumer.Topics(topic), consumer.Handle(h),
+	opts := []consumer.Opt{consumer.Connection(sluice.Connection{Brokers: []string{addr}}), consumer.Group(group), consumer.Handle(h),
 		consumer.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))), consumer.Hooks(pc)}
 	opts = append(opts, extra...)
 	if *partMark > 0 {
@@ -414,6 +415,9 @@ type noopHandler struct {
 	flow *flow
 	done chan struct{}
 }
+
+// Topics is the topic the benchmark reads.
+func (h *noopHandler) Topics() []string { return []string{topic} }
 
 func (h *noopHandler) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
 	return h, nil

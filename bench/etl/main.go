@@ -48,6 +48,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/bench/internal/proc"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/pipeline"
@@ -357,7 +358,7 @@ func route(out string) kafka.Route[[]byte] {
 
 func sluiceALO(how sinkKind) func(ctx context.Context, addr, group, out string) error {
 	return func(ctx context.Context, addr, group, out string) error {
-		opts := []kafka.Opt{kafka.Brokers(addr), kafka.ClientOpts(kgo.WithHooks(&stats))}
+		opts := []kafka.Opt{kafka.Connection(sluice.Connection{Brokers: []string{addr}}), kafka.ClientOpts(kgo.WithHooks(&stats))}
 		if *linger >= 0 {
 			opts = append(opts, kafka.ClientOpts(kgo.ProducerLinger(*linger)))
 		}
@@ -412,7 +413,7 @@ func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, ho
 	if *unsettled > 0 {
 		extra = append(extra, consumer.MaxUnsettled(consumer.Water{Records: *unsettled}, consumer.Water{}))
 	}
-	c, err := consumer.New(append([]consumer.Opt{consumer.Brokers(addr), consumer.Group(group), consumer.Handle(p),
+	c, err := consumer.New(append([]consumer.Opt{consumer.Connection(sluice.Connection{Brokers: []string{addr}}), consumer.Group(group), consumer.Handle(p),
 		consumer.CommitInterval(*interval), consumer.Logger(quiet)}, extra...)...)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -227,9 +228,8 @@ func TestConsumerThroughputFollowsSinkCapacity(t *testing.T) {
 		return nil
 	})
 	c, err := consumer.New(
-		consumer.Brokers(kc.Addrs...),
+		consumer.Connection(sluice.Connection{Brokers: kc.Addrs}),
 		consumer.Group("e2e"),
-		consumer.Topics(topic),
 		consumer.Handle(p),
 		consumer.CommitInterval(100*time.Millisecond),
 		consumer.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/backpressure"
 	"github.com/sluice-go/sluice/bench/internal/proc"
 	"github.com/sluice-go/sluice/consumer"
@@ -276,8 +277,7 @@ func runOnce(ctx context.Context, e *env, sc *scenario, m mode, round int) (*run
 		return nil, err
 	}
 	group := fmt.Sprintf("%s-%s-%d-%d", sc.name, m.name, round, ref.UnixNano())
-	c, err := consumer.New(consumer.Brokers(e.broker), consumer.Group(group), consumer.Topics(sc.topic()),
-		consumer.Handle(p), consumer.Logger(discard),
+	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: []string{e.broker}}), consumer.Group(group), consumer.Handle(p), consumer.Logger(discard),
 		// A total mark far above the per-partition ones, so that it is
 		// never reached: at this writing the consumer deadlocks at
 		// shutdown when the total mark has paused every partition

@@ -37,6 +37,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/pipeline"
 )
@@ -271,16 +272,14 @@ func round(addrs []string, p consumer.Protocol, groupName string) (time.Duration
 	start := func(name string) error {
 		h := &handler{g: g, name: name}
 		c, err := consumer.New(
-			consumer.Brokers(addrs...),
+			consumer.Connection(sluice.Connection{Brokers: addrs, ClientID: name}),
 			consumer.Group(groupName),
-			consumer.Topics(topic),
 			consumer.Handle(h),
 			consumer.GroupProtocol(p),
 			consumer.Start(consumer.Latest),
 			consumer.SessionTimeout(10*time.Second),
 			consumer.RebalanceTimeout(10*time.Second),
 			consumer.DrainTimeout(5*time.Second),
-			consumer.ClientID(name),
 			consumer.Hooks(memberHooks{g, name}),
 			consumer.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 			consumer.ClientOpts(kgo.HeartbeatInterval(heartbeat)),
@@ -341,6 +340,9 @@ type handler struct {
 	g    *group
 	name string
 }
+
+// Topics is the topic the benchmark reads.
+func (h *handler) Topics() []string { return []string{topic} }
 
 func (h *handler) OpenPartition(ctx context.Context, tp pipeline.TopicPartition) (pipeline.Partition, error) {
 	return &part{h: h, p: tp.Partition}, nil

@@ -36,6 +36,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/bench/internal/proc"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/pipeline"
@@ -170,7 +171,7 @@ func run(addr, topic, group string, m mode) (rate, steady float64, err error) {
 			mu.Unlock()
 			return nil
 		})
-		opts := []consumer.Opt{consumer.Brokers(addr), consumer.Handle(p), consumer.Logger(log)}
+		opts := []consumer.Opt{consumer.Connection(sluice.Connection{Brokers: []string{addr}}), consumer.Handle(p), consumer.Logger(log)}
 		if m.share {
 			opts = append(opts, consumer.ShareGroup(group), consumer.ShareMaxRecords(*batch), consumer.ShareLanes(*lanes))
 		} else {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/pipeline"
 )
@@ -118,8 +119,7 @@ func consumeAll(t *testing.T, addr, topic string, n int) []string {
 			close(done)
 		}
 	})
-	c, err := consumer.New(consumer.Brokers(addr), consumer.Group("interop-"+topic), consumer.Topics(topic),
-		consumer.Handle(h), consumer.Logger(quietLog()))
+	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: []string{addr}}), consumer.Group("interop-"+topic), consumer.Handle(listed{h, topic}), consumer.Logger(quietLog()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +142,14 @@ func consumeAll(t *testing.T, addr, topic string, n int) []string {
 
 // handlerFunc handles records in order, one partition at a time.
 type handlerFunc func(*pipeline.Record)
+
+// listed is a handler that reads one topic.
+type listed struct {
+	pipeline.Handler
+	topic string
+}
+
+func (l listed) Topics() []string { return []string{l.topic} }
 
 func (f handlerFunc) OpenPartition(context.Context, pipeline.TopicPartition) (pipeline.Partition, error) {
 	return f, nil

@@ -66,7 +66,7 @@ func TestDLQThroughPipelineAndConsumer(t *testing.T) {
 	if err := p.Err(); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := consumer.New(consumer.Brokers(c.Addrs...), consumer.Group("shop"), consumer.Topics("orders"), consumer.Handle(p),
+	cons, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: c.Addrs}), consumer.Group("shop"), consumer.Handle(p),
 		consumer.CommitInterval(20*time.Millisecond), consumer.SessionTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)

@@ -118,14 +118,15 @@ func route(output string) kafka.Route[Enriched] {
 
 // run consumes until ctx is cancelled, then drains and commits.
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	dead, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: cfg.Brokers}), dlq.Group(cfg.Group), dlq.AutoCreate(1))
+	conn := sluice.Connection{Brokers: cfg.Brokers} // and TLS, SASL, a client ID: given once
+	dead, err := dlq.New(dlq.Connection(conn), dlq.Group(cfg.Group), dlq.AutoCreate(1))
 	if err != nil {
 		return err
 	}
 	defer dead.Close()
 	var writerOpts []kafka.Opt
 	if !cfg.ExactlyOnce {
-		writerOpts = append(writerOpts, kafka.Brokers(cfg.Brokers...)) // a client of its own
+		writerOpts = append(writerOpts, kafka.Connection(conn)) // a client of its own
 	}
 	w, err := kafka.NewWriter(writerOpts...)
 	if err != nil {
@@ -143,7 +144,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	batches := stages.Batches(enriched, "batches", 200, 5*time.Millisecond)
 	pipeline.Sink(batches, "write", kafka.BatchSink(w, route(cfg.Output)))
 
-	opts := []consumer.Opt{consumer.Brokers(cfg.Brokers...), consumer.Group(cfg.Group), consumer.Handle(p), consumer.Logger(log)}
+	opts := []consumer.Opt{consumer.Connection(conn), consumer.Group(cfg.Group), consumer.Handle(p), consumer.Logger(log)}
 	if cfg.ExactlyOnce {
 		opts = append(opts, consumer.ExactlyOnce(cfg.ID, w, dead),
 			// dead letters of source partition p go to partition p

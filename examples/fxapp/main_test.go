@@ -70,11 +70,11 @@ func TestFxAppHandlesServesAndStopsGracefully(t *testing.T) {
 		&kgo.Record{Topic: "orders", Key: []byte("carol"), Value: []byte(`{"customer":"carol"}`)}, // no id: dead-lettered
 		&kgo.Record{Topic: "orders", Key: []byte("alice"), Value: []byte(`{"id":"3","customer":"alice","amount":30}`)},
 	)
-	cfg := sluicefx.Config{Brokers: kc.Addrs, Group: "fxapp", Topics: []string{"orders"}, HTTPAddr: "127.0.0.1:0",
-		DrainTimeout: 5 * time.Second, CommitInterval: 100 * time.Millisecond}
+	cfg := sluicefx.Config{Brokers: kc.Addrs, Group: "fxapp", HTTPAddr: "127.0.0.1:0",
+		DrainTimeout: 5 * time.Second, CommitInterval: 100 * time.Millisecond, DeadLetters: sluicefx.DeadLetters{AutoCreate: 1}}
 	out := &lines{want: 3, done: make(chan struct{})}
 	var srv *health.Server
-	a := fx.New(app(cfg, out, slog.New(slog.NewTextHandler(io.Discard, nil))), fx.Populate(&srv))
+	a := fx.New(app(cfg, Topics{"orders"}, out, slog.New(slog.NewTextHandler(io.Discard, nil))), fx.Populate(&srv))
 	if err := a.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +137,8 @@ func TestFxAppHandlesServesAndStopsGracefully(t *testing.T) {
 
 // TestFxAppRejectsBadConfig: a bad config fails the start, naming the field.
 func TestFxAppRejectsBadConfig(t *testing.T) {
-	cfg := sluicefx.Config{Brokers: []string{"127.0.0.1:1"}, Topics: []string{"orders"}, HTTPAddr: "127.0.0.1:0"}
-	a := fx.New(app(cfg, io.Discard, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	cfg := sluicefx.Config{Brokers: []string{"127.0.0.1:1"}, HTTPAddr: "127.0.0.1:0"}
+	a := fx.New(app(cfg, Topics{"orders"}, io.Discard, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err := a.Err(); err == nil || !strings.Contains(err.Error(), "Group") {
 		t.Fatalf("app with no group: err %v, want one naming Group", err)
 	}

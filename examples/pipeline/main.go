@@ -65,7 +65,8 @@ func main() {
 // run consumes until ctx is cancelled, then drains (flushing the open
 // windows) and commits.
 func run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
-	dead, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: cfg.Brokers}), dlq.Group(cfg.Group), dlq.AutoCreate(1))
+	conn := sluice.Connection{Brokers: cfg.Brokers} // and TLS, SASL, a client ID: given once
+	dead, err := dlq.New(dlq.Connection(conn), dlq.Group(cfg.Group), dlq.AutoCreate(1))
 	if err != nil {
 		return err
 	}
@@ -84,9 +85,8 @@ func run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error
 		return err
 	}
 	c, err := consumer.New(
-		consumer.Brokers(cfg.Brokers...),
+		consumer.Connection(conn),
 		consumer.Group(cfg.Group),
-		consumer.Topics(cfg.Topic),
 		consumer.Handle(p),
 		consumer.Logger(log),
 	)

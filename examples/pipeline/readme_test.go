@@ -33,7 +33,8 @@ func readmeExample(ctx context.Context, brokers []string,
 	saveTotals func(context.Context, pipeline.Message[stages.Pane[readmeOrder]]) error) error {
 	type Order = readmeOrder
 	// README:begin
-	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: brokers}), dlq.Group("shop"), dlq.AutoCreate(1))
+	conn := sluice.Connection{Brokers: brokers} // and TLS, SASL, a client ID: given once
+	pub, err := dlq.New(dlq.Connection(conn), dlq.Group("shop"), dlq.AutoCreate(1))
 	if err != nil {
 		return err
 	}
@@ -55,8 +56,8 @@ func readmeExample(ctx context.Context, brokers []string,
 	pipeline.Sink(stages.Window(toTotals, "per-second", stages.Tumbling(time.Second)), "totals", saveTotals)
 	pipeline.Sink(stages.FanOut(toShip, "ship-workers", 16), "ship", ship) // in order per key
 
-	c, err := consumer.New(consumer.Brokers(brokers...), consumer.Group("shop"),
-		consumer.Topics("orders"), consumer.Handle(p))
+	c, err := consumer.New(consumer.Connection(conn), consumer.Group("shop"),
+		consumer.Handle(p)) // reads the topics of p's Sources
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,8 @@ func main() {
 
 // run consumes until ctx is cancelled, then drains and commits.
 func run(ctx context.Context, cfg Config, store Store, log *slog.Logger) error {
-	dead, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: cfg.Brokers}), dlq.Group(cfg.Group), dlq.AutoCreate(1))
+	conn := sluice.Connection{Brokers: cfg.Brokers} // and TLS, SASL, a client ID: given once
+	dead, err := dlq.New(dlq.Connection(conn), dlq.Group(cfg.Group), dlq.AutoCreate(1))
 	if err != nil {
 		return err
 	}
@@ -98,7 +99,7 @@ func run(ctx context.Context, cfg Config, store Store, log *slog.Logger) error {
 	})
 
 	c, err := consumer.New(
-		consumer.Brokers(cfg.Brokers...),
+		consumer.Connection(conn),
 		consumer.Group(cfg.Group),
 		consumer.Handle(p),
 		consumer.Logger(log),

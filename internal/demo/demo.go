@@ -326,9 +326,8 @@ func (r *run) start() error {
 	// and pause the partition until the window closes (stages.Window).
 	perPart := max(200, 2*cfg.Rate/len(r.starts))
 	r.cons, err = consumer.New(
-		consumer.Brokers(r.brokers...),
+		consumer.Connection(sluice.Connection{Brokers: r.brokers}),
 		consumer.Group(Group),
-		consumer.Topics(cfg.Topic),
 		consumer.Handle(p),
 		consumer.Logger(r.log),
 		consumer.Hooks(m, r.commits),

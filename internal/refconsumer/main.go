@@ -112,6 +112,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/handlers"
@@ -298,8 +299,8 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 
 	dial := dialer(c.routes)
 	pub, err := dlq.New(
-		dlq.Brokers(c.brokers...),
-		dlq.ClientOpts(kgo.Dialer(dial), kgo.ClientID(c.name+"-dlq")),
+		dlq.Connection(sluice.Connection{Brokers: c.brokers, ClientID: c.name + "-dlq"}),
+		dlq.ClientOpts(kgo.Dialer(dial)),
 		dlq.Suffix(c.dlqSuffix),
 		dlq.Group(c.group),
 	)
@@ -324,8 +325,8 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 			eosOpts = append(eosOpts, consumer.TransactionTimeout(c.txnTimeout))
 		}
 	case c.kafkaSink:
-		out, err = kafka.NewWriter(kafka.Brokers(c.brokers...), kafka.Provenance(""),
-			kafka.ClientOpts(kgo.Dialer(dial), kgo.ClientID(c.name+"-out")))
+		out, err = kafka.NewWriter(kafka.Connection(sluice.Connection{Brokers: c.brokers, ClientID: c.name + "-out"}), kafka.Provenance(""),
+			kafka.ClientOpts(kgo.Dialer(dial)))
 		if err != nil {
 			return err
 		}
@@ -340,11 +341,9 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 		return err
 	}
 	cons, err := consumer.New(append([]consumer.Opt{
-		consumer.Brokers(c.brokers...),
+		consumer.Connection(sluice.Connection{Brokers: c.brokers, ClientID: c.name}),
 		consumer.Group(c.group),
-		consumer.Topics(c.topics...),
-		consumer.Handle(p),
-		consumer.ClientID(c.name),
+		consumer.Handle(p), // reads c.topics, one Source each
 		consumer.Logger(log),
 		consumer.Hooks(rec),
 		consumer.SessionTimeout(c.session),

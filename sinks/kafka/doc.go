@@ -4,15 +4,26 @@
 // records (topic, key, value, headers); the sink returns, and so the message
 // settles, only once every output is acknowledged.
 //
-//	w, err := kafka.NewWriter(kafka.Brokers(brokers...))
+//	w, err := kafka.NewWriter(kafka.Connection(conn)) // conn: the consumer's sluice.Connection
 //	...
 //	pipeline.Sink(orders, "enriched", kafka.Sink(w, func(m pipeline.Message[Order]) ([]kafka.Output, error) {
 //		return []kafka.Output{{Topic: "orders.enriched", Key: m.Key(), Value: enrich(m.Value())}}, nil
 //	}))
 //
+// # Options of NewWriter
+//
+//	Connection(conn)     a client of the Writer's own on conn (sluice.Connection); or
+//	Client(cl)           a client to share (acks=all, idempotent); or neither, for
+//	                     consumer.ExactlyOnce's transactional client only
+//	ClientOpts(opts...)  more franz-go options for the own client; default none
+//	Provenance(header)   a header naming the input record; default none
+//	ProduceTimeout(d)    how long a message waits for its outputs; default 30s
+//
+// NewWriter returns a *sluice.ConfigError naming the option at fault.
+//
 // # At least once
 //
-// A Writer with its own client (Brokers, or Client) produces with acks=all
+// A Writer with its own client (Connection), or one given (Client), produces with acks=all
 // and the idempotent producer. A message settles, and its offset can be
 // committed, only after every one of its outputs is acknowledged, so no
 // output is lost; a message handled again (after a crash, a revoke past the
@@ -21,7 +32,7 @@
 //
 // # Exactly once
 //
-// Pass the Writer to consumer.ExactlyOnce (and leave Brokers out) and it
+// Pass the Writer to consumer.ExactlyOnce (and leave Connection out) and it
 // writes through the consumer's transactional client instead: outputs and
 // input offsets commit in one Kafka transaction, and a read_committed reader
 // of the outputs sees each input record's outputs exactly once, across

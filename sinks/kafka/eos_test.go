@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -90,9 +91,9 @@ func TestExactlyOnceAcrossRebalances(t *testing.T) {
 		}
 	}()
 	w1, w2, w3 := eosWriter(t), eosWriter(t), eosWriter(t)
-	_, stop1 := member(t, kc, w1, consumer.ExactlyOnce("etl-1", w1), consumer.ClientID("m1"))
-	_, stop2 := member(t, kc, w2, consumer.ExactlyOnce("etl-2", w2), consumer.ClientID("m2"))
-	_, stop3 := member(t, kc, w3, consumer.ExactlyOnce("etl-3", w3), consumer.ClientID("m3"))
+	_, stop1 := member(t, kc, w1, consumer.ExactlyOnce("etl-1", w1), consumer.Connection(sluice.Connection{Brokers: kc.Addrs, ClientID: "m1"}))
+	_, stop2 := member(t, kc, w2, consumer.ExactlyOnce("etl-2", w2), consumer.Connection(sluice.Connection{Brokers: kc.Addrs, ClientID: "m2"}))
+	_, stop3 := member(t, kc, w3, consumer.ExactlyOnce("etl-3", w3), consumer.Connection(sluice.Connection{Brokers: kc.Addrs, ClientID: "m3"}))
 	if err := stop2(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestFencedMemberCannotCommit(t *testing.T) {
 	kc.ProduceN(t, "in", n/2, kafkatest.KeyedValue(10))
 	zw := eosWriter(t)
 	zc := &commits{}
-	zombie, stopZombie := member(t, kc, zw, consumer.ExactlyOnce("zombie", zw), consumer.ClientID("zombie"),
+	zombie, stopZombie := member(t, kc, zw, consumer.ExactlyOnce("zombie", zw), consumer.Connection(sluice.Connection{Brokers: kc.Addrs, ClientID: "zombie"}),
 		consumer.Hooks(zc), consumer.SessionTimeout(2*time.Second))
 	kafkatest.Eventually(t, 20*time.Second, func() bool { ok, _ := zc.counts(); return ok > 0 }, "the first member never committed")
 
@@ -139,7 +140,7 @@ func TestFencedMemberCannotCommit(t *testing.T) {
 	<-starvedAt
 	nw := eosWriter(t)
 	nc := &assigned{all: make(chan time.Time, 1), want: 2}
-	_, stopNext := member(t, kc, nw, consumer.ExactlyOnce("next", nw), consumer.ClientID("next"), consumer.Hooks(nc))
+	_, stopNext := member(t, kc, nw, consumer.ExactlyOnce("next", nw), consumer.Connection(sluice.Connection{Brokers: kc.Addrs, ClientID: "next"}), consumer.Hooks(nc))
 	var takenAt time.Time
 	select {
 	case takenAt = <-nc.all:

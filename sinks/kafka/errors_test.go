@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -39,7 +40,7 @@ func deadLetterRun(t *testing.T, kc *kafkatest.Cluster, w *kafka.Writer, pub *dl
 	t.Helper()
 	p := pipeline.New(pipeline.Logger(quietLogger()), pipeline.DeadLetters(pub))
 	pipeline.Sink(pipeline.Source(p, "in", pipeline.String()), "out", kafka.Sink(w, routeOrRefuse))
-	c, err := consumer.New(append([]consumer.Opt{consumer.Brokers(kc.Addrs...), consumer.Group("etl"), consumer.Handle(p),
+	c, err := consumer.New(append([]consumer.Opt{consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("etl"), consumer.Handle(p),
 		consumer.CommitInterval(50 * time.Millisecond), consumer.Logger(quietLogger())}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -70,12 +71,12 @@ func produceWithPoison(t *testing.T, kc *kafkatest.Cluster) {
 func TestRefusedOutputsAreDeadLetteredAsPermanent(t *testing.T) {
 	kc := kafkatest.New(t, kafkatest.Topic("in", 1), kafkatest.Topic("out", 1), kafkatest.Topic("in.dlq", 1))
 	produceWithPoison(t, kc)
-	w, err := kafka.NewWriter(kafka.Brokers(kc.Addrs...), kafka.ClientOpts(kgo.ProducerBatchMaxBytes(1024)))
+	w, err := kafka.NewWriter(kafka.Connection(sluice.Connection{Brokers: kc.Addrs}), kafka.ClientOpts(kgo.ProducerBatchMaxBytes(1024)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	pub, err := dlq.New(dlq.Brokers(kc.Addrs...), dlq.Group("etl"))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: kc.Addrs}), dlq.Group("etl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestDeadLettersInTheTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := dlq.New(dlq.Brokers(kc.Addrs...), dlq.Group("etl"))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: kc.Addrs}), dlq.Group("etl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,12 +183,13 @@ func TestWriterConfigErrorsNameTheOption(t *testing.T) {
 		want string
 	}{
 		{give: []kafka.Opt{kafka.ClientOpts(kgo.ClientID("x"))}, want: "ClientOpts"},
-		{give: []kafka.Opt{kafka.Brokers("b:9092"), kafka.ProduceTimeout(0)}, want: "ProduceTimeout"},
-		{give: []kafka.Opt{kafka.Brokers("")}, want: "Brokers"},
-		{give: []kafka.Opt{kafka.Brokers("b:9092"), kafka.ClientOpts(kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())}, want: "acks=all"},
+		{give: []kafka.Opt{kafka.Connection(sluice.Connection{})}, want: "Connection"},
+		{give: []kafka.Opt{kafka.Connection(sluice.Connection{Brokers: []string{"b:9092"}}), kafka.ProduceTimeout(0)}, want: "ProduceTimeout"},
+		{give: []kafka.Opt{kafka.Connection(sluice.Connection{Brokers: []string{""}})}, want: "Connection"},
+		{give: []kafka.Opt{kafka.Connection(sluice.Connection{Brokers: []string{"b:9092"}}), kafka.ClientOpts(kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())}, want: "acks=all"},
 	} {
 		_, err := kafka.NewWriter(tt.give...)
-		if !errors.Is(err, kafka.ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+		if !errors.Is(err, sluice.ErrConfig) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("NewWriter: %v, want a config error naming %s", err, tt.want)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/pipeline"
 	"github.com/sluice-go/sluice/stages"
 )
@@ -52,24 +53,25 @@ func (f optFunc) apply(c *cfg) { f(c) }
 
 type cfg struct {
 	client     *kgo.Client
-	brokers    []string
+	conn       *sluice.Connection
 	clientOpts []kgo.Opt
 	provenance string
 	timeout    time.Duration
 }
 
-// Brokers makes the Writer create its own client, seeded with addrs, with
-// acks=all and the idempotent producer (franz-go's defaults, which New
-// checks) and no linger (each message waits for its outputs; batches form
-// while a request is in flight). Close closes it. Leave Brokers and Client out to write only in
-// the consumer's transactions (consumer.ExactlyOnce).
-func Brokers(addrs ...string) Opt {
-	return optFunc(func(c *cfg) { c.brokers = append(c.brokers, addrs...) })
-}
+// Connection makes the Writer create its own client on conn (the
+// consumer's sluice.Connection: brokers, TLS, SASL, client ID), with
+// acks=all and the idempotent producer (franz-go's defaults, which
+// NewWriter checks) and no linger (each message waits for its outputs;
+// batches form while a request is in flight). Close closes it. Leave
+// Connection and Client out to write only in the consumer's transactions
+// (consumer.ExactlyOnce).
+func Connection(conn sluice.Connection) Opt { return optFunc(func(c *cfg) { c.conn = &conn }) }
 
-// ClientOpts adds options (SASL, TLS, client ID, compression, kotel
-// tracing) to the client that Brokers creates. Options that weaken
-// durability (acks below all, no idempotence) are rejected by NewWriter.
+// ClientOpts adds franz-go options (compression, kotel tracing, kprom
+// metrics) to the client that Connection creates, after the connection's.
+// Options that weaken durability (acks below all, no idempotence) are
+// rejected by NewWriter. Default none.
 func ClientOpts(opts ...kgo.Opt) Opt {
 	return optFunc(func(c *cfg) { c.clientOpts = append(c.clientOpts, opts...) })
 }
@@ -99,24 +101,15 @@ func Provenance(header string) Opt {
 // their aborted transaction in exactly-once mode.
 func ProduceTimeout(d time.Duration) Opt { return optFunc(func(c *cfg) { c.timeout = d }) }
 
-// ErrConfig is wrapped by every configuration error of NewWriter.
-var ErrConfig = errors.New("kafka sink: invalid configuration")
-
-// ConfigError names the option that is wrong.
-type ConfigError struct {
-	Field  string
-	Reason string
+// configErr is a *sluice.ConfigError of this package.
+func configErr(option string, value any, reason string) error {
+	return &sluice.ConfigError{Package: "kafka", Option: option, Value: value, Reason: reason}
 }
 
-func (e *ConfigError) Error() string { return fmt.Sprintf("kafka sink: %s: %s", e.Field, e.Reason) }
-
-// Unwrap ties the error to ErrConfig.
-func (e *ConfigError) Unwrap() error { return ErrConfig }
-
 // ErrNoClient is returned by a sink whose Writer has no client: it was
-// given neither Brokers nor Client and was not passed to
+// given neither Connection nor Client and was not passed to
 // consumer.ExactlyOnce.
-var ErrNoClient = errors.New("kafka sink: the writer has no client: give it Brokers or Client, or pass it to consumer.ExactlyOnce")
+var ErrNoClient = errors.New("kafka sink: the writer has no client: give it a Connection or a Client, or pass it to consumer.ExactlyOnce")
 
 // Writer produces the outputs of Kafka sinks: at least once through a
 // client of its own (or one given), or exactly once inside the consumer's
@@ -136,30 +129,30 @@ func NewWriter(opts ...Opt) (*Writer, error) {
 	c := cfg{timeout: DefaultProduceTimeout}
 	for _, o := range opts {
 		if o == nil {
-			return nil, &ConfigError{Field: "Opt", Reason: "nil option"}
+			return nil, configErr("Opt", nil, "nil option")
 		}
 		o.apply(&c)
 	}
 	switch {
-	case c.client != nil && (len(c.brokers) > 0 || len(c.clientOpts) > 0):
-		return nil, &ConfigError{Field: "Client", Reason: "conflicts with Brokers and ClientOpts"}
-	case len(c.clientOpts) > 0 && len(c.brokers) == 0:
-		return nil, &ConfigError{Field: "ClientOpts", Reason: "need Brokers"}
+	case c.client != nil && (c.conn != nil || len(c.clientOpts) > 0):
+		return nil, configErr("Client", nil, "conflicts with Connection and ClientOpts, which configure a client of the Writer's own")
+	case len(c.clientOpts) > 0 && c.conn == nil:
+		return nil, configErr("ClientOpts", nil, "need a Connection")
 	case c.timeout <= 0:
-		return nil, &ConfigError{Field: "ProduceTimeout", Reason: fmt.Sprintf("must be positive, got %v", c.timeout)}
+		return nil, configErr("ProduceTimeout", c.timeout, "must be positive")
 	}
-	for i, b := range c.brokers {
-		if b == "" {
-			return nil, &ConfigError{Field: "Brokers", Reason: fmt.Sprintf("address %d is empty", i)}
+	if c.conn != nil {
+		if err := c.conn.Check("kafka"); err != nil {
+			return nil, err
 		}
 	}
 	w := &Writer{cfg: c, cl: c.client}
-	if len(c.brokers) > 0 {
-		base := []kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.RequiredAcks(kgo.AllISRAcks()),
+	if c.conn != nil {
+		base := append(c.conn.ClientOpts(), kgo.RequiredAcks(kgo.AllISRAcks()),
 			// Each message waits for its outputs, so lingering only
 			// adds latency; batches still form while a request is in
 			// flight (franz-go sends one at a time per broker).
-			kgo.ProducerLinger(0)}
+			kgo.ProducerLinger(0))
 		cl, err := kgo.NewClient(append(base, c.clientOpts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("kafka sink: new client: %w", err)
@@ -178,10 +171,10 @@ func NewWriter(opts ...Opt) (*Writer, error) {
 // checkDurable rejects a client that could lose an acknowledged output.
 func checkDurable(cl *kgo.Client) error {
 	if acks, _ := cl.OptValue(kgo.RequiredAcks).(kgo.Acks); acks != kgo.AllISRAcks() {
-		return &ConfigError{Field: "Client", Reason: "producer must use acks=all (kgo.RequiredAcks(kgo.AllISRAcks()))"}
+		return configErr("Client", nil, "producer must use acks=all (kgo.RequiredAcks(kgo.AllISRAcks()))")
 	}
 	if off, _ := cl.OptValue(kgo.DisableIdempotentWrite).(bool); off {
-		return &ConfigError{Field: "Client", Reason: "producer must be idempotent (drop kgo.DisableIdempotentWrite)"}
+		return configErr("Client", nil, "producer must be idempotent (drop kgo.DisableIdempotentWrite)")
 	}
 	return nil
 }
@@ -194,7 +187,7 @@ func (w *Writer) InTransactions(cl *kgo.Client) error {
 		return err
 	}
 	if id, _ := cl.OptValue(kgo.TransactionalID).(string); id == "" {
-		return &ConfigError{Field: "InTransactions", Reason: "the client has no transactional ID"}
+		return configErr("InTransactions", nil, "the client has no transactional ID")
 	}
 	w.txn.Store(cl)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/internal/kafkatest"
 	"github.com/sluice-go/sluice/pipeline"
@@ -38,7 +39,7 @@ func member(t *testing.T, kc *kafkatest.Cluster, w *kafka.Writer, extra ...consu
 	t.Helper()
 	p := pipeline.New(pipeline.Logger(quietLogger()))
 	pipeline.Sink(pipeline.Source(p, "in", pipeline.String()), "out", kafka.Sink(w, twoOutputs))
-	opts := append([]consumer.Opt{consumer.Brokers(kc.Addrs...), consumer.Group("etl"), consumer.Handle(p),
+	opts := append([]consumer.Opt{consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("etl"), consumer.Handle(p),
 		consumer.CommitInterval(50 * time.Millisecond), consumer.SessionTimeout(6 * time.Second),
 		consumer.RebalanceTimeout(20 * time.Second), consumer.DrainTimeout(10 * time.Second),
 		consumer.Logger(quietLogger())}, extra...)
@@ -71,7 +72,7 @@ func TestAtLeastOnceWritesEveryOutput(t *testing.T) {
 	const n = 300
 	kc := kafkatest.New(t, kafkatest.Topic("in", 3), kafkatest.Topic("out", 3))
 	kc.ProduceN(t, "in", n, kafkatest.KeyedValue(20))
-	w, err := kafka.NewWriter(kafka.Brokers(kc.Addrs...), kafka.Provenance(""))
+	w, err := kafka.NewWriter(kafka.Connection(sluice.Connection{Brokers: kc.Addrs}), kafka.Provenance(""))
 	if err != nil {
 		t.Fatal(err)
 	}

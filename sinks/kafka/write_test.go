@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/dlq"
 	"github.com/sluice-go/sluice/internal/kafkatest"
@@ -27,7 +28,7 @@ func runWrite(t *testing.T, kc *kafkatest.Cluster, w *kafka.Writer, route kafka.
 	}
 	p := pipeline.New(opts...)
 	kafka.Write(pipeline.Source(p, "in", pipeline.String()), "out", w, route)
-	c, err := consumer.New(append([]consumer.Opt{consumer.Brokers(kc.Addrs...), consumer.Group("etl"), consumer.Handle(p),
+	c, err := consumer.New(append([]consumer.Opt{consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("etl"), consumer.Handle(p),
 		consumer.CommitInterval(50 * time.Millisecond), consumer.Logger(quietLogger())}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +48,7 @@ func TestWriteAtLeastOnce(t *testing.T) {
 	const n = 2000
 	kc := kafkatest.New(t, kafkatest.Topic("in", 3), kafkatest.Topic("out", 3))
 	kc.ProduceN(t, "in", n, kafkatest.KeyedValue(20))
-	w, err := kafka.NewWriter(kafka.Brokers(kc.Addrs...))
+	w, err := kafka.NewWriter(kafka.Connection(sluice.Connection{Brokers: kc.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +81,12 @@ func TestWriteExactlyOnceAcrossAborts(t *testing.T) {
 func TestWriteDeadLettersOnlyTheRefused(t *testing.T) {
 	kc := kafkatest.New(t, kafkatest.Topic("in", 1), kafkatest.Topic("out", 1), kafkatest.Topic("in.dlq", 1))
 	produceWithPoison(t, kc)
-	w, err := kafka.NewWriter(kafka.Brokers(kc.Addrs...), kafka.ClientOpts(kgo.ProducerBatchMaxBytes(1024)))
+	w, err := kafka.NewWriter(kafka.Connection(sluice.Connection{Brokers: kc.Addrs}), kafka.ClientOpts(kgo.ProducerBatchMaxBytes(1024)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	pub, err := dlq.New(dlq.Brokers(kc.Addrs...), dlq.Group("etl"))
+	pub, err := dlq.New(dlq.Connection(sluice.Connection{Brokers: kc.Addrs}), dlq.Group("etl"))
 	if err != nil {
 		t.Fatal(err)
 	}
