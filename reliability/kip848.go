@@ -52,28 +52,8 @@ func scKill848(r *run) error {
 	if err != nil {
 		return err
 	}
-	end := time.Now().Add(r.d(50 * time.Second))
-	kills, stuck := 0, 0
-	for time.Now().Before(end) {
-		// A random point in the flow: 0.5-3s after the group recovered
-		// from the last kill (as in scKill).
-		time.Sleep(500*time.Millisecond + time.Duration(r.rnd.Int64N(int64(2500*time.Millisecond))))
-		live := r.live()
-		if len(live) == 0 {
-			break
-		}
-		at, err := r.killAndRestart(live[r.rnd.IntN(len(live))])
-		if err != nil {
-			return err
-		}
-		kills++
-		if !r.waitProgress(at, time.Minute) {
-			stuck++
-		}
-	}
-	r.notef("%d SIGKILLs, each victim restarted at once; each kill came 0.5-3s after every partition had delivered again since the previous one", kills)
-	if stuck > 0 {
-		r.notef("%d times the group did not recover within a minute of a kill", stuck)
+	if err := r.killLoop(); err != nil {
+		return err
 	}
 	err = p.close(time.Minute)
 	r.checkSpoke848()

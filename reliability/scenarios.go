@@ -232,17 +232,12 @@ func (r *run) standard(names ...string) ([]*member, *producer, error) {
 // synchronisation.
 func (r *run) phase(d time.Duration) { time.Sleep(r.d(d)) }
 
-func scKill(r *run) error {
-	r.memberArgs = []string{"--session-timeout", "3s", "--rebalance-timeout", "6s", "--drain-timeout", "3s"}
-	_, p, err := r.standard("c1", "c2", "c3")
-	if err != nil {
-		return err
-	}
+// killLoop SIGKILLs a random live member 0.5-3s after the group recovered
+// from the last kill, restarting each victim at once, for 50s.
+func (r *run) killLoop() error {
 	end := time.Now().Add(r.d(50 * time.Second))
 	kills, stuck := 0, 0
 	for time.Now().Before(end) {
-		// A random point in the flow: 0.5-3s after the group recovered
-		// from the last kill.
 		time.Sleep(500*time.Millisecond + time.Duration(r.rnd.Int64N(int64(2500*time.Millisecond))))
 		live := r.live()
 		if len(live) == 0 {
@@ -260,6 +255,18 @@ func scKill(r *run) error {
 	r.notef("%d SIGKILLs, each victim restarted at once; each kill came 0.5-3s after every partition had delivered again since the previous one", kills)
 	if stuck > 0 {
 		r.notef("%d times the group did not recover within a minute of a kill", stuck)
+	}
+	return nil
+}
+
+func scKill(r *run) error {
+	r.memberArgs = []string{"--session-timeout", "3s", "--rebalance-timeout", "6s", "--drain-timeout", "3s"}
+	_, p, err := r.standard("c1", "c2", "c3")
+	if err != nil {
+		return err
+	}
+	if err := r.killLoop(); err != nil {
+		return err
 	}
 	return p.close(time.Minute)
 }
