@@ -82,10 +82,12 @@ func notifyContext(parent context.Context, w io.Writer, current *atomic.Pointer[
 		defer close(finished)
 		select {
 		case sig := <-sigs:
-			cancel()
+			// Say so before cancelling: the command's own last line
+			// (what it did, or "interrupted") must come after this one.
 			if cmd := current.Load(); cmd == nil || cmd.Annotations[quietInterrupt] == "" {
 				fmt.Fprintf(w, "\nsluice: %s: stopping; %s again to quit at once\n", sigName(sig), againHint(sig))
 			}
+			cancel()
 		case <-done:
 			return
 		}
