@@ -351,6 +351,19 @@ func (w *lostWatch) OnLost(tps []pipeline.TopicPartition) { w.lost <- tps }
 func TestLostPartitionsCancelInFlightAndCommitNothing(t *testing.T) {
 	const topic = "lost"
 	kc := kafkatest.New(t, kafkatest.Topic(topic, 1))
+	checkLostCommitsNothing(t, kc, topic, kmsg.Heartbeat, func(h pipeline.Handler, w consumer.Hook) []consumer.Opt {
+		return append(baseOpts(kc, topic, h, topic), consumer.Hooks(w),
+			consumer.ClientOpts(kgo.HeartbeatInterval(50*time.Millisecond)))
+	})
+}
+
+// checkLostCommitsNothing is the lost-partition check of both group
+// protocols, on topic (one partition) of kc, consumed by group topic with
+// the options opts builds from the handler and the watch hook. The broker
+// forgets the member by answering UNKNOWN_MEMBER_ID to its next heartbeat
+// request (of key heartbeat) while records past the first 10 are in flight.
+func checkLostCommitsNothing(t *testing.T, kc *kafkatest.Cluster, topic string, heartbeat kmsg.Key, opts func(pipeline.Handler, consumer.Hook) []consumer.Opt) {
+	t.Helper()
 	kc.ProduceN(t, topic, 100, kafkatest.KeyedValue(10))
 	w := &lostWatch{settledSet: *newSettledSet(), lost: make(chan []pipeline.TopicPartition, 1)}
 	var (
@@ -377,14 +390,12 @@ func TestLostPartitionsCancelInFlightAndCommitNothing(t *testing.T) {
 		l.add(r)
 		return nil
 	}}
-	opts := append(baseOpts(kc, "lost", h, topic), consumer.Hooks(w),
-		consumer.ClientOpts(kgo.HeartbeatInterval(50*time.Millisecond)))
-	_, stop := runConsumer(t, opts...)
+	_, stop := runConsumer(t, opts(h, w)...)
 
-	kafkatest.Eventually(t, 20*time.Second, func() bool { return kc.Committed(t, "lost", topic)[0] == 10 },
+	kafkatest.Eventually(t, 20*time.Second, func() bool { return kc.Committed(t, topic, topic)[0] == 10 },
 		"the first 10 records were never committed")
 	<-blocked // a record past the settled prefix is in flight
-	fault := kc.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Heartbeat}, Err: kerr.UnknownMemberID})
+	fault := kc.Fault(kfake.Fault{Keys: []kmsg.Key{heartbeat}, Err: kerr.UnknownMemberID})
 	defer fault.Remove()
 	select {
 	case tps := <-w.lost:
@@ -397,11 +408,11 @@ func TestLostPartitionsCancelInFlightAndCommitNothing(t *testing.T) {
 	if cancelled.Load() == 0 {
 		t.Fatal("no in-flight record saw its context cancelled")
 	}
-	if got := kc.Committed(t, "lost", topic)[0]; got != 10 {
+	if got := kc.Committed(t, topic, topic)[0]; got != 10 {
 		t.Fatalf("committed %d after the loss, want 10: the lost assignment committed", got)
 	}
 	blocking.Store(false)
-	kc.WaitCommittedEnd(t, "lost", topic, 30*time.Second)
+	kc.WaitCommittedEnd(t, topic, topic, 30*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

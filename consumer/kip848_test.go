@@ -276,63 +276,9 @@ func TestKIP848DrainOnRevokeFinishesInFlightRecords(t *testing.T) {
 func TestKIP848LostPartitionsCommitNothing(t *testing.T) {
 	const topic = "lost848"
 	kc := kip848Cluster(t, topic, 1)
-	kc.ProduceN(t, topic, 100, kafkatest.KeyedValue(10))
-	w := &lostWatch{settledSet: *newSettledSet(), lost: make(chan []pipeline.TopicPartition, 1)}
-	var (
-		blocking  atomic.Bool
-		blocked   = make(chan struct{}, 100)
-		cancelled atomic.Int64
-	)
-	blocking.Store(true)
-	l := newLedger()
-	h := &workHandler{workers: 4, fn: func(ctx context.Context, r *pipeline.Record) error {
-		if r.Offset >= 10 && blocking.Load() {
-			blocked <- struct{}{}
-			<-ctx.Done()
-			cancelled.Add(1)
-			if r.Offset == 10 {
-				w.settle(r) // settles after the loss: must not be committed
-				return nil
-			}
-			return ctx.Err()
-		}
-		w.settle(r)
-		l.add(r)
-		return nil
-	}}
-	_, stop := runConsumer(t, opts848(kc, "lost848", h, topic, consumer.Hooks(w))...)
-	kafkatest.Eventually(t, 20*time.Second, func() bool { return kc.Committed(t, "lost848", topic)[0] == 10 },
-		"the first 10 records were never committed")
-	<-blocked
-	fault := kc.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.ConsumerGroupHeartbeat}, Err: kerr.UnknownMemberID})
-	defer fault.Remove()
-	select {
-	case tps := <-w.lost:
-		if len(tps) != 1 || tps[0].Topic != topic {
-			t.Fatalf("lost %v, want %s/0", tps, topic)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the partition was never reported lost")
-	}
-	if cancelled.Load() == 0 {
-		t.Fatal("no in-flight record saw its context cancelled")
-	}
-	if got := kc.Committed(t, "lost848", topic)[0]; got != 10 {
-		t.Fatalf("committed %d after the loss, want 10: the lost assignment committed", got)
-	}
-	blocking.Store(false)
-	kc.WaitCommittedEnd(t, "lost848", topic, 30*time.Second)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.violations) > 0 {
-		t.Fatalf("commit passed unsettled records: %v", w.violations[0])
-	}
-	if lost, _ := l.check(map[int32]int64{0: 100}, topic); lost != 0 {
-		t.Fatalf("%d records never handled after the partition came back", lost)
-	}
+	checkLostCommitsNothing(t, kc, topic, kmsg.ConsumerGroupHeartbeat, func(h pipeline.Handler, w consumer.Hook) []consumer.Opt {
+		return opts848(kc, topic, h, topic, consumer.Hooks(w))
+	})
 }
 
 // staleCommits makes the broker refuse the next n offset commits of group
