@@ -454,6 +454,20 @@ func (e *Env) Count(t Token) int {
 // that is not timed passes 0 to Handled and spares its clock reads.
 func (e *Env) Timed() bool { return e.p.timedSinks }
 
+// Sleep waits d on the pipeline's clock. It reports false, at once, if the
+// partition's context ends first. Stages wait between attempts with it, so
+// that a fake clock drives their backoffs.
+func (e *Env) Sleep(d time.Duration) bool {
+	t := e.p.clock.NewTimer(d)
+	select {
+	case <-t.C():
+		return true
+	case <-e.ctx.Done():
+		t.Stop()
+		return false
+	}
+}
+
 // Handled tells the HookHandled observers that stage finished with a message
 // standing for records records (from Count, taken before the message was
 // settled).

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -85,8 +84,7 @@ var _ Failure = (*FailureError)(nil)
 // retrier paces the attempts of one message at a sink that fails
 // transiently.
 type retrier struct {
-	p        *Pipeline
-	ctx      context.Context
+	env      *Env
 	stage    string
 	deadline time.Time
 
@@ -101,7 +99,7 @@ type retrier struct {
 // given up: the deadline would pass before the next attempt, or the attempt
 // limit was reached.
 func (r *retrier) wait(t Token, err error) error {
-	p := r.p
+	p := r.env.p
 	now := p.clock.Now()
 	r.attempts++
 	if r.attempts == 1 {
@@ -113,9 +111,7 @@ func (r *retrier) wait(t Token, err error) error {
 	if p.retryAttempts > 0 && r.attempts >= p.retryAttempts {
 		return r.give(ClassExhausted, err)
 	}
-	// Full jitter in [backoff/2, backoff): many partitions failing on one
-	// downstream do not come back in step.
-	wait := r.backoff/2 + rand.N(r.backoff/2+1)
+	wait := jitter(r.backoff)
 	if !r.deadline.IsZero() && !now.Add(wait).Before(r.deadline) {
 		return r.give(ClassDeadline, err)
 	}
@@ -125,14 +121,17 @@ func (r *retrier) wait(t Token, err error) error {
 	if r.attempts == 1 || (r.backoff == p.retryMax && r.attempts%8 == 0) {
 		p.log.Warn("pipeline: sink failed; retrying", "stage", r.stage, "first_record", firstRecord(t), "attempt", r.attempts, "retry_in", wait, "err", err)
 	}
-	tm := p.clock.NewTimer(wait)
-	select {
-	case <-tm.C():
-		return nil
-	case <-r.ctx.Done():
-		tm.Stop()
-		return r.ctx.Err()
+	if !r.env.Sleep(wait) {
+		return r.env.ctx.Err()
 	}
+	return nil
+}
+
+// jitter is a wait in [backoff/2, backoff]: partitions failing on one
+// downstream do not come back in step, and none waits much less than
+// planned.
+func jitter(backoff time.Duration) time.Duration {
+	return backoff/2 + rand.N(backoff/2+1)
 }
 
 func (r *retrier) give(class string, err error) error {

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"runtime/debug"
 	"time"
 
@@ -77,7 +76,7 @@ func (s *sink[T]) Push(m Message[T]) bool {
 		return false
 	}
 	deadline := m.meta.Deadline
-	r := retrier{p: env.p, ctx: env.ctx, stage: s.name, deadline: deadline}
+	r := retrier{env: env, stage: s.name, deadline: deadline}
 	var latency time.Duration
 	var err error
 	for {
@@ -243,15 +242,9 @@ func (e *Env) deadLetter(dl DeadLetter) bool {
 		for _, h := range p.hooks.deadErrs {
 			h.OnDeadLetterError(dl.Stage, err)
 		}
-		// Full jitter in [backoff/2, backoff): spread retries of many
-		// partitions while never waiting much less than planned.
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := jitter(backoff)
 		p.log.Warn("pipeline: dead-letter write failed; retrying", "stage", dl.Stage, "record", dl.Record.String(), "attempt", attempt, "retry_in", wait, "err", err)
-		t := p.clock.NewTimer(wait)
-		select {
-		case <-t.C():
-		case <-e.ctx.Done():
-			t.Stop()
+		if !e.Sleep(wait) {
 			return false
 		}
 		backoff = min(2*backoff, p.dlMax)

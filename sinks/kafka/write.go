@@ -221,11 +221,7 @@ func (s *writeStage[T]) failed(wr *write, err error) {
 	d := backoff(wr.tries)
 	env.Logger().Warn("kafka sink: write failed; writing the message's outputs again", "stage", s.name,
 		"attempt", wr.tries, "backoff", d, "err", err)
-	t := env.Clock().NewTimer(d)
-	select {
-	case <-t.C():
-	case <-env.Context().Done():
-		t.Stop()
+	if !env.Sleep(d) {
 		env.Handled(s.name, pipeline.OutcomeAbandoned, wr.records, 0)
 		s.release()
 		return
