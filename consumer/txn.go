@@ -255,6 +255,9 @@ func (c *Consumer) endTxn(why string, timeout time.Duration) (committed bool, of
 			offsets[p.tp] = eo.Offset
 		}
 	}
+	if idle && c.txn.records == 0 && len(offsets) == 0 {
+		return c.endEmptyTxn(why, began), offsets
+	}
 	try := kgo.TryAbort
 	reason := ""
 	switch {
@@ -314,6 +317,27 @@ func (c *Consumer) endTxn(why string, timeout time.Duration) (committed bool, of
 		c.rewindAll()
 	}
 	return false, offsets
+}
+
+// endEmptyTxn ends a transaction that fetched no record: nothing was handed
+// over since the last end, so nothing was written and there is no offset to
+// commit (only a shutdown ends one; the interval keeps it open). It ends
+// with an abort, which sends nothing when nothing was written: a commit
+// without offsets would cost franz-go's GroupTransactSession a 500ms pause
+// (it cannot tell that the broker supports KIP-447), and the shutdown would
+// wait for it. It reports true: there was nothing to lose.
+func (c *Consumer) endEmptyTxn(why string, began time.Time) bool {
+	ctx, cancel := context.WithDeadline(context.Background(), c.endDeadline())
+	_, err := c.txn.sess.End(ctx, kgo.TryAbort)
+	cancel()
+	if err != nil {
+		if rerr := c.resolveTxn(err); rerr != nil {
+			c.fail(rerr)
+			return false
+		}
+	}
+	c.log.Debug("transaction ended with nothing to commit", "on", why, "took", time.Since(began))
+	return true
 }
 
 // endDeadline is when the current transaction's end must give up on its

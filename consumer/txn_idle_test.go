@@ -33,6 +33,31 @@ func (h countLog) Handle(_ context.Context, r slog.Record) error {
 func (h countLog) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countLog) WithGroup(string) slog.Handler      { return h }
 
+// runCopier runs an exactly-once consumer that copies "in" to "out" with a
+// 25ms commit interval. ends counts the transaction ends that held
+// franz-go's session for 500ms (an end with no offsets); cancel stops the
+// consumer, and errc has Run's error.
+func runCopier(t *testing.T, kc *kafkatest.Cluster) (hook *commitSignal, ends *atomic.Int64, errc chan error, cancel context.CancelFunc) {
+	t.Helper()
+	w := &txnWriter{}
+	h := &workHandler{fn: func(ctx context.Context, rec *pipeline.Record) error {
+		return w.cl.ProduceSync(ctx, &kgo.Record{Topic: "out", Value: rec.Value}).FirstErr()
+	}}
+	hook = &commitSignal{committed: make(chan struct{}, 1)}
+	ends = new(atomic.Int64)
+	log := slog.New(countLog{s: "sleeping 500ms", n: ends})
+	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("etl"), consumer.Handle(listed(h, "in")),
+		consumer.CommitInterval(25*time.Millisecond), consumer.ExactlyOnce("etl-1", w),
+		consumer.Hooks(hook), consumer.Logger(log), consumer.ClientOpts(kgo.FetchMaxWait(50*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc = make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	return hook, ends, errc, cancel
+}
+
 // An idle exactly-once consumer ends no transactions: each empty end costs
 // franz-go's session a 500ms pause (it cannot tell that the broker supports
 // KIP-447) that holds its lock, so the next end and any rebalance wait. Over ten
@@ -51,22 +76,7 @@ func TestExactlyOnceIdleConsumerEndsNoEmptyTransactions(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	w := &txnWriter{}
-	h := &workHandler{fn: func(ctx context.Context, rec *pipeline.Record) error {
-		return w.cl.ProduceSync(ctx, &kgo.Record{Topic: "out", Value: rec.Value}).FirstErr()
-	}}
-	hook := &commitSignal{committed: make(chan struct{}, 1)}
-	var ends atomic.Int64 // empty ends that hold franz-go's session for 500ms
-	log := slog.New(countLog{s: "sleeping 500ms", n: &ends})
-	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("etl"), consumer.Handle(listed(h, "in")),
-		consumer.CommitInterval(25*time.Millisecond), consumer.ExactlyOnce("etl-1", w),
-		consumer.Hooks(hook), consumer.Logger(log), consumer.ClientOpts(kgo.FetchMaxWait(50*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
+	hook, ends, errc, cancel := runCopier(t, kc)
 	defer func() {
 		cancel()
 		if err := <-errc; err != nil {
@@ -90,5 +100,27 @@ func TestExactlyOnceIdleConsumerEndsNoEmptyTransactions(t *testing.T) {
 	hook.await(t, errc, "for the record after the idle time")
 	if got := len(kc.ReadCommitted(t, "out", 1)); got != 2 {
 		t.Errorf("read_committed output holds %d records, want 2", got)
+	}
+}
+
+// A shutdown after the last transaction committed, with nothing fetched
+// since, ends the open transaction without a commit: an end with no offsets
+// would cost franz-go's session a 500ms pause, and Run would wait for it
+// (every exactly-once run that read everything it was given stopped half a
+// second late).
+func TestExactlyOnceShutdownWithNothingFetchedEndsNoEmptyTransaction(t *testing.T) {
+	kc := kafkatest.New(t, kafkatest.Topic("in", 1), kafkatest.Topic("out", 1))
+	hook, ends, errc, cancel := runCopier(t, kc)
+	kc.Produce(t, &kgo.Record{Topic: "in", Value: []byte("only")})
+	hook.await(t, errc, "for the record")
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := ends.Load(); got != 0 {
+		t.Errorf("%d empty transactions ended with a commit (each holds the session 500ms), want 0", got)
+	}
+	if got := len(kc.ReadCommitted(t, "out", 1)); got != 1 {
+		t.Errorf("read_committed output holds %d records, want 1", got)
 	}
 }
