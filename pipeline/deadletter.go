@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -64,6 +65,14 @@ type DeadLetterer interface {
 	// DeadLetter writes dl and returns nil only once the write is durably
 	// acknowledged; only then may the record be settled. It returns an error
 	// if the write failed or ctx is done first; the caller keeps the record
-	// unsettled and tries again.
+	// unsettled and tries again. It may return ErrReleased instead, for a
+	// record its source can deliver again (consumer.ShareDeadLetters does).
 	DeadLetter(ctx context.Context, dl DeadLetter) error
 }
+
+// ErrReleased is what a DeadLetterer returns, having written nothing, to
+// hand a record back to its source for another delivery (a share group's
+// release) instead of parking it. The pipeline then sets the record's fate
+// to FateReleased, settles it, and counts it as OutcomeReleased, not as a
+// dead letter (HookDeadLetter is not told).
+var ErrReleased = errors.New("pipeline: record released to its source for another delivery")

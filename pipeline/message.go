@@ -174,6 +174,9 @@ func Group[T, V any](v V, members []Message[T]) Message[V] {
 		if !r.Deadline.IsZero() && (g.meta.Deadline.IsZero() || r.Deadline.Before(g.meta.Deadline)) {
 			g.meta.Deadline = r.Deadline
 		}
+		if r.SinkAttempts > 0 && (g.meta.SinkAttempts == 0 || r.SinkAttempts < g.meta.SinkAttempts) {
+			g.meta.SinkAttempts = r.SinkAttempts
+		}
 	}
 	return Message[V]{value: v, meta: &g.meta, tok: g}
 }

@@ -24,12 +24,17 @@ const (
 	// OutcomeAbandoned: the partition was cancelled (revoked, lost, shut
 	// down) before the message finished; it stays unsettled.
 	OutcomeAbandoned
+	// OutcomeReleased: the sink or stage failed and the DeadLetterer handed
+	// every record of the message back to its source for another delivery
+	// (ErrReleased: a share group's transient failure before the record's
+	// last delivery); nothing was dead-lettered, and the message settled.
+	OutcomeReleased
 )
 
-var outcomeNames = [...]string{"ok", "dead_lettered", "filtered", "held", "abandoned"}
+var outcomeNames = [...]string{"ok", "dead_lettered", "filtered", "held", "abandoned", "released"}
 
-// String is the outcome's metric label: ok, dead_lettered, filtered, held or
-// abandoned.
+// String is the outcome's metric label: ok, dead_lettered, filtered, held,
+// abandoned or released.
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
 		return outcomeNames[o]

@@ -58,6 +58,13 @@ type Record struct {
 	// record (a share group's delivery count limit); 0 when there is none.
 	// On that delivery a failure must be dead-lettered, not handed back.
 	DeliveryLimit int32
+	// SinkAttempts, when above 0, caps how many times a plain Sink calls
+	// its function for the record before it gives it up as
+	// ClassExhausted, when it is below the pipeline's SinkAttempts. A
+	// source that can deliver the record again (a share group) sets it,
+	// so that a record failing transiently goes back to the source for
+	// another delivery instead of being retried in place without end.
+	SinkAttempts int32
 
 	holders atomic.Int32
 	fate    atomic.Int32

@@ -87,6 +87,7 @@ type retrier struct {
 	env      *Env
 	stage    string
 	deadline time.Time
+	limit    int // attempts allowed; 0: no limit
 
 	attempts    int
 	first, last time.Time
@@ -108,7 +109,7 @@ func (r *retrier) wait(t Token, err error) error {
 		r.backoff = min(2*r.backoff, p.retryMax)
 	}
 	r.last = now
-	if p.retryAttempts > 0 && r.attempts >= p.retryAttempts {
+	if r.limit > 0 && r.attempts >= r.limit {
 		return r.give(ClassExhausted, err)
 	}
 	wait := jitter(r.backoff)

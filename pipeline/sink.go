@@ -34,7 +34,9 @@ type SinkFunc[T any] = func(ctx context.Context, m Message[T]) error
 //     for as long as it fails transiently, the partition is not cancelled and
 //     the message's deadline allows another attempt; a message whose deadline
 //     passes is dead-lettered as ClassDeadline with its attempt count, and a
-//     SinkAttempts limit (default none) dead-letters it as ClassExhausted.
+//     SinkAttempts limit (default none; lower for a record whose source set
+//     Record.SinkAttempts, as a share group does) dead-letters it as
+//     ClassExhausted.
 //     While it waits the sink holds its place: a sequential sink stops its
 //     partition, whose commits stop before the message, and the consumer's
 //     backpressure pauses fetching; nothing is skipped.
@@ -76,7 +78,10 @@ func (s *sink[T]) Push(m Message[T]) bool {
 		return false
 	}
 	deadline := m.meta.Deadline
-	r := retrier{env: env, stage: s.name, deadline: deadline}
+	r := retrier{env: env, stage: s.name, deadline: deadline, limit: env.p.retryAttempts}
+	if n := int(m.meta.SinkAttempts); n > 0 && (r.limit == 0 || n < r.limit) {
+		r.limit = n
+	}
 	var latency time.Duration
 	var err error
 	for {
@@ -173,7 +178,11 @@ func (s *sink[T]) End() {}
 //   - OutcomeDeadLettered: each record was written to the DeadLetterer,
 //     with a class, attempt count and failure times read from err (errors.As
 //     Failure; otherwise ClassError, one attempt), and acknowledged; then t
-//     was settled once. Failed writes are retried with backoff.
+//     was settled once. Failed writes are retried with backoff. Records the
+//     DeadLetterer released instead (ErrReleased) are not counted as dead
+//     letters.
+//   - OutcomeReleased: the DeadLetterer released every record (ErrReleased);
+//     t was settled once, each record's fate FateReleased.
 //   - OutcomeHeld: no DeadLetterer is configured; t is left unsettled and
 //     the failure is logged.
 //   - OutcomeAbandoned: the partition's context ended first; t is left
@@ -204,18 +213,28 @@ func (e *Env) Fail(stage string, t Token, err error) Outcome {
 		p.log.Error("pipeline: record held unsettled: no dead letterer configured", "stage", stage, "first_record", firstRecord(t), "records", countRecords(t), "class", class, "err", err)
 		return OutcomeHeld
 	}
-	n := 0
+	dead, released := 0, 0
 	for r := range Records(t) {
 		dl := DeadLetter{Record: r, Stage: stage, Err: err, Class: class, Attempts: attempts, FirstFailure: first, LastFailure: last}
-		if !e.deadLetter(dl) {
+		switch e.deadLetter(dl) {
+		case dlAbandoned:
 			return OutcomeAbandoned
+		case dlReleased:
+			r.SetFate(FateReleased)
+			released++
+		default:
+			dead++
 		}
-		n++
 	}
-	for _, h := range p.hooks.dead {
-		h.OnDeadLetter(stage, class, n)
+	if dead > 0 {
+		for _, h := range p.hooks.dead {
+			h.OnDeadLetter(stage, class, dead)
+		}
 	}
 	t.Settle()
+	if dead == 0 && released > 0 {
+		return OutcomeReleased
+	}
 	return OutcomeDeadLettered
 }
 
@@ -226,18 +245,27 @@ func firstRecord(t Token) string {
 	return ""
 }
 
-// deadLetter writes dl until it is acknowledged or the partition's context is
-// done, and reports whether it was acknowledged.
-func (e *Env) deadLetter(dl DeadLetter) bool {
+// What became of a dead letter.
+const (
+	dlWritten   = iota // acknowledged
+	dlReleased         // handed back to the source (ErrReleased)
+	dlAbandoned        // the partition's context ended first
+)
+
+// deadLetter writes dl until it is acknowledged, released or the
+// partition's context is done, and reports which.
+func (e *Env) deadLetter(dl DeadLetter) int {
 	p := e.p
 	backoff := p.dlMin
 	for attempt := 1; ; attempt++ {
 		err := e.Catch(func() error { return p.dl.DeadLetter(e.ctx, dl) })
-		if err == nil {
-			return true
-		}
-		if e.ctx.Err() != nil {
-			return false
+		switch {
+		case err == nil:
+			return dlWritten
+		case errors.Is(err, ErrReleased):
+			return dlReleased
+		case e.ctx.Err() != nil:
+			return dlAbandoned
 		}
 		for _, h := range p.hooks.deadErrs {
 			h.OnDeadLetterError(dl.Stage, err)
@@ -245,7 +273,7 @@ func (e *Env) deadLetter(dl DeadLetter) bool {
 		wait := jitter(backoff)
 		p.log.Warn("pipeline: dead-letter write failed; retrying", "stage", dl.Stage, "record", dl.Record.String(), "attempt", attempt, "retry_in", wait, "err", err)
 		if !e.Sleep(wait) {
-			return false
+			return dlAbandoned
 		}
 		backoff = min(2*backoff, p.dlMax)
 	}

@@ -1,0 +1,83 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/sluice-go/sluice/pipeline"
+	"github.com/sluice-go/sluice/pipeline/pipelinetest"
+)
+
+// releaser is a DeadLetterer that hands every record back (ErrReleased), as
+// consumer.ShareDeadLetters does before a share record's last delivery.
+type releaser struct{ calls int }
+
+func (r *releaser) DeadLetter(context.Context, pipeline.DeadLetter) error {
+	r.calls++
+	return pipeline.ErrReleased
+}
+
+// TestRecordSinkAttempts: a record's SinkAttempts caps a plain sink's
+// attempts below the pipeline's SinkAttempts (none here, or 10), and the
+// lower of the two wins; the record is then given up as exhausted.
+func TestRecordSinkAttempts(t *testing.T) {
+	tests := []struct {
+		name         string
+		give         int32 // the record's SinkAttempts
+		pipeline     int   // the pipeline's SinkAttempts
+		wantAttempts int
+	}{
+		{"record's cap without a pipeline limit", 3, 0, 3},
+		{"record's cap below the pipeline's", 2, 10, 2},
+		{"pipeline's limit below the record's", 5, 2, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dl := &pipelinetest.DeadLetters{}
+			p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.SinkBackoff(time.Millisecond, 2*time.Millisecond), pipeline.SinkAttempts(tt.pipeline))
+			calls := 0
+			pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(context.Context, pipeline.Message[string]) error {
+				calls++
+				return errors.New("connection refused")
+			})
+			s := pipelinetest.NewSettler()
+			recs := s.Records(tp0, 0, 1, func(_ int, r *pipeline.Record) { r.SinkAttempts = tt.give })
+			if err := pipelinetest.Feed(context.Background(), p, tp0, recs, 0); err != nil {
+				t.Fatal(err)
+			}
+			letters := dl.Letters()
+			if calls != tt.wantAttempts || len(letters) != 1 || letters[0].Class != pipeline.ClassExhausted || letters[0].Attempts != tt.wantAttempts {
+				t.Fatalf("%d calls, dead letters %+v; want %d calls and one exhausted letter", calls, letters, tt.wantAttempts)
+			}
+		})
+	}
+}
+
+// TestReleasedIsNotDeadLettered: a record the DeadLetterer releases
+// (ErrReleased) settles with fate FateReleased and outcome released; it is
+// not counted as a dead letter, and the release is not retried as a failed
+// write.
+func TestReleasedIsNotDeadLettered(t *testing.T) {
+	dl := &releaser{}
+	rec := newRecorder()
+	p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.Hooks(rec))
+	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(context.Context, pipeline.Message[string]) error {
+		return pipeline.Permanent(errors.New("not now"))
+	})
+	s := pipelinetest.NewSettler()
+	recs := s.Records(tp0, 0, 1, nil)
+	if err := pipelinetest.Feed(context.Background(), p, tp0, recs, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !s.IsSettled(recs[0]) || recs[0].Fate() != pipeline.FateReleased {
+		t.Fatalf("settled %v, fate %d; want settled, released", s.IsSettled(recs[0]), recs[0].Fate())
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if dl.calls != 1 || rec.dlErrs != 0 || len(rec.dead) != 0 || rec.handled["save/released"] != 1 || rec.handled["save/dead_lettered"] != 0 {
+		t.Fatalf("%d dead-letter calls, %d write errors, dead letters %v, outcomes %v; want 1 call, released once, nothing dead-lettered",
+			dl.calls, rec.dlErrs, rec.dead, rec.handled)
+	}
+}
