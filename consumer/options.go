@@ -86,8 +86,17 @@ func defaults() cfg {
 		partHigh:         Water{Records: 10_000, Bytes: 16 << 20},
 		totalHigh:        Water{Records: 100_000, Bytes: 128 << 20},
 		lowWater:         0.5,
-		fetchWait:        500 * time.Millisecond,
-		authFailures:     5,
+		// How long the broker holds a fetch that finds no data. It
+		// also bounds how long a partition resumed after a pause waits
+		// for its first fetch: the fetch in flight while it was paused
+		// left it out, and if every partition it did ask for is caught
+		// up, the broker holds it this long (franz-go sends one fetch
+		// per broker at a time). At 500ms an ETL run whose partitions
+		// ended unevenly idled half a second per pause near its end
+		// (bench/etl); 100ms costs an idle member ten empty fetches a
+		// second per broker.
+		fetchWait:    100 * time.Millisecond,
+		authFailures: 5,
 	}
 }
 
