@@ -23,8 +23,12 @@
 // Sluice mode with the raw loop of the same guarantee in the same round.
 // Each run also reports the CPU time per input record of this process and
 // of the broker, and how many outputs a produce request carried (how well
-// the producer batched). -cpuprofile and -memprofile profile the runs;
-// -linger and -max-unsettled try other producer lingers and consumer marks.
+// the producer batched), how the run's time splits into phases (until the
+// first output is written, until the last one is, until the offsets are
+// committed) and, for the Sluice modes, how often and how long the
+// consumer paused fetching for its water marks. -cpuprofile, -memprofile
+// and -trace profile the runs; -linger, -max-unsettled and -fetch-wait try
+// other producer lingers, consumer marks and fetch waits.
 //
 //	go run ./bench/etl -records 200000 -partitions 6 -rounds 5
 package main
@@ -40,6 +44,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,10 +72,12 @@ var (
 	interval   = flag.Duration("commit-interval", 200*time.Millisecond, "commit (transaction) interval of the Sluice modes")
 	linger     = flag.Duration("linger", -1, "producer linger of the Sluice modes (kafka.ClientOpts at least once, consumer.ClientOpts exactly once); negative keeps the library's")
 	unsettled  = flag.Int("max-unsettled", 0, "per-partition high-water mark of unsettled records of the Sluice modes (consumer.MaxUnsettled); 0 keeps the consumer's")
+	fetchWait  = flag.Duration("fetch-wait", 0, "fetch max wait of the Sluice modes' consumer (kgo.FetchMaxWait through consumer.ClientOpts); 0 keeps the consumer's")
 	debugLog   = flag.Bool("debug-log", false, "log the Sluice modes' consumer and client at debug level to stderr (barrier times: \"transaction committed\" ... took=)")
 	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the runs (not the produce) to this file")
 	memProfile = flag.String("memprofile", "", "write an allocation profile of the runs (not the produce) to this file")
+	traceFile  = flag.String("trace", "", "write an execution trace of the runs (not the produce) to this file (go tool trace)")
 )
 
 const input = "etl-in"
@@ -134,6 +141,17 @@ func run() error {
 		return err
 	}
 	defer stopProfile()
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
+	}
 	if *memProfile != "" {
 		runtime.MemProfileRate = 64 << 10
 		runtime.GC()
@@ -153,11 +171,14 @@ func run() error {
 				return err
 			}
 			stats.reset()
+			flowStats.reset()
 			began, bcpu, cpu := time.Now(), brokerCPU(), proc.CPU(os.Getpid())
 			if err := m.run(ctx, addr, group, out); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
-			took := time.Since(began)
+			ended := time.Now()
+			took := ended.Sub(began)
+			start, work, tail := stats.phases(began, ended)
 			rate := float64(*records) / took.Seconds()
 			got[m.name] = rate
 			rates[m.name] = append(rates[m.name], rate)
@@ -168,11 +189,15 @@ func run() error {
 			line := fmt.Sprintf("round %d  %-17s %9.0f rec/s  cpu/rec: this process %4.0f ns, broker %4.0f ns",
 				r+1, m.name, rate, pcpu, brcpu)
 			line += fmt.Sprintf(", %4.0f outputs/produce request", stats.perRequest())
+			line += fmt.Sprintf(", phases %v+%v+%v", start.Round(time.Millisecond), work.Round(time.Millisecond), tail.Round(time.Millisecond))
 			if base, ok := got[m.baseline]; ok && m.baseline != "" {
 				ratios[m.name] = append(ratios[m.name], rate/base)
 				line += fmt.Sprintf("  %.2f of %s", rate/base, m.baseline)
 			}
 			fmt.Println(line)
+			if strings.HasPrefix(m.name, "sluice") {
+				fmt.Println("    ", flowStats.String())
+			}
 		}
 	}
 	fmt.Println()
@@ -410,9 +435,13 @@ func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, ho
 	default:
 		pipeline.Sink(stages.FanOut(src, "workers", *workers), "out", kafka.Sink(w, route(out)))
 	}
+	if *fetchWait > 0 {
+		extra = append(extra, consumer.ClientOpts(kgo.FetchMaxWait(*fetchWait)))
+	}
 	if *unsettled > 0 {
 		extra = append(extra, consumer.MaxUnsettled(consumer.Water{Records: *unsettled}, consumer.Water{}))
 	}
+	extra = append(extra, consumer.Hooks(&flowStats))
 	c, err := consumer.New(append([]consumer.Opt{consumer.Connection(sluice.Connection{Brokers: []string{addr}}), consumer.Group(group), consumer.Handle(p),
 		consumer.CommitInterval(*interval), consumer.Logger(quiet)}, extra...)...)
 	if err != nil {
@@ -432,11 +461,19 @@ func runSluice(ctx context.Context, addr, group, out string, w *kafka.Writer, ho
 
 // produceStats counts the produce requests of the clients that write the
 // outputs, and the records they carry: how well the producer batches.
-type produceStats struct{ requests, records atomic.Int64 }
+type produceStats struct {
+	requests, records atomic.Int64
+	first, last       atomic.Int64 // unix nanoseconds of the first output written, and of the one that made -records
+}
 
 var stats produceStats
 
-func (s *produceStats) reset() { s.requests.Store(0); s.records.Store(0) }
+func (s *produceStats) reset() {
+	s.requests.Store(0)
+	s.records.Store(0)
+	s.first.Store(0)
+	s.last.Store(0)
+}
 
 func (s *produceStats) perRequest() float64 {
 	return float64(s.records.Load()) / float64(max(1, s.requests.Load()))
@@ -449,7 +486,68 @@ func (s *produceStats) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, 
 }
 
 func (s *produceStats) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
-	s.records.Add(int64(m.NumRecords))
+	n := s.records.Add(int64(m.NumRecords))
+	now := time.Now().UnixNano()
+	s.first.CompareAndSwap(0, now)
+	if n >= int64(*records) {
+		s.last.CompareAndSwap(0, now)
+	}
+}
+
+// phases splits a run that began at began and ended at end: until the
+// first output was written (joining the group, the first fetch), until the
+// last one was, and until the offsets were committed.
+func (s *produceStats) phases(began, end time.Time) (start, work, tail time.Duration) {
+	first, last := time.Unix(0, s.first.Load()), time.Unix(0, s.last.Load())
+	if s.first.Load() == 0 || s.last.Load() == 0 {
+		return 0, end.Sub(began), 0
+	}
+	return first.Sub(began), last.Sub(first), end.Sub(last)
+}
+
+// flowHooks counts the consumer's fetch pauses and fetched records.
+type flowHooks struct {
+	mu      sync.Mutex
+	pauses  int
+	since   map[pipeline.TopicPartition]time.Time
+	paused  time.Duration
+	fetches int
+	recs    int
+}
+
+var flowStats flowHooks
+
+func (h *flowHooks) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pauses, h.paused, h.fetches, h.recs = 0, 0, 0, 0
+	h.since = map[pipeline.TopicPartition]time.Time{}
+}
+
+func (h *flowHooks) OnPaused(tp pipeline.TopicPartition, paused bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if paused {
+		h.pauses++
+		h.since[tp] = time.Now()
+	} else if t, ok := h.since[tp]; ok {
+		h.paused += time.Since(t)
+		delete(h.since, tp)
+	}
+}
+
+func (h *flowHooks) OnFetched(_ pipeline.TopicPartition, records int, _ int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fetches++
+	h.recs += records
+}
+
+func (h *flowHooks) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return fmt.Sprintf("pauses %d (%v paused, summed over partitions), %d fetched batches of %d records", h.pauses,
+		h.paused.Round(time.Millisecond), h.fetches, h.recs/max(1, h.fetches))
 }
 
 // writeMemProfile writes the allocation profile to path.
