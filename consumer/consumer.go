@@ -55,10 +55,11 @@ type Consumer struct {
 	// commit.
 	commitMu sync.Mutex
 
-	joined atomic.Bool // the last group session assigned partitions (maybe none)
-	conns  *connWatch  // the last broker connection error
-	auth   *authWatch  // authentication and authorization failures in a row
-	errLog *errLog     // rate limit of fetch error logs
+	joined   atomic.Bool                // the last group session assigned partitions (maybe none)
+	shareNow atomic.Pointer[shareBatch] // share mode: the current batch, for Status
+	conns    *connWatch                 // the last broker connection error
+	auth     *authWatch                 // authentication and authorization failures in a row
+	errLog   *errLog                    // rate limit of fetch error logs
 
 	stateMu  sync.Mutex
 	state    runState

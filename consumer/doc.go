@@ -24,7 +24,8 @@
 //	ExactlyOnce(id, w...)   off     transactions (see Exactly once)
 //	TransactionTimeout(d)   derived the transactions' timeout
 //	ShareGroup(name)        off     a share group member (see Share groups), with
-//	                                ShareMaxRecords, ShareLanes, ShareDeliveryLimit, ShareRenewEvery
+//	                                ShareMaxRecords, ShareLanes, ShareDeliveryLimit, ShareRenewEvery,
+//	                                ShareSinkAttempts
 //	Logger(l)               slog.Default()
 //	Hooks(hs...)            none    observers implementing Hook* interfaces (others refused)
 //	ClientOpts(opts...)     none    raw franz-go options, after the consumer's own
@@ -187,9 +188,43 @@
 //
 // Observability. Hooks are small optional interfaces (HookFetched,
 // HookPaused, HookCommitted, HookAssigned, HookRevoked, HookLost,
-// HookFetchError); the metrics package implements them. Logs go to the
+// HookFetchError, HookAuthError, HookMalformedDeadline, and in share mode
+// HookShareAcked and HookShareAckError); the metrics package implements
+// them. Logs go to the
 // configured slog.Logger, franz-go's through kslog; payloads and credentials
 // are never logged.
+//
+// # Choosing a mode
+//
+// A consumer is a member of one of three kinds of group:
+//
+//   - Group(name), the default protocol (ProtocolClassic): a consumer
+//     group, cooperative-sticky, assigned by a member. Partitions are
+//     owned: records of a key are handled in order, offsets are committed,
+//     ExactlyOnce is available. Parallelism is at most the partition count
+//     (times a FanOut's workers inside each). Use it unless a reason below
+//     applies.
+//   - Group(name) with GroupProtocol(ProtocolConsumer): the same consumer
+//     group semantics under KIP-848 (Kafka 4.0+): the broker assigns, and a
+//     member joining or leaving moves only the partitions that change
+//     owner, without stopping the group, so rebalances are faster and
+//     cheaper with many members. Choose it for large or often-changing
+//     groups on brokers that serve it; it excludes ExactlyOnce for now,
+//     and before Kafka 4.3 the broker refuses some commits that race with
+//     an assignment change (see GroupProtocol).
+//   - ShareGroup(name): a share group (KIP-932; a broker that serves
+//     share groups, Kafka 4.1 and later), a queue. No partition is owned
+//     and no order is kept: records are handed out one by one,
+//     acknowledged one by one, and redelivered (delivery count rising)
+//     when released or when a member dies. More members than
+//     partitions all get work. Choose it for independent jobs whose
+//     throughput must scale past the partition count, or whose handling
+//     time varies so much that one slow record must not hold a partition.
+//     It excludes ExactlyOnce, InstanceID and GroupProtocol.
+//
+// New refuses the combinations that do not exist (Group with ShareGroup,
+// ExactlyOnce with ShareGroup or with ProtocolConsumer, GroupProtocol or
+// InstanceID with ShareGroup) with a *sluice.ConfigError naming the option.
 //
 // # Share groups
 //
@@ -205,8 +240,9 @@
 //   - settled (a sink succeeded, a stage dropped it): accept;
 //   - dead-lettered, its dead letter acknowledged: reject;
 //   - handed back by ShareDeadLetters (a transient failure before the
-//     record's last delivery): release, and the broker delivers it again,
-//     its delivery count one higher (pipeline.Record.Deliveries);
+//     record's last delivery, see Share groups: failures): release, and
+//     the broker delivers it again, its delivery count one higher
+//     (pipeline.Record.Deliveries);
 //   - unfinished when its batch is given up (a shutdown's DrainTimeout, Stop,
 //     a record held for lack of a DeadLetterer): release.
 //
@@ -257,6 +293,35 @@
 // the end of its batch, and archived by the broker after its last delivery
 // (logged at ERROR).
 //
+// # Share groups: failures
+//
+// A plain pipeline.Sink retries a transient failure in place, with backoff,
+// for as long as it lasts (see pipeline.Sink). In share mode that would
+// hold the record's batch, and its member, as long as the failure lasts,
+// while another member, or a later delivery, might succeed. So every
+// record of a share group carries pipeline.Record.SinkAttempts, from
+// ShareSinkAttempts (default 5): a plain sink calls its function at most
+// that many times per delivery (with the pipeline's default SinkBackoff,
+// about a second of retries) and then gives the record up as
+// ClassExhausted. ShareDeadLetters hands it back (pipeline.ErrReleased),
+// the consumer releases it, and the broker delivers it again, its
+// delivery count one higher; on its last delivery (ShareDeliveryLimit) it
+// is dead-lettered with class pipeline.ClassDeliveryLimit and rejected. A
+// record released this way counts as pipeline.OutcomeReleased
+// (sluice_records_handled_total{outcome="released"} and
+// sluice_share_acks_total{kind="release"}), not as a dead letter. A
+// pipeline's own SinkAttempts applies when it is lower, and a deadline
+// (RecordBudget, a deadline header) still ends retries first.
+//
+// The cost is that a downstream outage, which a classic group waits out
+// (An outage is not a poison pill), turns with a plain sink into
+// releases and, after ShareDeliveryLimit deliveries, into dead letters.
+// Guard such sinks with package handlers: a guard's retry policy replaces
+// ShareSinkAttempts (it gives up with its own class, which is then
+// released or dead-lettered the same way), and while its circuit breaker is
+// open a record waits in its batch, its lock renewed, without spending a
+// delivery.
+//
 // # Share groups: start
 //
 // Start says where a new share group starts: the consumer sets the group's
@@ -266,18 +331,30 @@
 // # Share groups: not in share mode
 //
 // ExactlyOnce (share groups have no transactional acknowledgement),
-// InstanceID, CommitInterval's commits, rebalance callbacks and the
-// partition water marks (a batch is bounded by ShareMaxRecords) do not
-// apply. Status.Assigned is empty: a share group assigns no partitions of
-// its own to a member; Status.Joined turns true once a share group
-// heartbeat is answered.
-// A record that never settles (a sink retrying through an outage, a held
-// failure behind a key-ordered FanOut) keeps its batch, and the member,
-// waiting and renewing its lock, as it would stall a classic partition:
-// give records a RecordBudget to bound it.
+// InstanceID, GroupProtocol, CommitInterval's commits, SessionTimeout,
+// RebalanceTimeout, rebalance callbacks and the partition water marks (a
+// batch is bounded by ShareMaxRecords) do not apply; New refuses the first
+// three with ShareGroup and ignores the others.
 //
-// Acknowledgements the broker refuses or that cannot be sent (an expired
-// lock, a lost connection) are logged at most every 10s per partition and
-// told to HookShareAckError: their records come again, so a sink may see a
-// record twice. Share groups are at least once, as consumer groups are.
+// Status: a share group assigns no partitions of its own to a member, so
+// Status.Assigned are the partitions of the member's current batch (until
+// a poll comes back empty), Status.Unsettled the records of the batch not
+// yet acknowledged (which the member holds acquired), and Status.Stalled
+// the partitions of those records when none of the batch was acknowledged
+// for StallAfter. Status.Joined turns true once a share group heartbeat is
+// answered. metrics.Watch computes no lag for a share group member (there
+// are no committed offsets).
+//
+// A record that never settles (a guarded sink waiting through an outage,
+// a sink that does not return, a held failure behind a key-ordered FanOut)
+// keeps its batch, and the member, waiting and renewing its lock, as it
+// would stall a classic partition: give records a RecordBudget to bound
+// it.
+//
+// Acknowledgements are told to HookShareAcked (accept, release, reject, as
+// they are marked). Those the broker refuses or that cannot be sent (an
+// expired lock, a lost connection) are logged at most every 10s per
+// partition and told to HookShareAckError: their records come again, so a
+// sink may see a record twice. Share groups are at least once, as consumer
+// groups are.
 package consumer

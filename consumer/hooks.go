@@ -82,7 +82,7 @@ func each[H any](hs hooks, fn func(H)) {
 func isHook(h Hook) bool {
 	switch h.(type) {
 	case HookFetched, HookFetchError, HookPaused, HookCommitted, HookAssigned, HookRevoked,
-		HookLost, HookAuthError, HookMalformedDeadline, HookShareAckError:
+		HookLost, HookAuthError, HookMalformedDeadline, HookShareAckError, HookShareAcked:
 		return true
 	}
 	return false

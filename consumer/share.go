@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,15 +19,21 @@ import (
 
 // shareCfg is the share-group mode's configuration; nil: a classic group.
 type shareCfg struct {
-	group      string
-	maxRecords int32
-	limit      int32
-	renewEvery time.Duration
-	lanes      int
+	group        string
+	maxRecords   int32
+	limit        int32
+	renewEvery   time.Duration
+	lanes        int
+	sinkAttempts int32
 }
 
+// defaultShareSinkAttempts is ShareSinkAttempts' default: with the
+// pipeline's default SinkBackoff (100ms doubling), a record failing
+// transiently is released about a second after its first failure.
+const defaultShareSinkAttempts = 5
+
 func defaultShare() shareCfg {
-	return shareCfg{maxRecords: 500, limit: 5, renewEvery: 10 * time.Second, lanes: 4}
+	return shareCfg{maxRecords: 500, limit: 5, renewEvery: 10 * time.Second, lanes: 4, sinkAttempts: defaultShareSinkAttempts}
 }
 
 // shareOpt applies to the share configuration, creating it if needed; the
@@ -81,6 +88,21 @@ func ShareLanes(n int) Opt {
 	return shareOpt(func(s *shareCfg) { s.lanes = n })
 }
 
+// ShareSinkAttempts sets how many times a plain pipeline.Sink calls its
+// function for a record that fails transiently before it gives the record
+// up, overriding the default of 5; the record's delivery then ends (with
+// ShareDeadLetters, it is released and the broker delivers it again, its
+// delivery count one higher). It becomes each record's
+// pipeline.Record.SinkAttempts, so a pipeline's own SinkAttempts applies
+// when it is lower. Without it a plain Sink retries a transient failure in
+// place for as long as it lasts, holding the record's batch and its
+// member (see Share groups: failures in the package doc). Guarded sinks
+// of package handlers follow their own retry policy and are not affected.
+// Only with ShareGroup.
+func ShareSinkAttempts(n int) Opt {
+	return shareOpt(func(s *shareCfg) { s.sinkAttempts = int32(min(n, 1<<30)) })
+}
+
 func (c *cfg) validateShare() error {
 	s := c.share
 	if s == nil {
@@ -91,7 +113,7 @@ func (c *cfg) validateShare() error {
 	}
 	switch {
 	case s.group == "":
-		return bad("ShareGroup", "a share group name is required with ShareMaxRecords, ShareDeliveryLimit or ShareRenewEvery")
+		return bad("ShareGroup", "a share group name is required with ShareMaxRecords, ShareLanes, ShareDeliveryLimit, ShareRenewEvery or ShareSinkAttempts")
 	case c.group != "":
 		return bad("ShareGroup", "Group %q and ShareGroup %q are exclusive: a consumer is a member of a consumer group or of a share group", c.group, s.group)
 	case c.eos != nil:
@@ -106,6 +128,8 @@ func (c *cfg) validateShare() error {
 		return bad("ShareRenewEvery", "must be positive, got %v", s.renewEvery)
 	case s.lanes < 1:
 		return bad("ShareLanes", "must be positive, got %d", s.lanes)
+	case s.sinkAttempts < 1:
+		return bad("ShareSinkAttempts", "must be positive, got %d", s.sinkAttempts)
 	}
 	return nil
 }
@@ -139,6 +163,30 @@ func (c *cfg) shareClientOpts(cs *Consumer) []kgo.Opt {
 // member or another, so a sink may see them twice.
 type HookShareAckError interface {
 	OnShareAckError(tp pipeline.TopicPartition, err error)
+}
+
+// Kinds of share group acknowledgements, as HookShareAcked reports them
+// (and the kind label of sluice_share_acks_total).
+const (
+	// ShareAccept: the record was handled (a sink succeeded, a stage
+	// dropped it); the broker is done with it.
+	ShareAccept = "accept"
+	// ShareRelease: the record goes back to the broker, which delivers it
+	// again, to any member, its delivery count one higher (or archives it
+	// after its last delivery).
+	ShareRelease = "release"
+	// ShareReject: the record was given up on (its dead letter was
+	// acknowledged); the broker archives it.
+	ShareReject = "reject"
+)
+
+// HookShareAcked is told of the acknowledgements a share group member
+// gives: records records of tp marked kind (ShareAccept, ShareRelease or
+// ShareReject). franz-go sends them with the next poll (or when the member
+// leaves); those the broker refuses or that cannot be sent are told to
+// HookShareAckError. Lock renewals are not counted.
+type HookShareAcked interface {
+	OnShareAcked(tp pipeline.TopicPartition, kind string, records int)
 }
 
 // shareAcked logs (at most every 10s per partition and error) and reports
@@ -208,8 +256,11 @@ func (c *Consumer) runShare(ctx context.Context) error {
 		})
 		if len(byTP) > 0 {
 			c.handleShareBatch(ctx, byTP, fetched)
+		} else {
+			c.shareNow.Store(nil) // idle: Status shows no partitions
 		}
 	}
+	c.shareNow.Store(nil)
 	c.cl.PauseFetchTopics(c.cfg.topics...)
 	// Every polled record is acknowledged by now (handleShareBatch
 	// settles or releases each); send the acknowledgements before leaving.
@@ -274,6 +325,21 @@ type shareBatch struct {
 	state []atomic.Int32 // 0: pending; 1: acknowledged
 	index map[*pipeline.Record]int
 	left  atomic.Int64
+	tps   []pipeline.TopicPartition // of the records, sorted
+	acked []HookShareAcked
+
+	progress atomic.Int64 // Unix nanoseconds of the last acknowledgement, or of the start
+}
+
+// fateAcks are the acknowledgement of each pipeline.Fate, and its kind as
+// HookShareAcked names it.
+var fateAcks = [...]struct {
+	status kgo.AckStatus
+	kind   string
+}{
+	pipeline.FateDone:     {kgo.AckAccept, ShareAccept},
+	pipeline.FateRejected: {kgo.AckReject, ShareReject},
+	pipeline.FateReleased: {kgo.AckRelease, ShareRelease},
 }
 
 // Settled implements pipeline.Settler: the record's fate becomes its
@@ -283,15 +349,13 @@ func (b *shareBatch) Settled(r *pipeline.Record) {
 	if !ok || !b.state[i].CompareAndSwap(0, 1) {
 		return
 	}
-	status := kgo.AckAccept
-	switch r.Fate() {
-	case pipeline.FateRejected:
-		status = kgo.AckReject
-	case pipeline.FateReleased:
-		status = kgo.AckRelease
-	}
-	b.krs[i].Ack(status)
+	ack := fateAcks[r.Fate()]
+	b.krs[i].Ack(ack.status)
+	b.progress.Store(time.Now().UnixNano())
 	b.left.Add(-1)
+	for _, h := range b.acked {
+		h.OnShareAcked(pipeline.TopicPartition{Topic: r.Topic, Partition: r.Partition}, ack.kind, 1)
+	}
 }
 
 // renew extends the locks of the records not yet settled.
@@ -321,6 +385,7 @@ func (b *shareBatch) renewBefore(t time.Time) {
 // delivers it again (to any member). It returns how many it released.
 func (b *shareBatch) releaseRest() int {
 	n, last := 0, 0
+	per := map[pipeline.TopicPartition]int{}
 	for i := range b.krs {
 		if !b.state[i].CompareAndSwap(0, 1) {
 			continue
@@ -328,8 +393,15 @@ func (b *shareBatch) releaseRest() int {
 		b.krs[i].Ack(kgo.AckRelease)
 		b.left.Add(-1)
 		n++
-		if r := &b.recs[i]; r.DeliveryLimit > 0 && r.Deliveries >= r.DeliveryLimit {
+		r := &b.recs[i]
+		per[pipeline.TopicPartition{Topic: r.Topic, Partition: r.Partition}]++
+		if r.DeliveryLimit > 0 && r.Deliveries >= r.DeliveryLimit {
 			last++
+		}
+	}
+	for tp, k := range per {
+		for _, h := range b.acked {
+			h.OnShareAcked(tp, ShareRelease, k)
 		}
 	}
 	if last > 0 {
@@ -356,6 +428,13 @@ func (c *Consumer) handleShareBatch(stop context.Context, byTP map[pipeline.Topi
 		index: make(map[*pipeline.Record]int, n),
 	}
 	b.left.Store(int64(n))
+	b.progress.Store(time.Now().UnixNano())
+	for tp := range byTP {
+		b.tps = append(b.tps, tp)
+	}
+	sortTPs(b.tps)
+	each(c.hooks, func(h HookShareAcked) { b.acked = append(b.acked, h) })
+	c.shareNow.Store(b)
 	var budget time.Time
 	if d := c.cfg.recordBudget; d > 0 {
 		budget = fetched.Add(d)
@@ -457,6 +536,32 @@ wait:
 	}
 }
 
+// shareStatus fills the parts of st that a share group member reports
+// differently (see Status).
+func (c *Consumer) shareStatus(st *Status, now time.Time) {
+	b := c.shareNow.Load()
+	if b == nil {
+		return
+	}
+	st.Assigned = slices.Clone(b.tps)
+	st.Unsettled = b.left.Load()
+	st.Buffered = st.Unsettled
+	if st.Unsettled == 0 || now.Sub(time.Unix(0, b.progress.Load())) < c.cfg.stallAfter {
+		return
+	}
+	pending := map[pipeline.TopicPartition]bool{}
+	for i := range b.recs {
+		if b.state[i].Load() == 0 {
+			pending[pipeline.TopicPartition{Topic: b.recs[i].Topic, Partition: b.recs[i].Partition}] = true
+		}
+	}
+	for _, tp := range b.tps {
+		if pending[tp] {
+			st.Stalled = append(st.Stalled, tp)
+		}
+	}
+}
+
 // shareConvert fills r from kr, as partition.convert does for a classic
 // group, plus the delivery count and limit.
 func (c *Consumer) shareConvert(r *pipeline.Record, kr *kgo.Record, fetched, budget time.Time) {
@@ -471,6 +576,7 @@ func (c *Consumer) shareConvert(r *pipeline.Record, kr *kgo.Record, fetched, bud
 	}
 	r.Deliveries = kr.DeliveryCount()
 	r.DeliveryLimit = c.cfg.share.limit
+	r.SinkAttempts = c.cfg.share.sinkAttempts
 	r.Deadline = budget
 	if v, ok := r.Header(pipeline.DeadlineHeader); ok {
 		if ms, ok := parseMillis(v); ok {
@@ -490,15 +596,17 @@ func (c *Consumer) shareConvert(r *pipeline.Record, kr *kgo.Record, fetched, bud
 // A record from a share group (pipeline.Record.Deliveries above 0) that
 // failed transiently (pipeline.ClassExhausted, ClassBudget, ClassDeadline,
 // ClassError) before its last delivery is handed back instead of being
-// dead-lettered: nothing is written, and the consumer releases it for
-// redelivery, its delivery count one higher. On its last delivery it is
-// dead-lettered with class pipeline.ClassDeliveryLimit (its error is the
-// last failure's) and rejected. Any other failure (ClassDecode, ClassPanic,
-// ClassPermanent) is dead-lettered at once and the record rejected. Records
-// of a classic group pass through unchanged.
+// dead-lettered: nothing is written (it returns pipeline.ErrReleased), and
+// the consumer releases it for redelivery, its delivery count one higher.
+// On its last delivery it is dead-lettered with class
+// pipeline.ClassDeliveryLimit (its error is the last failure's) and
+// rejected. Any other failure (ClassDecode, ClassPanic, ClassPermanent) is
+// dead-lettered at once and the record rejected. Records of a classic group
+// pass through unchanged, so wrapping is harmless there.
 //
-// The pipeline counts a handed-back record as dead-lettered in its
-// HookDeadLetter and outcome hooks.
+// The pipeline counts a handed-back record as released
+// (pipeline.OutcomeReleased), not as a dead letter: HookDeadLetter is not
+// told of it.
 func ShareDeadLetters(dl pipeline.DeadLetterer) pipeline.DeadLetterer {
 	return shareDeadLetters{dl}
 }
@@ -513,8 +621,7 @@ func (s shareDeadLetters) DeadLetter(ctx context.Context, dl pipeline.DeadLetter
 	switch dl.Class {
 	case pipeline.ClassExhausted, pipeline.ClassBudget, pipeline.ClassDeadline, pipeline.ClassError:
 		if r.DeliveryLimit == 0 || r.Deliveries < r.DeliveryLimit {
-			r.SetFate(pipeline.FateReleased)
-			return nil
+			return pipeline.ErrReleased
 		}
 		dl.Class = pipeline.ClassDeliveryLimit
 	}

@@ -8,6 +8,16 @@ import (
 )
 
 // Status is a snapshot of the consumer's health, for readiness checks.
+//
+// A share group member (ShareGroup) owns no partitions: the broker hands
+// records of any partition to any member. For it, Assigned are the
+// partitions of the records of its current batch (the last poll's, kept
+// while it is handled and until a poll comes back empty); Unsettled (and
+// Buffered, the same: no records wait in a buffer) are the records of the
+// batch not acknowledged yet, which the member holds acquired; Stalled are
+// the partitions of the batch's unacknowledged records when no record of
+// the batch has been acknowledged for StallAfter; Joined is true once a
+// share group heartbeat was answered.
 type Status struct {
 	// Running is true between Run's start and its return.
 	Running bool
@@ -40,16 +50,20 @@ func (c *Consumer) Status() Status {
 	st := Status{Running: c.state == running, Err: c.fatalErr}
 	c.stateMu.Unlock()
 	st.Joined = st.Running && c.joined.Load()
-	st.Assigned = c.Assigned()
 	st.Paused = c.Paused()
 	now := time.Now()
-	for _, p := range c.ownedPartitions() {
-		if p.stalledSince(now, c.cfg.stallAfter) {
-			st.Stalled = append(st.Stalled, p.tp)
+	if c.cfg.share != nil {
+		c.shareStatus(&st, now)
+	} else {
+		st.Assigned = c.Assigned()
+		for _, p := range c.ownedPartitions() {
+			if p.stalledSince(now, c.cfg.stallAfter) {
+				st.Stalled = append(st.Stalled, p.tp)
+			}
 		}
+		sortTPs(st.Stalled)
+		st.Unsettled, st.Buffered = c.Unsettled()
 	}
-	sortTPs(st.Stalled)
-	st.Unsettled, st.Buffered = c.Unsettled()
 	st.ConnectErr = c.conns.last()
 	st.AuthErr = c.auth.lastErr()
 	return st
