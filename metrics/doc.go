@@ -49,6 +49,15 @@
 //	sluice_malformed_deadlines_total                    counter    records whose sluice-deadline header was not Unix milliseconds (ignored)
 //	sluice_auth_errors_total{kind}                      counter    authentication and authorization failures: sasl, tls, group-authorization, topic-authorization
 //
+// Consumer in share mode (consumer.ShareGroup; its records are also counted
+// by sluice_records_consumed_total and _consumed_bytes_total):
+//
+//	sluice_share_acks_total{topic,kind}                 counter    acknowledgements given: kind is accept (handled), release
+//	                                                               (delivered again, to any member) or reject (dead-lettered);
+//	                                                               all three exist from a topic's first acknowledgement
+//	sluice_share_ack_errors_total{topic}                counter    acknowledgements the broker refused or that could not be
+//	                                                               sent (an expired lock, a lost connection): delivered again
+//
 // Consumer, read from the consumer given to Watch:
 //
 //	sluice_partitions_stalled                           gauge      owned partitions whose commit has not moved for StallAfter
@@ -58,7 +67,8 @@
 // Pipeline (pipeline hooks):
 //
 //	sluice_records_handled_total{stage,outcome}         counter    records a stage or sink finished with; outcome is
-//	                                                               ok, dead_lettered, filtered, held or abandoned
+//	                                                               ok, dead_lettered, filtered, held, abandoned or released
+//	                                                               (handed back to a share group for another delivery)
 //	sluice_handle_duration_seconds{stage}               histogram  time a sink took per message, guards included
 //	sluice_dead_letters_total{stage,reason}             counter    records dead-lettered and acknowledged; reason is the
 //	                                                               failure class: decode, panic, permanent, exhausted,

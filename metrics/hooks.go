@@ -21,6 +21,8 @@ var (
 	_ consumer.HookAuthError  = (*Metrics)(nil)
 
 	_ consumer.HookMalformedDeadline = (*Metrics)(nil)
+	_ consumer.HookShareAcked        = (*Metrics)(nil)
+	_ consumer.HookShareAckError     = (*Metrics)(nil)
 
 	_ pipeline.HookHandled         = (*Metrics)(nil)
 	_ pipeline.HookDeadLetter      = (*Metrics)(nil)
@@ -62,6 +64,19 @@ func (m *Metrics) OnAuthError(err *consumer.AuthError) {
 // OnMalformedDeadline counts records whose deadline header was ignored
 // (consumer.HookMalformedDeadline).
 func (m *Metrics) OnMalformedDeadline(pipeline.TopicPartition, int64) { m.badDeadlines.Inc() }
+
+// OnShareAcked counts a share group member's acknowledgements by topic and
+// kind (consumer.HookShareAcked). A topic's three counters are created at
+// zero at its first acknowledgement, so that rate() and ratios work.
+func (m *Metrics) OnShareAcked(tp pipeline.TopicPartition, kind string, records int) {
+	m.shareAck(tp.Topic, kind).Add(float64(records))
+}
+
+// OnShareAckError counts share acknowledgements that failed
+// (consumer.HookShareAckError).
+func (m *Metrics) OnShareAckError(tp pipeline.TopicPartition, _ error) {
+	m.shareAckErrs.WithLabelValues(tp.Topic).Inc()
+}
 
 // OnPaused tracks paused partitions (consumer.HookPaused).
 func (m *Metrics) OnPaused(tp pipeline.TopicPartition, paused bool) {

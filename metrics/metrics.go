@@ -91,6 +91,8 @@ type Metrics struct {
 	drain         prometheus.Histogram
 	drainTimeouts prometheus.Counter
 	lagErrors     prometheus.Counter
+	shareAcks     *prometheus.CounterVec
+	shareAckErrs  *prometheus.CounterVec
 	watch         *watcher
 	partsMu       sync.Mutex
 	// owned and pausedP are the partitions assigned and paused; gone are
@@ -121,9 +123,10 @@ type Metrics struct {
 	inFlight *prometheus.GaugeVec
 
 	// children of the vecs above that hooks update for every record
-	sinks      cow[string, *sinkSeries]
-	stages     cow[string, *stageSeries]
-	partitions cow[partitionKey, *partitionSeries]
+	sinks       cow[string, *sinkSeries]
+	stages      cow[string, *stageSeries]
+	partitions  cow[partitionKey, *partitionSeries]
+	shareSeries cow[shareKey, prometheus.Counter]
 }
 
 type partitionKey struct {
@@ -195,9 +198,11 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 	m.drain = prometheus.NewHistogram(prometheus.HistogramOpts{Name: RebalanceDrain, Help: "Time a revoke (or shutdown) took to drain in-flight records before committing.", Buckets: c.buckets})
 	m.drainTimeouts = prometheus.NewCounter(prometheus.CounterOpts{Name: RebalanceDrainTimeouts, Help: "Revokes whose drain was cut short by the drain timeout; unfinished records are handled again by the next owner."})
 	m.lagErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: LagErrors, Help: "Lag refreshes that failed (admin requests failed or timed out); the lag is missing until one succeeds."})
+	m.shareAcks = counterVec(ShareAcks, "Acknowledgements a share group member gave, by topic and kind: accept (handled), release (delivered again, to any member), reject (dead-lettered; archived).", LabelTopic, LabelKind)
+	m.shareAckErrs = counterVec(ShareAckErrors, "Share group acknowledgements the broker refused or that could not be sent (an expired record lock, a lost connection); their records are delivered again.", LabelTopic)
 	m.watch = newWatcher(m)
 
-	m.handled = counterVec(RecordsHandled, "Records a stage or sink finished with, by outcome: ok, dead_lettered, filtered, held, abandoned.", LabelStage, LabelOutcome)
+	m.handled = counterVec(RecordsHandled, "Records a stage or sink finished with, by outcome: ok, dead_lettered, filtered, held, abandoned, released.", LabelStage, LabelOutcome)
 	m.handleSeconds = histVec(HandleDuration, "Time a sink took to handle a message, guards (retries, waits) included.", LabelStage)
 	m.deadLetters = counterVec(DeadLetters, "Records dead-lettered and acknowledged, by the stage that gave up and the failure class.", LabelStage, LabelReason)
 	m.deadErrors = counterVec(DeadLetterErrors, "Failed dead-letter writes; the record stays unsettled and the write is retried.", LabelStage)
@@ -218,7 +223,7 @@ func New(reg prometheus.Registerer, opts ...Opt) (*Metrics, error) {
 
 	for _, col := range []prometheus.Collector{
 		m.consumed, m.consumedBytes, m.fetchErrors, m.assigned, m.paused, m.committed, m.commitErrors,
-		m.rebalances, m.drain, m.drainTimeouts, m.authErrors, m.badDeadlines, m.lagErrors, m.watch,
+		m.rebalances, m.drain, m.drainTimeouts, m.authErrors, m.badDeadlines, m.lagErrors, m.shareAcks, m.shareAckErrs, m.watch,
 		m.handled, m.handleSeconds, m.deadLetters, m.deadErrors, m.stageRetries, m.dlqWrite,
 		m.attempts, m.attemptSeconds, m.outcomes, m.retries, m.breaker, m.breakerSwitches, m.rateWait,
 		m.limit, m.inFlight,

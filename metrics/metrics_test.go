@@ -57,6 +57,9 @@ func exercise(m *metrics.Metrics) {
 	m.OnAssigned([]pipeline.TopicPartition{orders0, {Topic: "orders", Partition: 1}})
 	m.OnFetched(orders0, 10, 1000)
 	m.OnFetchError(orders0, errors.New("unknown topic"))
+	m.OnShareAcked(orders0, consumer.ShareAccept, 4)
+	m.OnShareAcked(orders0, consumer.ShareRelease, 1)
+	m.OnShareAckError(orders0, errors.New("invalid record state"))
 	m.OnPaused(orders0, true)
 	m.OnCommitted(orders0, 42, nil)
 	m.OnCommitted(orders0, 43, errors.New("coordinator moved"))
@@ -106,6 +109,10 @@ func TestHooksSetMetrics(t *testing.T) {
 		{metrics.RebalanceDrain + "_count", 1},
 		{metrics.RebalanceDrain + "_sum", 0.25},
 		{metrics.RebalanceDrainTimeouts, 1},
+		{metricstest.Key(metrics.ShareAcks, "topic", "orders", "kind", consumer.ShareAccept), 4},
+		{metricstest.Key(metrics.ShareAcks, "topic", "orders", "kind", consumer.ShareRelease), 1},
+		{metricstest.Key(metrics.ShareAcks, "topic", "orders", "kind", consumer.ShareReject), 0},
+		{metricstest.Key(metrics.ShareAckErrors, "topic", "orders"), 1},
 		{metricstest.Key(metrics.RecordsHandled, "stage", "store", "outcome", "ok"), 3},
 		{metricstest.Key(metrics.RecordsHandled, "stage", "valid", "outcome", "filtered"), 2},
 		{metricstest.Key(metrics.RecordsHandled, "stage", "store", "outcome", "dead_lettered"), 1},

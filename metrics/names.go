@@ -19,6 +19,11 @@ const (
 	AuthErrors             = "sluice_auth_errors_total"
 	MalformedDeadlines     = "sluice_malformed_deadlines_total"
 
+	// Consumer in share mode (consumer share hooks).
+
+	ShareAcks      = "sluice_share_acks_total"
+	ShareAckErrors = "sluice_share_ack_errors_total"
+
 	// Consumer (read at scrape time from the consumer given to Watch).
 
 	PartitionsStalled = "sluice_partitions_stalled"
@@ -98,6 +103,7 @@ func Names() []string {
 	return []string{
 		RecordsConsumed, BytesConsumed, FetchErrors, PartitionsAssigned, PartitionsPaused,
 		CommittedOffset, CommitErrors, Rebalances, RebalanceDrain, RebalanceDrainTimeouts, AuthErrors, MalformedDeadlines,
+		ShareAcks, ShareAckErrors,
 		PartitionsStalled, ConsumerLag, LagErrors,
 		RecordsHandled, HandleDuration, DeadLetters, DeadLetterErrors, StageRetries,
 		DeadLetterWriteDuration,

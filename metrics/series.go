@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-go/sluice/consumer"
 	"github.com/sluice-go/sluice/pipeline"
 )
 
@@ -76,7 +77,7 @@ type stageSeries struct {
 	seconds atomic.Pointer[prometheus.Observer] // created at the first latency
 }
 
-const numOutcomes = int(pipeline.OutcomeAbandoned) + 1
+const numOutcomes = int(pipeline.OutcomeReleased) + 1
 
 func (m *Metrics) stage(name string) *stageSeries {
 	return m.stages.get(name, func(name string) *stageSeries {
@@ -110,5 +111,20 @@ func (m *Metrics) partition(tp pipeline.TopicPartition) *partitionSeries {
 	return m.partitions.get(partitionKey{tp.Topic, tp.Partition}, func(k partitionKey) *partitionSeries {
 		p := partitionLabel(k.partition)
 		return &partitionSeries{records: m.consumed.WithLabelValues(k.topic, p), bytes: m.consumedBytes.WithLabelValues(k.topic, p)}
+	})
+}
+
+// shareKey names the acknowledgement counter of one topic and kind.
+type shareKey struct{ topic, kind string }
+
+func (m *Metrics) shareAck(topic, kind string) prometheus.Counter {
+	return m.shareSeries.get(shareKey{topic, kind}, func(k shareKey) prometheus.Counter {
+		// The topic's other series exist from its first acknowledgement,
+		// at zero, so that rates and ratios of them work.
+		for _, other := range []string{consumer.ShareAccept, consumer.ShareRelease, consumer.ShareReject} {
+			m.shareAcks.WithLabelValues(k.topic, other)
+		}
+		m.shareAckErrs.WithLabelValues(k.topic)
+		return m.shareAcks.WithLabelValues(k.topic, k.kind)
 	})
 }

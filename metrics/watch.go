@@ -35,7 +35,8 @@ var _ Source = (*consumer.Consumer)(nil)
 // LagTimeout), so that a scrape never waits for the brokers; a scrape shows
 // the last refresh. A failed refresh drops the lag (no stale values) and
 // counts sluice_consumer_lag_errors_total. Nothing is requested while c is
-// not running or owns no partitions.
+// not running or owns no partitions, nor for a share group member
+// (consumer.ShareGroup), which has no committed offsets.
 //
 // A later Watch replaces c. The returned stop ends the refresh goroutine and
 // waits for it (a refresh in progress ends when its timeout passes or c's
@@ -126,7 +127,10 @@ func (w *watcher) loop(ctx context.Context, src Source) {
 func (w *watcher) refresh(ctx context.Context, src Source) {
 	st := src.Status()
 	var lags map[pipeline.TopicPartition]int64
-	if st.Running && len(st.Assigned) > 0 {
+	// A share group member has no committed offsets, and its Assigned are
+	// the partitions of its current batch: it has no lag to compute.
+	share, _ := src.Client().OptValue(kgo.ShareGroup).(string)
+	if st.Running && len(st.Assigned) > 0 && share == "" {
 		rctx, cancel := context.WithTimeout(ctx, w.m.lagTTL)
 		var err error
 		lags, err = computeLag(rctx, src.Client(), st.Assigned)
