@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -31,8 +32,21 @@ const DefaultHTTPAddr = ":8080"
 type Config struct {
 	// Brokers are the seed brokers, as host:port. Required.
 	Brokers []string
-	// Group is the consumer group. Required.
+	// Group is the consumer group. Required, unless ShareGroup is set.
 	Group string
+	// ShareGroup makes the consumer a member of this share group
+	// (consumer.ShareGroup: queue mode, KIP-932) instead of a consumer
+	// group; set Group or ShareGroup, not both. Share tunes it.
+	// Kit.Pipeline wraps the dead letters with consumer.ShareDeadLetters
+	// (harmless for a consumer group), so that transient failures are
+	// released for redelivery until the delivery limit.
+	ShareGroup string
+	// Share tunes a share group member; only with ShareGroup.
+	Share Share
+	// GroupProtocol is the consumer group protocol: "classic" (the
+	// default, cooperative-sticky) or "consumer" (KIP-848,
+	// consumer.ProtocolConsumer). Not with ShareGroup.
+	GroupProtocol string
 	// ClientID is the Kafka client ID. Default "sluice".
 	ClientID string
 	// InstanceID makes the member static (KIP-345). Default: dynamic.
@@ -75,6 +89,56 @@ type Config struct {
 	// StalledUnready makes stalled partitions fail /readyz (see
 	// health.StalledUnready). Default false: they are only reported.
 	StalledUnready bool
+}
+
+// Share tunes a share group member (Config.ShareGroup); a zero field keeps
+// the default of the consumer option of the same name with the prefix
+// Share (consumer.ShareMaxRecords, ShareLanes, ShareDeliveryLimit,
+// ShareRenewEvery, ShareSinkAttempts).
+type Share struct {
+	MaxRecords    int
+	Lanes         int
+	DeliveryLimit int
+	RenewEvery    time.Duration
+	SinkAttempts  int
+}
+
+// opts are the consumer options of the set fields.
+func (s Share) opts() []consumer.Opt {
+	return append(setOpts(
+		field[int]{s.MaxRecords, consumer.ShareMaxRecords},
+		field[int]{s.Lanes, consumer.ShareLanes},
+		field[int]{s.DeliveryLimit, consumer.ShareDeliveryLimit},
+		field[int]{s.SinkAttempts, consumer.ShareSinkAttempts},
+	), setOpts(field[time.Duration]{s.RenewEvery, consumer.ShareRenewEvery})...)
+}
+
+// field is a Config field and the consumer option that sets it.
+type field[T comparable] struct {
+	v   T
+	opt func(T) consumer.Opt
+}
+
+// setOpts returns the options of the fields that are set (not zero), so
+// that zero fields keep the consumer's defaults.
+func setOpts[T comparable](fields ...field[T]) []consumer.Opt {
+	var opts []consumer.Opt
+	var zero T
+	for _, f := range fields {
+		if f.v != zero {
+			opts = append(opts, f.opt(f.v))
+		}
+	}
+	return opts
+}
+
+// groupName is the group named in dead letters: the consumer group or the
+// share group.
+func (c Config) groupName() string {
+	if c.ShareGroup != "" {
+		return c.ShareGroup
+	}
+	return c.Group
 }
 
 // DeadLetters configures the dead-letter publisher of DeadLetterModule
@@ -166,6 +230,8 @@ func fieldError(err error) error {
 		field = ce.Field // Brokers
 	case ce.Option == "MaxUnsettled" && ce.Field == "total":
 		field = "MaxUnsettledTotal"
+	case ce.Option != "ShareGroup" && strings.HasPrefix(ce.Option, "Share"):
+		field = "Share." + strings.TrimPrefix(ce.Option, "Share") // Share.MaxRecords
 	}
 	return &sluice.ConfigError{Package: "sluicefx", Option: field, Value: ce.Value, Reason: ce.Reason, Err: err}
 }
@@ -200,7 +266,21 @@ func (c Config) ConsumerOpts() ([]consumer.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []consumer.Opt{consumer.Connection(conn), consumer.Group(c.Group)}
+	opts := []consumer.Opt{consumer.Connection(conn)}
+	if c.Group != "" || c.ShareGroup == "" {
+		opts = append(opts, consumer.Group(c.Group))
+	}
+	if c.ShareGroup != "" {
+		opts = append(opts, consumer.ShareGroup(c.ShareGroup))
+	}
+	opts = append(opts, c.Share.opts()...)
+	switch c.GroupProtocol {
+	case "", "classic":
+	case "consumer":
+		opts = append(opts, consumer.GroupProtocol(consumer.ProtocolConsumer))
+	default:
+		return nil, configErr("GroupProtocol", c.GroupProtocol, `want "classic" or "consumer"`)
+	}
 	switch c.Start {
 	case "", "earliest":
 	case "latest":
@@ -211,22 +291,16 @@ func (c Config) ConsumerOpts() ([]consumer.Opt, error) {
 	if c.InstanceID != "" {
 		opts = append(opts, consumer.InstanceID(c.InstanceID))
 	}
-	for _, d := range []struct {
-		v   time.Duration
-		opt func(time.Duration) consumer.Opt
-	}{
-		{c.CommitInterval, consumer.CommitInterval},
-		{c.DrainTimeout, consumer.DrainTimeout},
-		{c.CloseGrace, consumer.CloseGrace},
-		{c.StallAfter, consumer.StallAfter},
-		{c.RecordBudget, consumer.RecordBudget},
-		{c.SessionTimeout, consumer.SessionTimeout},
-		{c.RebalanceTimeout, consumer.RebalanceTimeout},
-	} {
-		if d.v != 0 {
-			opts = append(opts, d.opt(d.v))
-		}
-	}
+	type d = field[time.Duration]
+	opts = append(opts, setOpts(
+		d{c.CommitInterval, consumer.CommitInterval},
+		d{c.DrainTimeout, consumer.DrainTimeout},
+		d{c.CloseGrace, consumer.CloseGrace},
+		d{c.StallAfter, consumer.StallAfter},
+		d{c.RecordBudget, consumer.RecordBudget},
+		d{c.SessionTimeout, consumer.SessionTimeout},
+		d{c.RebalanceTimeout, consumer.RebalanceTimeout},
+	)...)
 	if c.MaxUnsettled != (consumer.Water{}) || c.MaxUnsettledTotal != (consumer.Water{}) {
 		opts = append(opts, consumer.MaxUnsettled(c.MaxUnsettled, c.MaxUnsettledTotal))
 	}

@@ -63,6 +63,20 @@
 // The SASL password is a Secret, which prints, logs and marshals as
 // "[redacted]".
 //
+// # Modes
+//
+// Config.Group makes a consumer group member (Config.GroupProtocol
+// "consumer" for KIP-848); Config.ShareGroup instead makes a share group
+// member (queue mode, consumer.ShareGroup), tuned by Config.Share. The
+// modules are the same in both modes: in share mode the metrics add
+// sluice_share_acks_total and compute no lag, /readyz is ready once a
+// share group heartbeat is answered, dead letters name the share group,
+// and Kit.Pipeline wraps the dead letters with consumer.ShareDeadLetters
+// (it does so in both modes; a consumer group's records pass through it
+// unchanged), so that a record failing transiently is released for
+// redelivery and dead-lettered only on its last delivery. See "Choosing a
+// mode" in package consumer.
+//
 // # Logs
 //
 // Everything logs through the one *slog.Logger: the consumer, franz-go's

@@ -195,7 +195,7 @@ func NewDeadLetters(p DeadLetterParams) (*dlq.Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []dlq.Opt{dlq.Connection(conn), dlq.Group(p.Config.Group)}
+	opts := []dlq.Opt{dlq.Connection(conn), dlq.Group(p.Config.groupName())}
 	if d := p.Config.DeadLetters; d.Suffix != "" {
 		opts = append(opts, dlq.Suffix(d.Suffix))
 	}
@@ -247,8 +247,10 @@ type Kit struct {
 }
 
 // Pipeline returns pipeline.New with the kit's dead-letter publisher
-// (traced when TracingModule is present), metrics hooks and logger, then
-// opts.
+// (traced when TracingModule is present, and wrapped with
+// consumer.ShareDeadLetters, which changes nothing for a consumer group and
+// releases a share group's transient failures for redelivery until their
+// last delivery), metrics hooks and logger, then opts.
 func (k Kit) Pipeline(opts ...pipeline.Opt) *pipeline.Pipeline {
 	var base []pipeline.Opt
 	if k.DeadLetters != nil {
@@ -256,7 +258,7 @@ func (k Kit) Pipeline(opts ...pipeline.Opt) *pipeline.Pipeline {
 		if k.Tracer != nil {
 			dl = k.Tracer.DeadLetterer(dl)
 		}
-		base = append(base, pipeline.DeadLetters(dl))
+		base = append(base, pipeline.DeadLetters(consumer.ShareDeadLetters(dl)))
 	}
 	if k.Metrics != nil {
 		base = append(base, pipeline.Hooks(k.Metrics))

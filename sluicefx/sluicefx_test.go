@@ -64,6 +64,17 @@ func TestConfigValidate(t *testing.T) {
 		{"password without mechanism", with(func(c *sluicefx.Config) { c.SASL = sluicefx.SASL{User: "u", Password: "p"} }), "SASL.Mechanism"},
 		{"SASL without user", with(func(c *sluicefx.Config) { c.SASL = sluicefx.SASL{Mechanism: "PLAIN"} }), "SASL.User"},
 		{"bad HTTP address", with(func(c *sluicefx.Config) { c.HTTPAddr = "8080" }), "HTTPAddr"},
+		{"valid share group", with(func(c *sluicefx.Config) {
+			c.Group, c.ShareGroup = "", "jobs"
+			c.Share = sluicefx.Share{MaxRecords: 50, Lanes: 2, DeliveryLimit: 3, RenewEvery: 5 * time.Second, SinkAttempts: 2}
+		}), ""},
+		{"valid KIP-848", with(func(c *sluicefx.Config) { c.GroupProtocol = "consumer" }), ""},
+		{"group and share group", with(func(c *sluicefx.Config) { c.ShareGroup = "jobs" }), "ShareGroup"},
+		{"share tuning without share group", with(func(c *sluicefx.Config) { c.Share.MaxRecords = 10 }), "ShareGroup"},
+		{"bad share lanes", with(func(c *sluicefx.Config) { c.Group, c.ShareGroup, c.Share.Lanes = "", "jobs", -1 }), "Share.Lanes"},
+		{"bad share sink attempts", with(func(c *sluicefx.Config) { c.Group, c.ShareGroup, c.Share.SinkAttempts = "", "jobs", -1 }), "Share.SinkAttempts"},
+		{"share group with KIP-848", with(func(c *sluicefx.Config) { c.Group, c.ShareGroup, c.GroupProtocol = "", "jobs", "consumer" }), "GroupProtocol"},
+		{"unknown group protocol", with(func(c *sluicefx.Config) { c.GroupProtocol = "eager" }), "GroupProtocol"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.give.Validate()
