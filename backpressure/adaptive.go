@@ -172,6 +172,55 @@ type shard struct {
 	_             [64]byte
 }
 
+// state is what the controller's next window is for. Each state has one
+// handler, which judges the closed window, moves the limit and picks the
+// next state:
+//
+//	state      handler      the window                  next state
+//	---------  -----------  --------------------------  ------------------------------------------
+//	start      onStart      no no-load latency yet:     resume (slowStart at first)
+//	                        take a provisional one
+//	slowStart  onSteady     growing by fastFactor       slowStart (grow, hold, explore),
+//	                        while steps pay             steady (knee), cutting (cut)
+//	steady     onSteady     at the learned limit        steady (grow, hold, explore, knee),
+//	                                                    cutting (cut)
+//	cutting    onCutting    a run of cuts under test    cutting (cut, confirm),
+//	                                                    verifying (rebaseline), else as steady
+//	verifying  onVerifying  a rebaseline under test     cutting (refuted: cut, confirm),
+//	                                                    else as steady
+//	probing    onProbe      at reduced concurrency,     probing (halve again), resume (probed)
+//	                        measuring no-load latency
+//
+// Three rules apply across states. An overload window (the Overload share
+// above the threshold) cuts in any state and goes to steady: it ends slow
+// start, a probe and any test under way (onOverload). Outside start and
+// probing, a whole window well below the no-load latency lowers it and
+// ends a test under way, cutting or verifying, to steady (onFaster). And
+// after a stable decision (start, hold, grow, faster) in slowStart or
+// steady, a probe that is due starts: probing, which resumes the state it
+// interrupted.
+//
+// Slow start ends at the first knee, cut or overload; if no probe has
+// finished by then, the first probe is due at once, because the start
+// window's baseline was measured at whatever concurrency the limiter
+// started with.
+//
+// Two memories are not states, because they outlive the states they were
+// set in: suspect (the last window the steady rules judged was above
+// tolerance, not far enough to act on one window; it waits across a probe
+// or a faster window for the next window those rules judge) and probed (a
+// probe has finished, so the baseline is no longer provisional).
+type state uint8
+
+const (
+	stateStart state = iota
+	stateSlowStart
+	stateSteady
+	stateCutting
+	stateVerifying
+	stateProbing
+)
+
 // controller holds the adaptive rules. Samples go to shards; the decision
 // state is guarded by mu, which a release takes (with TryLock) only when the
 // window is due.
@@ -204,15 +253,16 @@ type controller struct {
 	lim      float64 // learned limit
 	eff      int     // limit in force (probe limit while probing)
 	baseline float64 // no-load latency quantile, ns; 0 until the first window
-	// suspect: the last window's latency was above tolerance, but not
-	// far enough to act on one window.
-	suspect bool
+
+	// state is what the next window is for; resume is the state that
+	// start and probing return to when they end.
+	state, resume state
+	// suspect and probed: see state.
+	suspect, probed bool
 
 	// The previous window, for judging a step up in concurrency.
 	last   point
 	lastOK bool
-	// slow: growing by fastFactor until a step does not pay (slow start).
-	slow bool
 	// held counts saturated windows held since the last step up; at
 	// explore, a step up tests whether more concurrency pays.
 	held, explore int
@@ -220,23 +270,23 @@ type controller struct {
 	// ratio of the throughputs of consecutive windows at one limit.
 	noise float64
 
-	// A run of consecutive cuts: its windows (stale ones dropped), the
-	// concurrency it started from, and the floor that unconfirmed cuts
-	// respect (half the start).
+	// cutting: the run's windows (stale ones dropped), the concurrency
+	// it started from, and the floor that unconfirmed cuts respect (half
+	// the start).
 	run      []point
 	runStart float64
 	runFloor float64
 
-	// After a rebaseline, the window it was decided on and the baseline it
-	// replaced: the next window, at higher concurrency, tests it.
+	// verifying: the window the rebaseline was decided on and the
+	// baseline it replaced; the next window, at higher concurrency, tests
+	// it.
 	verify    point
 	verifyOld float64
-	verifying bool
 
-	probing   bool
-	probed    bool    // a probe has finished: the baseline is no longer provisional
-	saved     float64 // learned limit to restore after the probe
-	prev      point   // window before the current probe window
+	// probing: the learned limit to restore, the window before the
+	// current probe window and the halvings so far.
+	saved     float64
+	prev      point
 	depth     int
 	nextProbe time.Time
 }
@@ -256,7 +306,8 @@ func newController(cf *cfg) *controller {
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		lim: float64(cf.initial), eff: cf.initial,
 		shards: make([]shard, 8),
-		slow:   true, explore: exploreFirst, noise: noisePrior,
+		state:  stateStart, resume: stateSlowStart,
+		explore: exploreFirst, noise: noisePrior,
 	}
 	for i := range c.shards {
 		c.shards[i].regime = int64(cf.initial)
@@ -269,7 +320,19 @@ func newController(cf *cfg) *controller {
 
 // unsettled reports whether a decision is under test: a run of cuts or a
 // rebaseline. Its windows need twice the samples, and no probe starts.
-func (c *controller) unsettled() bool { return len(c.run) > 0 || c.verifying }
+func (c *controller) unsettled() bool {
+	return c.state == stateCutting || c.state == stateVerifying
+}
+
+// slowStart reports whether the limiter is in slow start, or in a start or
+// probe window that resumes it.
+func (c *controller) slowStart() bool {
+	s := c.state
+	if s == stateStart || s == stateProbing {
+		s = c.resume
+	}
+	return s == stateSlowStart
+}
 
 // sample takes one released call: in is the number of slots held when it
 // was released (itself included).
@@ -371,7 +434,7 @@ func (c *controller) decide(l *core, now time.Time) {
 			pt.q = little
 		}
 	}
-	if c.lastOK && c.last.lim == pt.lim && c.last.sat && pt.sat && c.last.x > 0 && pt.x > 0 && !c.probing {
+	if c.lastOK && c.last.lim == pt.lim && c.last.sat && pt.sat && c.last.x > 0 && pt.x > 0 && c.state != stateProbing {
 		// Two windows at one limit, both using all of it: what their
 		// throughputs differ by is noise. sqrt(pi/2) turns a mean absolute
 		// deviation into a standard deviation.
@@ -381,28 +444,18 @@ func (c *controller) decide(l *core, now time.Time) {
 	d := Decision{At: now, Samples: samples, Overloads: over, Latency: time.Duration(pt.q), InFlight: pt.n, MaxInFlight: int(maxIn), Throughput: pt.x * 1e9}
 	frac := float64(over) / float64(samples+over)
 
-	slow := c.slow
-	switch {
-	case frac > c.overload:
+	slow := c.slowStart()
+	if frac > c.overload {
 		d.Reason = c.onOverload(now, pt, frac)
-	case c.probing:
-		d.Reason = c.onProbe(now, pt)
-	case c.baseline == 0:
-		// A provisional baseline: the first probe measures it, once slow
-		// start has found the demand or the knee (or after an eighth of
-		// the probe interval, if it has not).
-		c.setBase(pt)
-		c.nextProbe = now.Add(time.Duration(rebaseProbe * float64(c.probeEvery)))
-		d.Reason = ReasonStart
-	default:
+	} else {
 		d.Reason = c.onWindow(now, pt)
 	}
-	if slow && !c.slow && !c.probed {
+	if slow && !c.slowStart() && !c.probed {
 		c.nextProbe = now
 	}
 	c.last, c.lastOK = pt, d.Reason != ReasonOverload
 
-	if !c.probing {
+	if c.state != stateProbing {
 		if maxIn > 0 {
 			c.lim = math.Min(c.lim, c.demand*float64(maxIn))
 		}
@@ -415,10 +468,10 @@ func (c *controller) decide(l *core, now time.Time) {
 		}
 	}
 
-	d.Limit, d.Probing, d.Baseline = c.eff, c.probing, time.Duration(c.baseline)
+	d.Limit, d.Probing, d.Baseline = c.eff, c.state == stateProbing, time.Duration(c.baseline)
 	need := c.winSamples
 	switch {
-	case c.probing:
+	case c.state == stateProbing:
 		need *= baseMult
 	case c.unsettled():
 		need *= 2
@@ -443,21 +496,51 @@ func (c *controller) decide(l *core, now time.Time) {
 	}
 }
 
-// onOverload cuts the limit by the overload fraction, at most by half.
+// onWindow passes a window without overload to its state's handler.
+func (c *controller) onWindow(now time.Time, pt point) Reason {
+	if c.baseline == 0 && c.state != stateStart && c.state != stateProbing {
+		// No no-load latency: only a window that measured no latency at
+		// all (zero length, Window(0, n) on a clock that did not move)
+		// leaves none. Take one again, then carry on.
+		c.state, c.resume = stateStart, c.state
+	}
+	switch c.state {
+	case stateStart:
+		return c.onStart(now, pt)
+	case stateProbing:
+		return c.onProbe(now, pt)
+	}
+	if c.ratio(pt.q) < 1/c.tol {
+		return c.onFaster(pt)
+	}
+	switch c.state {
+	case stateCutting:
+		return c.onCutting(now, pt)
+	case stateVerifying:
+		return c.onVerifying(now, pt)
+	default:
+		return c.onSteady(pt)
+	}
+}
+
+// onOverload cuts the limit by the overload fraction, at most by half, in
+// any state: a probe ends (its learned limit restored first), so do slow
+// start and any test under way.
 func (c *controller) onOverload(now time.Time, pt point, frac float64) Reason {
-	if c.probing {
-		c.probing = false
+	if c.state == stateProbing {
 		c.lim = c.saved
 		c.schedule(now)
 	}
 	c.lim = math.Min(c.lim, math.Max(pt.n, 1)) * math.Max(maxCut, 1-frac)
-	c.endRun()
-	c.verifying = false
-	c.slow = false
+	c.settle()
 	return ReasonOverload
 }
 
-func (c *controller) endRun() { c.run = c.run[:0] }
+// settle ends slow start or a test under way: the state is steady.
+func (c *controller) settle() {
+	c.state = stateSteady
+	c.run = c.run[:0]
+}
 
 // ratio is latency q over the baseline, taken as 1 while they differ by
 // less than latencyFloor: a caller's scheduling moves the latency of a call
@@ -473,18 +556,39 @@ func (c *controller) ratio(q float64) float64 {
 // setBase takes window pt's latency as the no-load latency.
 func (c *controller) setBase(pt point) { c.baseline = pt.q }
 
+// onStart takes the window's latency as a provisional baseline: the first
+// probe measures it, once slow start has found the demand or the knee (or
+// after an eighth of the probe interval, if it has not).
+func (c *controller) onStart(now time.Time, pt point) Reason {
+	c.setBase(pt)
+	c.nextProbe = now.Add(time.Duration(rebaseProbe * float64(c.probeEvery)))
+	c.state = c.resume
+	return ReasonStart
+}
+
+// onFaster: a whole window well below the no-load latency means the
+// downstream got faster. One sample never does this; a window quantile
+// may. The window's latency is the new baseline, and a test under way ends.
+func (c *controller) onFaster(pt point) Reason {
+	c.setBase(pt)
+	if c.unsettled() {
+		c.settle()
+	}
+	return ReasonFaster
+}
+
 // rebaseline adopts pt's latency as the no-load latency, on trial: the next
-// window, at the higher limit set here, tests it.
+// window, at the higher limit set here, tests it (verifying).
 //
 // A rebaseline decided during a passing disturbance (a stall, a burst of
 // load on the caller's CPU) would keep its inflated latency as the no-load
 // latency until the next probe, so the next probe comes sooner: after
 // rebaseProbe of the probe interval.
 func (c *controller) rebaseline(now time.Time, pt point, limit float64) Reason {
-	c.verify, c.verifyOld, c.verifying = pt, c.baseline, true
+	c.verify, c.verifyOld = pt, c.baseline
+	c.state, c.run = stateVerifying, c.run[:0]
 	c.setBase(pt)
 	c.lim = limit
-	c.endRun()
 	if soon := now.Add(time.Duration(rebaseProbe * float64(c.probeEvery))); soon.Before(c.nextProbe) {
 		c.nextProbe = soon
 	}
@@ -492,10 +596,9 @@ func (c *controller) rebaseline(now time.Time, pt point, limit float64) Reason {
 }
 
 // cut lowers the limit on the latency of window pt, never by more than half
-// and never below floor.
+// and never below floor. Cuts happen in runs; see startRun.
 func (c *controller) cut(pt point, r, floor float64) {
 	c.lim = math.Max(floor, pt.n*math.Max(maxCut, c.mid/r))
-	c.slow = false
 }
 
 // grow raises the limit by factor, at least by one.
@@ -504,47 +607,38 @@ func (c *controller) grow(factor float64) {
 	c.held = 0
 }
 
-// onWindow applies the rules to a window at the learned limit.
-func (c *controller) onWindow(now time.Time, pt point) Reason {
-	sat := pt.sat
-	if c.ratio(pt.q) < 1/c.tol {
-		// A whole window well below the no-load latency: the downstream got
-		// faster. One sample never does this; a window quantile may.
-		c.setBase(pt)
-		c.endRun()
-		c.verifying = false
-		return ReasonFaster
-	}
-	if c.verifying {
-		c.verifying = false
-		if pt.n >= c.verify.n*(1+evalStep) && queued(pt, c.verify, c.noise) {
-			// Latency rose in proportion to concurrency: the window the
-			// rebaseline was decided on was queueing after all (or the
-			// downstream changed in between). Restore the old baseline
-			// and cut. If that window was itself more than twice the
-			// tolerance above the old baseline, two windows confirm a
-			// large loss of capacity and the full gradient applies, as
-			// after a confirmed cut; otherwise the cut is at most by half
-			// and starts a run the next window tests.
-			c.baseline = c.verifyOld
-			if r := c.ratio(pt.q); r > c.tol {
-				c.startRun(pt)
-				if c.ratio(c.verify.q) > 2*c.tol {
-					c.lim = pt.n * c.mid / r
-					c.slow = false
-					return ReasonConfirm
-				}
-				c.cut(pt, r, 0)
-				return ReasonCut
+// onVerifying tests a rebaseline with the window after it. Unless the
+// window refutes it, the steady rules judge the window.
+func (c *controller) onVerifying(now time.Time, pt point) Reason {
+	c.state = stateSteady
+	if pt.n >= c.verify.n*(1+evalStep) && queued(pt, c.verify, c.noise) {
+		// Latency rose in proportion to concurrency: the window the
+		// rebaseline was decided on was queueing after all (or the
+		// downstream changed in between). Restore the old baseline and
+		// cut. If that window was itself more than twice the tolerance
+		// above the old baseline, two windows confirm a large loss of
+		// capacity and the full gradient applies, as after a confirmed
+		// cut; otherwise the cut is at most by half and starts a run the
+		// next window tests.
+		c.baseline = c.verifyOld
+		if r := c.ratio(pt.q); r > c.tol {
+			c.startRun(pt)
+			if c.ratio(c.verify.q) > 2*c.tol {
+				c.lim = pt.n * c.mid / r
+				return ReasonConfirm
 			}
+			c.cut(pt, r, 0)
+			return ReasonCut
 		}
 	}
+	return c.onSteady(pt)
+}
+
+// onSteady applies the rules at the learned limit: the handler of
+// slowStart and steady, and of the windows that end a test.
+func (c *controller) onSteady(pt point) Reason {
+	sat, slow := pt.sat, c.state == stateSlowStart
 	r := c.ratio(pt.q)
-	if len(c.run) > 0 {
-		if reason, ok := c.onRun(now, pt, r); ok {
-			return reason
-		}
-	}
 	if c.lastOK && pt.n >= c.last.n*(1+evalStep) && resolvable(pt, c.last, c.noise) {
 		// A step up in concurrency is judged by the throughput it bought,
 		// whatever latency did: below the knee, latency may rise because
@@ -563,7 +657,7 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 				return ReasonHold
 			}
 			f := growFactor
-			if c.slow || r <= c.low {
+			if slow || r <= c.low {
 				f = fastFactor
 			}
 			c.grow(f)
@@ -577,7 +671,7 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 				return ReasonHold
 			}
 			f := growFactor
-			if c.slow {
+			if slow {
 				f = fastFactor
 			}
 			c.grow(f)
@@ -585,9 +679,9 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 		}
 		// It did not pay, or only in part while latency rose beyond
 		// tolerance: the knee is about k. Back to it, with the
-		// tolerance's headroom.
+		// tolerance's headroom; slow start is over.
 		c.lim = math.Min(c.lim, math.Max(c.last.n, k*c.mid))
-		c.slow = false
+		c.state = stateSteady
 		c.held = 0
 		c.explore = min(2*c.explore, exploreMax)
 		return ReasonKnee
@@ -605,9 +699,9 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 		c.startRun(pt)
 		c.cut(pt, r, 0)
 		return ReasonCut
-	case sat && (r <= c.low || c.slow):
+	case sat && (r <= c.low || slow):
 		f := growFactor
-		if c.slow {
+		if slow {
 			f = fastFactor
 		}
 		c.grow(f)
@@ -628,14 +722,17 @@ func (c *controller) onWindow(now time.Time, pt point) Reason {
 	return ReasonHold
 }
 
+// startRun starts a run of cuts at window pt (cutting); slow start is over.
 func (c *controller) startRun(pt point) {
+	c.state = stateCutting
 	c.run = append(c.run[:0], pt)
 	c.runStart, c.runFloor = pt.n, pt.n*maxCut
 }
 
-// onRun continues a run of cuts with window pt. It reports false when the
-// run ended and the ordinary rules apply.
-func (c *controller) onRun(now time.Time, pt point, r float64) (Reason, bool) {
+// onCutting continues a run of cuts with window pt, or ends it and lets
+// the steady rules judge the window.
+func (c *controller) onCutting(now time.Time, pt point) Reason {
+	r := c.ratio(pt.q)
 	// Drop windows of another regime: higher concurrency yet lower latency
 	// than now means the downstream changed since.
 	keep := c.run[:0]
@@ -660,36 +757,39 @@ func (c *controller) onRun(now time.Time, pt point, r float64) (Reason, bool) {
 				// applies, below the run's floor.
 				c.lim = pt.n * c.mid / r
 				c.startRun(pt)
-				return ReasonConfirm, true
+				return ReasonConfirm
 			}
-			c.endRun()
-			return "", false
+			c.settle()
+			return c.onSteady(pt)
 		}
 		// Latency fell less than concurrency did: this window is below
 		// the knee, so its latency is the no-load latency (the rise was
 		// not, or not only, queueing). Go back up to the knee, which also
 		// tests the new baseline.
 		k := knee(*ref, pt)
-		return c.rebaseline(now, pt, clamp(k*c.mid, pt.n*(1+1.5*evalStep), ref.n)), true
+		return c.rebaseline(now, pt, clamp(k*c.mid, pt.n*(1+1.5*evalStep), ref.n))
 	}
 	if r <= c.tol {
-		c.endRun()
-		return "", false
+		c.settle()
+		return c.onSteady(pt)
 	}
 	if c.lim > c.minL && (pt.n*math.Max(maxCut, c.mid/r) >= c.runFloor || c.runFloor <= pt.n*(1-evalStep)) {
 		c.cut(pt, r, c.runFloor)
 		c.run = append(c.run, pt)
-		return ReasonCut, true
+		return ReasonCut
 	}
 	// At the floor with latency still high and nothing to compare with:
 	// test the other hypothesis, upwards. Take this latency as the no-load
 	// latency and go back to where the run started; if latency then rises
 	// with concurrency, the verification restores the old baseline.
-	return c.rebaseline(now, pt, math.Max(c.runStart, pt.n*(1+2*evalStep))), true
+	return c.rebaseline(now, pt, math.Max(c.runStart, pt.n*(1+2*evalStep)))
 }
 
+// startProbe halves the limit in force to measure the no-load latency;
+// the state it interrupts resumes when the probe ends.
 func (c *controller) startProbe(pt point) {
-	c.probing, c.saved, c.prev, c.depth = true, c.lim, pt, 0
+	c.state, c.resume = stateProbing, c.state
+	c.saved, c.prev, c.depth = c.lim, pt, 0
 	c.eff = int(math.Max(c.minL, math.Floor(c.lim*0.5)))
 }
 
@@ -705,7 +805,7 @@ func (c *controller) onProbe(now time.Time, pt point) Reason {
 		return ReasonProbe
 	}
 	c.setBase(pt)
-	c.probing, c.probed = false, true
+	c.state, c.probed = c.resume, true
 	c.lim = c.saved
 	c.schedule(now)
 	return ReasonProbed
