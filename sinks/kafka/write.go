@@ -84,51 +84,6 @@ type write struct {
 	tries           int
 	rec             kgo.Record     // the record of a message of one output
 	one             [1]*kgo.Record // recs of a message of one output
-	pooled          bool           // of writePool: a write of one output
-}
-
-// writePool recycles the writes of messages of one output, the common
-// case: a write is as large as the rest of a message's allocations
-// together, and the producer acknowledges them in bulk, so that reusing them
-// spares the allocator and the garbage collector a write per message.
-var writePool = sync.Pool{New: func() any { return &write{pooled: true} }}
-
-// newWrite returns the write of a message with token tok, standing for
-// records input records, with n outputs.
-func newWrite(ctx context.Context, s interface{ finish(*write) }, tok pipeline.Token, records, n int) *write {
-	var wr *write
-	if n == 1 {
-		wr = writePool.Get().(*write)
-		wr.one[0] = &wr.rec
-		wr.recs = wr.one[:]
-	} else {
-		wr = new(write)
-		rs := make([]kgo.Record, n)
-		wr.recs = make([]*kgo.Record, n)
-		for i := range rs {
-			wr.recs[i] = &rs[i]
-		}
-	}
-	wr.Context, wr.s, wr.tok, wr.records = ctx, s, tok, records
-	return wr
-}
-
-// recycle puts a write of one output back into writePool once its message
-// settled: the producer has called the promise of its record and keeps no
-// reference to it (franz-go touches a record only under its partition's
-// lock until the promise, and not after), and the goroutine that wrote it
-// touches it no more once its record was produced. A write that failed for
-// good is not recycled.
-func recycle(wr *write) {
-	if !wr.pooled {
-		return
-	}
-	// Drop every reference, so that the pool keeps no message, key or
-	// value alive, and a reused record starts without a timestamp.
-	wr.Context, wr.s, wr.tok, wr.recs, wr.one[0] = nil, nil, nil, nil, nil
-	wr.rec = kgo.Record{}
-	wr.start, wr.tries = time.Time{}, 0
-	writePool.Put(wr)
 }
 
 // writeKey finds a write among a record's context values when a hook
@@ -178,7 +133,17 @@ func (s *writeStage[T]) Push(m pipeline.Message[T]) bool {
 		}
 	}
 	ctx := env.Context()
-	wr := newWrite(ctx, s, m.Token(), n, len(outs))
+	wr := &write{Context: ctx, s: s, tok: m.Token(), records: n}
+	if len(outs) == 1 {
+		wr.one[0] = &wr.rec
+		wr.recs = wr.one[:]
+	} else {
+		rs := make([]kgo.Record, len(outs))
+		wr.recs = make([]*kgo.Record, len(outs))
+		for i := range rs {
+			wr.recs[i] = &rs[i]
+		}
+	}
 	if env.Timed() {
 		wr.start = env.Clock().Now()
 	}
@@ -231,7 +196,6 @@ func (s *writeStage[T]) finish(wr *write) {
 		wr.tok.Settle()
 		env.Handled(s.name, pipeline.OutcomeOK, wr.records, s.latency(wr))
 		s.release()
-		recycle(wr)
 		return
 	}
 	env.Go(func() { s.failed(wr, *errp) })
