@@ -71,9 +71,10 @@ func limitLayer[M any](c *cfg, l backpressure.Limiter) layer[M] {
 // deadline passes.
 func acquire(ctx context.Context, l backpressure.Limiter, at attempt) error {
 	if !at.dl.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = deadline.With(ctx, at.dl)
-		defer cancel()
+		if c := deadline.New(ctx, at.dl); c != nil {
+			defer c.Cancel()
+			ctx = c
+		}
 	}
 	return l.Acquire(ctx)
 }
@@ -111,8 +112,10 @@ func timeoutLayer[M any](c *cfg, d time.Duration) layer[M] {
 			// One context for the record's deadline and the timeout; no
 			// timer until the sink waits on Done, so a sink that never
 			// blocks pays no timer at all.
-			ctx, cancel := deadline.With(ctx, dl)
-			defer cancel()
+			if c := deadline.New(ctx, dl); c != nil {
+				defer c.Cancel()
+				ctx = c
+			}
 			return next(ctx, m, at)
 		}
 	}

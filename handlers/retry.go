@@ -184,8 +184,8 @@ func (r *retrier) backoff(n int) time.Duration {
 func retry[M any](r *retrier, next step[M], needNow bool) Guarded[M] {
 	return func(ctx context.Context, m M) error {
 		var rec record
-		if cancel := rec.begin(r, ctx, needNow); cancel != nil {
-			defer cancel()
+		if c := rec.begin(r, ctx, needNow); c != nil {
+			defer c.Cancel()
 		}
 		for {
 			if !rec.room(0) {
@@ -226,8 +226,9 @@ type record struct {
 // begin starts a record: it deposits the record's share in the retry
 // budget, reads the clock if anything needs the time (on a virtual machine
 // a read can cost more than the rest of this layer) and applies the Budget
-// option's deadline. cancel, if not nil, releases that deadline's context.
-func (rec *record) begin(r *retrier, ctx context.Context, needNow bool) (cancel context.CancelFunc) {
+// option's deadline. The context it returns, if not nil, carries that
+// deadline and must be cancelled when the record is done.
+func (rec *record) begin(r *retrier, ctx context.Context, needNow bool) (budget *deadline.Ctx) {
 	if r.budget != nil {
 		r.budget.deposit()
 	}
@@ -243,8 +244,8 @@ func (rec *record) begin(r *retrier, ctx context.Context, needNow bool) (cancel 
 			if r.passBudget {
 				// The timeout layer puts it in the attempt's context.
 				rec.at.dl = b
-			} else {
-				rec.ctx, cancel = deadline.With(ctx, b) // no timer until someone waits
+			} else if budget = deadline.New(ctx, b); budget != nil { // no timer until someone waits
+				rec.ctx = budget
 			}
 		}
 	}
@@ -252,7 +253,7 @@ func (rec *record) begin(r *retrier, ctx context.Context, needNow bool) (cancel 
 		rec.t.since = r.health.mark()
 		rec.t.prev = rec.t.since
 	}
-	return cancel
+	return budget
 }
 
 // room reports whether the deadline leaves the minimum budget after waiting

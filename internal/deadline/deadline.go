@@ -15,7 +15,6 @@ package deadline
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -24,24 +23,36 @@ import (
 // context.WithDeadline, and its cancel function, which must be called when
 // the work is done. If parent's own deadline is not after d, With returns
 // parent itself (and a no-op cancel): there is nothing to add.
+//
+// Its cancel function is a second allocation; New saves it.
 func With(parent context.Context, d time.Time) (context.Context, context.CancelFunc) {
-	if pd, ok := parent.Deadline(); ok && !pd.After(d) {
+	c := New(parent, d)
+	if c == nil {
 		return parent, noop
 	}
-	c := &lazy{parent: parent, deadline: d}
-	return c, c.cancel
+	return c, c.Cancel
 }
 
 func noop() {}
 
-// lazy is a deadline context whose timer is armed on the first Done.
-type lazy struct {
+// New is With for a caller that can keep a *Ctx: it returns the deadline
+// context, whose Cancel must be called when the work is done, or nil if
+// parent's own deadline is not after d (parent will do). One allocation,
+// of 48 bytes.
+func New(parent context.Context, d time.Time) *Ctx {
+	if pd, ok := parent.Deadline(); ok && !pd.After(d) {
+		return nil
+	}
+	return &Ctx{parent: parent, deadline: d}
+}
+
+// Ctx is a deadline context whose timer is armed on the first Done.
+type Ctx struct {
 	parent   context.Context
 	deadline time.Time
-
-	once sync.Once
-	real atomic.Pointer[armed] // set by the first Done
-	dead atomic.Bool           // cancel was called before Done
+	// state is nil until the first Done or Cancel; then canceled (Cancel
+	// came first) or the armed context.
+	state atomic.Pointer[armed]
 }
 
 type armed struct {
@@ -49,29 +60,53 @@ type armed struct {
 	cancel context.CancelFunc
 }
 
-func (c *lazy) Deadline() (time.Time, bool) { return c.deadline, true }
+// canceled marks a Ctx cancelled before anyone waited on it.
+var canceled = new(armed)
 
-func (c *lazy) Done() <-chan struct{} {
-	c.once.Do(func() {
-		ctx, cancel := context.WithDeadline(c.parent, c.deadline)
-		c.real.Store(&armed{ctx, cancel})
-		// Publish first, then look: a cancel that ran before the store
-		// set dead, one after it sees real.
-		if c.dead.Load() {
-			cancel()
-		}
-	})
-	return c.real.Load().ctx.Done()
+// Deadline returns the deadline given to New.
+func (c *Ctx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// Done arms the deadline's timer (and parent's, if it is a Ctx too) on the
+// first call.
+func (c *Ctx) Done() <-chan struct{} {
+	if a := c.state.Load(); a != nil && a != canceled {
+		return a.ctx.Done()
+	}
+	return c.arm().ctx.Done()
 }
 
-func (c *lazy) Err() error {
-	if a := c.real.Load(); a != nil {
+// arm makes the real context once; a Cancel that came first cancels it at
+// once, one that comes after finds it.
+func (c *Ctx) arm() *armed {
+	for {
+		a := c.state.Load()
+		if a != nil && a != canceled {
+			return a
+		}
+		ctx, cancel := context.WithDeadline(c.parent, c.deadline)
+		if a == canceled {
+			cancel()
+		}
+		n := &armed{ctx, cancel}
+		if c.state.CompareAndSwap(a, n) {
+			return n
+		}
+		cancel() // another Done or a Cancel came between: look again
+	}
+}
+
+// Err reports the parent's error, Canceled after Cancel, or
+// DeadlineExceeded once the deadline has passed (a clock read, until Done
+// was called).
+func (c *Ctx) Err() error {
+	a := c.state.Load()
+	if a != nil && a != canceled {
 		return a.ctx.Err()
 	}
 	if err := c.parent.Err(); err != nil {
 		return err
 	}
-	if c.dead.Load() {
+	if a == canceled {
 		return context.Canceled
 	}
 	if !time.Now().Before(c.deadline) {
@@ -80,16 +115,27 @@ func (c *lazy) Err() error {
 	return nil
 }
 
-func (c *lazy) Value(key any) any { return c.parent.Value(key) }
+// Value returns the parent's value for key.
+func (c *Ctx) Value(key any) any { return c.parent.Value(key) }
 
-func (c *lazy) cancel() {
-	c.dead.Store(true)
-	if a := c.real.Load(); a != nil {
-		a.cancel()
+// Cancel ends the context and releases its timer, if it was armed. It may
+// be called more than once.
+func (c *Ctx) Cancel() {
+	for {
+		a := c.state.Load()
+		switch {
+		case a == canceled:
+			return
+		case a != nil:
+			a.cancel()
+			return
+		case c.state.CompareAndSwap(nil, canceled):
+			return
+		}
 	}
 }
 
-func (c *lazy) String() string { return "deadline.With(" + c.deadline.String() + ")" }
+func (c *Ctx) String() string { return "deadline.With(" + c.deadline.String() + ")" }
 
 // Sleep waits d, or until ctx is done, and then returns ctx.Err(); it
 // returns nil after a full wait. A d of zero or less returns at once.

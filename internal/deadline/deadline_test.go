@@ -111,6 +111,35 @@ func TestBehavesLikeWithDeadline(t *testing.T) {
 	})
 }
 
+// TestNew checks New, the allocation-saving form of With: nil where the
+// parent's deadline will do, one allocation otherwise, and a Cancel that
+// may be called twice.
+func TestNew(t *testing.T) {
+	parent, stop := context.WithTimeout(context.Background(), time.Minute)
+	defer stop()
+	if c := deadline.New(parent, time.Now().Add(time.Hour)); c != nil {
+		t.Fatal("New made a context although the parent's deadline is earlier")
+	}
+	d := time.Now().Add(time.Second)
+	c := deadline.New(parent, d)
+	if got, ok := c.Deadline(); !ok || !got.Equal(d) {
+		t.Fatalf("Deadline() = %v, %t", got, ok)
+	}
+	c.Cancel()
+	c.Cancel()
+	if !errors.Is(c.Err(), context.Canceled) {
+		t.Fatalf("Err = %v", c.Err())
+	}
+	waitDone(t, c, "cancelled twice")
+	if n := testing.AllocsPerRun(100, func() {
+		c := deadline.New(parent, d)
+		_ = c.Err()
+		c.Cancel()
+	}); n != 1 {
+		t.Fatalf("New, Err, Cancel: %v allocations, want 1", n)
+	}
+}
+
 // TestCancelRacesDone calls cancel and Done concurrently: the context must
 // end whichever wins.
 func TestCancelRacesDone(t *testing.T) {
@@ -150,6 +179,14 @@ func BenchmarkWith(b *testing.B) {
 			ctx, cancel := deadline.With(parent, d)
 			_ = ctx.Err()
 			cancel()
+		}
+	})
+	b.Run("deadline.New", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c := deadline.New(parent, d)
+			_ = c.Err()
+			c.Cancel()
 		}
 	})
 }
