@@ -63,8 +63,10 @@ func Guard[M any](sink func(ctx context.Context, m M) error, opts ...Opt) (Guard
 		if err != nil {
 			return nil, err
 		}
-		layers = append(layers, rateLayer[M](rl))
-		needNow = true
+		if rl.total != rate.Inf || len(c.hooks.rate) > 0 {
+			layers = append(layers, rateLayer[M](rl))
+			needNow = needNow || rl.total != rate.Inf
+		}
 	}
 	if c.limiter != nil {
 		layers = append(layers, limitLayer[M](c, c.limiter))

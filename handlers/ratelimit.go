@@ -98,6 +98,16 @@ func (rl *rateLimiter) observe(d time.Duration) {
 }
 
 func rateLayer[M any](rl *rateLimiter) layer[M] {
+	if rl.total == rate.Inf {
+		// No limit: every attempt passes at once. Only the hooks are
+		// told, and the limiter and its lock are left out.
+		return func(next step[M]) step[M] {
+			return func(ctx context.Context, m M, at attempt) (time.Time, error) {
+				rl.observe(0)
+				return next(ctx, m, at)
+			}
+		}
+	}
 	return func(next step[M]) step[M] {
 		return func(ctx context.Context, m M, at attempt) (time.Time, error) {
 			now, err := rl.wait(ctx, at)

@@ -61,6 +61,54 @@ func TestRateLimitHoldsOverRetries(t *testing.T) {
 	}
 }
 
+// TestInfiniteRateLimitLetsEveryAttemptThrough: RateLimit(rate.Inf, ...)
+// never waits, retries included, and still tells the hook about every
+// attempt (with a wait of zero).
+func TestInfiniteRateLimitLetsEveryAttemptThrough(t *testing.T) {
+	for _, withHook := range []bool{false, true} {
+		clk := newFakeClock()
+		rec := &recorder{}
+		var n int
+		sink := func(context.Context, msg) error {
+			n++
+			if n%2 == 1 {
+				return errFlaky
+			}
+			return nil
+		}
+		opts := []handlers.Opt{handlers.Clock(clk), handlers.RateLimit(rate.Inf, 1),
+			handlers.Retry(handlers.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Nanosecond, MaxDelay: time.Nanosecond,
+				Budget: handlers.RetryBudget{Unlimited: true}})}
+		if withHook {
+			opts = append(opts, handlers.Hooks(rec))
+		}
+		h := mustGuard(t, sink, opts...)
+		start := clk.Now()
+		for range 100 {
+			if err := h(context.Background(), msg{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n != 200 {
+			t.Fatalf("hook %t: %d attempts; want 200", withHook, n)
+		}
+		if d := clk.Now().Sub(start); d > time.Millisecond {
+			t.Errorf("hook %t: the attempts waited %v", withHook, d)
+		}
+		if !withHook {
+			continue
+		}
+		if len(rec.waits) != n {
+			t.Errorf("rate-wait hook called %d times for %d attempts", len(rec.waits), n)
+		}
+		for _, w := range rec.waits {
+			if w != 0 {
+				t.Fatalf("rate-wait hook told of a wait of %v", w)
+			}
+		}
+	}
+}
+
 // assertPaced checks that any window [starts[i], starts[j]] holds at most
 // burst + limit * width attempts.
 func assertPaced(t *testing.T, starts []time.Time, limit rate.Limit, burst int) {
