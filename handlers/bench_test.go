@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -58,6 +59,16 @@ func BenchmarkGuardOverhead(b *testing.B) {
 		{"all-but-timeout", guard(all[:len(all)-1]...), true},
 		{"all-adaptive+deadline", guard(append(slices.Clone(all[:4]), handlers.Limiter(adaptive), all[5])...), true},
 	}
+	// bench/consume's guarded sink: every guard, an adaptive limiter, an
+	// infinite rate limit, a Budget and a per-attempt timeout shorter than
+	// the record's deadline, so that the timeout guard needs a context of
+	// its own.
+	adaptive2, err := backpressure.NewAdaptive()
+	if err != nil {
+		b.Fatal(err)
+	}
+	consume := guard(handlers.Logger(quiet), handlers.Budget(30*time.Second), all[1], all[2],
+		handlers.RateLimit(rate.Inf, 1), handlers.Limiter(adaptive2), handlers.Timeout(10*time.Second))
 	// One clock read, for scale: the guards read the clock up to seven
 	// times per call, and on a virtual machine a read is not cheap.
 	b.Run("time.Now", func(b *testing.B) {
@@ -81,6 +92,38 @@ func BenchmarkGuardOverhead(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if err := c.h(ctx, msg{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	// The consume case, serially, from both cores, and from 12 goroutines
+	// on them as bench/consume's 12 partitions call it.
+	// Its records' deadline is a minute away (RecordBudget), as in
+	// bench/consume.
+	consumeContext := func(b *testing.B) context.Context {
+		b.ReportAllocs()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		b.Cleanup(cancel)
+		return ctx
+	}
+	b.Run("consume", func(b *testing.B) {
+		ctx := consumeContext(b)
+		for b.Loop() {
+			if err := consume(ctx, msg{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, p := range []int{1, 6} {
+		b.Run(fmt.Sprintf("consume/parallel-%d", p), func(b *testing.B) {
+			ctx := consumeContext(b)
+			b.SetParallelism(p)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := consume(ctx, msg{}); err != nil {
 						b.Error(err)
 						return
 					}

@@ -26,6 +26,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,9 +62,14 @@ var (
 	memProfile = flag.String("memprofile", "", "write a heap profile to this file when the first consumer run is half done")
 	work       = flag.Int("work", 2, "the -work modes hash each record's value this many times (SHA-256), standing for a handler's own work")
 	decisions  = flag.Bool("decisions", false, "print the adaptive limiter's decisions of the guarded modes")
+	guardsArg  = flag.String("guards", allGuards, "the guards of the guarded modes, outer to inner (a subset, to tell one guard's cost from another's)")
+	limiterArg = flag.String("limiter", "adaptive", "the guarded modes' concurrency limiter: adaptive, or fixed:N (a fixed limit of N, to tell the chain's cost from the adaptive limit's)")
 )
 
 const topic = "bench"
+
+// allGuards is every guard, as the DESIGN target asks.
+const allGuards = "budget,retry,breaker,rate,limiter,timeout"
 
 func main() {
 	if proc.Child(nil) {
@@ -197,6 +203,7 @@ func produce(addr string) error {
 var allModes = []mode{
 	{"raw", runRaw},
 	{"consumer", runConsumer},
+	{"sink", runSink},
 	{"guarded", runGuarded},
 	{"guarded-batch", runGuardedBatch},
 	{"raw-work", runRawWork},
@@ -320,6 +327,22 @@ func (p *pauseCounter) OnPaused(_ pipeline.TopicPartition, paused bool) {
 	}
 }
 
+// runSink is runGuarded without the guards: the same pipeline and
+// per-record deadline, the no-op sink called directly. It tells the guards'
+// cost from the pipeline's.
+func runSink(ctx context.Context, addr, group string, f *flow) error {
+	c := newCounter(f)
+	p := pipeline.New(pipeline.Logger(slog.New(slog.DiscardHandler)))
+	pipeline.Sink(pipeline.Source(p, topic, pipeline.Bytes()), "noop", func(context.Context, pipeline.Message[[]byte]) error {
+		c.add(1)
+		return nil
+	})
+	if err := p.Err(); err != nil {
+		return err
+	}
+	return runSluice(ctx, addr, group, f, p, c.done, consumer.RecordBudget(time.Minute))
+}
+
 // runGuarded runs the DESIGN target's case: a pipeline whose no-op sink is
 // wrapped in every guard (deadline budget, retry, breaker, rate limit,
 // adaptive concurrency limit, per-attempt timeout, panic recovery), with a
@@ -379,25 +402,53 @@ func (c *counter) add(n int64) {
 	}
 }
 
-// guard wraps sink in every guard, as the DESIGN target asks.
+// guard wraps sink in the guards -guards names (default: every guard, as
+// the DESIGN target asks).
 func guard[M any](sink func(context.Context, M) error) (handlers.Guarded[M], error) {
+	opts := []handlers.Opt{handlers.Name("noop"), handlers.Logger(slog.New(slog.DiscardHandler))}
+	for _, g := range strings.Split(*guardsArg, ",") {
+		switch g {
+		case "budget":
+			opts = append(opts, handlers.Budget(30*time.Second))
+		case "retry":
+			opts = append(opts, handlers.Retry(handlers.RetryPolicy{}))
+		case "breaker":
+			opts = append(opts, handlers.Breaker(handlers.BreakerPolicy{}))
+		case "rate":
+			opts = append(opts, handlers.RateLimit(rate.Inf, 1))
+		case "limiter":
+			limiter, err := newLimiter()
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, handlers.Limiter(limiter))
+		case "timeout":
+			opts = append(opts, handlers.Timeout(10*time.Second))
+		case "":
+		default:
+			return nil, fmt.Errorf("-guards: unknown guard %q (have %s)", g, allGuards)
+		}
+	}
+	return handlers.Guard(sink, opts...)
+}
+
+// newLimiter returns the guarded modes' limiter, as -limiter asks.
+func newLimiter() (backpressure.Limiter, error) {
+	if n, ok := strings.CutPrefix(*limiterArg, "fixed:"); ok {
+		limit, err := strconv.Atoi(n)
+		if err != nil {
+			return nil, fmt.Errorf("-limiter %q: %w", *limiterArg, err)
+		}
+		return backpressure.NewFixed(limit)
+	}
+	if *limiterArg != "adaptive" {
+		return nil, fmt.Errorf("-limiter %q: want adaptive or fixed:N", *limiterArg)
+	}
 	var opts []backpressure.AdaptiveOpt
 	if *decisions {
 		opts = append(opts, backpressure.Hooks(printer{}))
 	}
-	limiter, err := backpressure.NewAdaptive(opts...)
-	if err != nil {
-		return nil, err
-	}
-	return handlers.Guard(sink,
-		handlers.Name("noop"), handlers.Logger(slog.New(slog.DiscardHandler)),
-		handlers.Budget(30*time.Second),
-		handlers.Retry(handlers.RetryPolicy{}),
-		handlers.Breaker(handlers.BreakerPolicy{}),
-		handlers.RateLimit(rate.Inf, 1),
-		handlers.Limiter(limiter),
-		handlers.Timeout(10*time.Second),
-	)
+	return backpressure.NewAdaptive(opts...)
 }
 
 // printer prints an adaptive limiter's decisions.
