@@ -358,6 +358,9 @@ type run struct {
 	// member gets --eos with its name (the same for every incarnation),
 	// with AtLeastOnce --kafka-sink; outputs go to topic + ".out".
 	sink check.SinkMode
+	// share makes the members a share group (--share-group): no
+	// assignments, no commits to read.
+	share bool
 
 	mu          sync.Mutex
 	members     []*member
@@ -460,6 +463,9 @@ func (r *run) startMember(name string, extra ...string) (*member, error) {
 		}
 		m.proxy = p
 		args = append(args, "--route", r.broker.addr+"="+p.Addr())
+	}
+	if r.share {
+		args = append(args, "--share-group")
 	}
 	args = append(append(args, r.memberArgs...), extra...)
 	m.args = args

@@ -121,6 +121,29 @@ func (r *run) standard848(session time.Duration, names ...string) (*producer, er
 // configure848 sets the group's consumer.session.timeout.ms and the
 // broker's group.consumer.heartbeat.interval.ms.
 func (r *run) configure848(session time.Duration) error {
+	return r.alterConfigs("the KIP-848 group",
+		configResource(kmsg.ConfigResourceTypeGroupConfig, r.group, "consumer.session.timeout.ms", millis(session)),
+		configResource(kmsg.ConfigResourceTypeBroker, "", "group.consumer.heartbeat.interval.ms", millis(kip848Heartbeat)),
+	)
+}
+
+// millis is d in milliseconds, as Kafka's *.ms configs take it.
+func millis(d time.Duration) string { return strconv.Itoa(int(d.Milliseconds())) }
+
+// configResource sets key to value on one resource (a group, the broker).
+func configResource(typ kmsg.ConfigResourceType, name, key, value string) kmsg.IncrementalAlterConfigsRequestResource {
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = typ, name
+	c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	c.Name, c.Op = key, kmsg.IncrementalAlterConfigOpSet
+	c.Value = kmsg.StringPtr(value)
+	res.Configs = append(res.Configs, c)
+	return res
+}
+
+// alterConfigs applies resources to the run's broker; what names them in
+// errors.
+func (r *run) alterConfigs(what string, resources ...kmsg.IncrementalAlterConfigsRequestResource) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(r.broker.addr))
 	if err != nil {
 		return err
@@ -128,27 +151,15 @@ func (r *run) configure848(session time.Duration) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resource := func(typ kmsg.ConfigResourceType, name, key string, v time.Duration) kmsg.IncrementalAlterConfigsRequestResource {
-		res := kmsg.NewIncrementalAlterConfigsRequestResource()
-		res.ResourceType, res.ResourceName = typ, name
-		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
-		c.Name, c.Op = key, kmsg.IncrementalAlterConfigOpSet
-		c.Value = kmsg.StringPtr(strconv.Itoa(int(v.Milliseconds())))
-		res.Configs = append(res.Configs, c)
-		return res
-	}
 	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
-	req.Resources = append(req.Resources,
-		resource(kmsg.ConfigResourceTypeGroupConfig, r.group, "consumer.session.timeout.ms", session),
-		resource(kmsg.ConfigResourceTypeBroker, "", "group.consumer.heartbeat.interval.ms", kip848Heartbeat),
-	)
+	req.Resources = resources
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return fmt.Errorf("configure the KIP-848 group: %w", err)
+		return fmt.Errorf("configure %s: %w", what, err)
 	}
 	for _, res := range resp.Resources {
 		if err := kerr.ErrorForCode(res.ErrorCode); err != nil {
-			return fmt.Errorf("configure the KIP-848 group: %s %q: %w", res.ResourceType, res.ResourceName, err)
+			return fmt.Errorf("configure %s: %s %q: %w", what, res.ResourceType, res.ResourceName, err)
 		}
 	}
 	return nil

@@ -45,6 +45,16 @@
 //     dlq.Partitioner and outputs by key. --transaction-timeout overrides
 //     the consumer's transaction timeout (consumer.TransactionTimeout).
 //
+// # Share mode
+//
+// --share-group makes the process a member of the share group --group
+// (consumer.ShareGroup, KIP-932) instead of a consumer group, with the same
+// pipeline; its dead letters go through consumer.ShareDeadLetters, so a
+// transient failure past the guard's retries is released for redelivery
+// and dead-lettered (class delivery-limit) only on its last delivery. A
+// share group assigns no partitions and commits no offsets: the ledger has
+// H, D and E events only.
+//
 // # Control file
 //
 // --control names a JSON file that the process reads every 50ms:
@@ -176,6 +186,8 @@ type config struct {
 	txnTimeout time.Duration
 	// protocol is the group protocol: "classic" or "consumer" (KIP-848).
 	protocol string
+	// share makes the member join the share group group instead.
+	share bool
 }
 
 // groupProtocol maps --group-protocol to the consumer's protocol.
@@ -256,6 +268,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.txnTimeout, "transaction-timeout", 0, "with --eos, the transaction timeout (0: the consumer's default, CommitInterval + DrainTimeout + RebalanceTimeout + 15s)")
 	fs.StringVar(&c.outTopic, "output-topic", "", "output topic of the Kafka sink modes (default: the record's topic + \".out\")")
 	fs.StringVar(&c.protocol, "group-protocol", "classic", "group protocol: classic (cooperative-sticky) or consumer (KIP-848, server-side assignment)")
+	fs.BoolVar(&c.share, "share-group", false, "join --group as a share group (KIP-932, queue mode) instead of a consumer group")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -278,6 +291,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("--group-protocol %q: want classic or consumer", c.protocol)
 	case c.txnTimeout != 0 && c.eos == "":
 		return c, errors.New("--transaction-timeout needs --eos")
+	case c.share && (c.kafkaMode() || c.protocol != "classic"):
+		return c, errors.New("--share-group excludes --eos, --kafka-sink and --group-protocol")
 	}
 	return c, nil
 }
@@ -340,9 +355,13 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 	if err != nil {
 		return err
 	}
+	membership := consumer.Group(c.group)
+	if c.share {
+		membership = consumer.ShareGroup(c.group)
+	}
 	cons, err := consumer.New(append([]consumer.Opt{
 		consumer.Connection(sluice.Connection{Brokers: c.brokers, ClientID: c.name}),
-		consumer.Group(c.group),
+		membership,
 		consumer.Handle(p), // reads c.topics, one Source each
 		consumer.Logger(log),
 		consumer.Hooks(rec),
@@ -564,7 +583,11 @@ func buildPipeline(c config, ctl *control, rec *recorder, pub *dlq.Publisher, ou
 	if err != nil {
 		return nil, err
 	}
-	p := pipeline.New(pipeline.DeadLetters(&recordingDLQ{pub: pub, rec: rec}), pipeline.Logger(log))
+	var dl pipeline.DeadLetterer = &recordingDLQ{pub: pub, rec: rec}
+	if c.share {
+		dl = consumer.ShareDeadLetters(dl)
+	}
+	p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(log))
 	for _, topic := range c.topics {
 		src := pipeline.Source(p, topic, pipeline.DecodeFunc[Event](decode))
 		pipeline.Sink(stages.FanOut(src, topic+"-fanout", c.workers), topic+"-ledger", guarded)

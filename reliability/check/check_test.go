@@ -267,6 +267,10 @@ func TestProblems(t *testing.T) {
 		{name: "lost with samples", give: Report{Lost: 1, Samples: map[string][]string{"lost": {"r1 t/0@1"}}},
 			want: []string{"1 records lost (e.g. r1 t/0@1)"}},
 		{name: "unexpected loss of partitions", give: Report{LostAssignments: 1}, want: []string{"1 partitions lost where every rebalance should be graceful"}},
+		{name: "share: duplicates, disorder and no commits are no problem", give: Report{Duplicates: 40, DupBound: 0, OrderViolations: 3, Skipped: 2, CommitLag: 100},
+			x: Expectations{Share: true}, want: nil},
+		{name: "share: losses and unexpected outcomes are", give: Report{Lost: 1, Unexpected: 2}, x: Expectations{Share: true},
+			want: []string{"1 records lost", "2 records with an unexpected outcome"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
