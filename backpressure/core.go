@@ -34,10 +34,36 @@ type flow struct {
 // waiter is a caller queued for a slot. Waiters are recycled: ready has a
 // buffer of one, so a grant never blocks and the channel is reused.
 type waiter struct {
-	ready      chan struct{}
-	granted    bool // under core.mu
-	prev, next *waiter
+	ready chan struct{}
+	// done is the caller's ctx.Done(); watch, if set, cancels the waiter
+	// when it closes, and the waiter blocks on ready alone. Under core.mu.
+	done      <-chan struct{}
+	watch     *watch
+	granted   bool // under core.mu
+	cancelled bool // by its watch; under core.mu
+	prev      *waiter
+	next      *waiter
 }
+
+// watch cancels the queued waiters whose context it watches, through one
+// context.AfterFunc, so that callers sharing a context (the pipeline's
+// workers do) wait on their own channel alone: a waiter that selected on
+// its ready channel and the shared Done channel would contend for the
+// shared channel's lock with every other waiter, twice per wait, and that
+// lock was the largest cost of the slow path (BenchmarkFixedBinding*).
+// A context is watched once two waiters in a row in a flow's queue share
+// it while at least watchDepth wait in that flow (a short queue contends
+// little, and a watch costs three allocations and the context's lock to
+// start and to stop); the watch ends when its last waiter leaves. A caller
+// with a context of its own (a deadline per attempt) selects, as before:
+// one AfterFunc per wait would cost more than the select.
+type watch struct {
+	done <-chan struct{}
+	n    int // waiters using it; under core.mu
+	stop func() bool
+}
+
+const watchDepth = 8
 
 var waiters = sync.Pool{New: func() any { return &waiter{ready: make(chan struct{}, 1)} }}
 
@@ -93,9 +119,10 @@ type core struct {
 	hooks hooks
 	quiet bool // no HookInFlight
 
-	mu    sync.Mutex // waiter queues, grants, limit changes
-	flows []*flow    // highest priority first; the default flow is last
-	def   *flow
+	mu      sync.Mutex // waiter queues, grants, limit changes, watches
+	flows   []*flow    // highest priority first; the default flow is last
+	def     *flow
+	watches map[<-chan struct{}]*watch // by Done channel; made on first use
 
 	// obsMu serialises HookInFlight reports; see reportInFlight.
 	obsMu sync.Mutex
@@ -156,6 +183,7 @@ func (c *core) acquire(ctx context.Context, f *flow) error {
 	if c.fast(f) {
 		return nil
 	}
+	done := ctx.Done()
 	c.mu.Lock()
 	for {
 		s := c.st.Load()
@@ -174,12 +202,26 @@ func (c *core) acquire(ctx context.Context, f *flow) error {
 		}
 	}
 	w := waiters.Get().(*waiter)
-	w.granted = false
+	w.granted, w.cancelled, w.done, w.watch = false, false, done, nil
+	if done != nil {
+		c.watchFor(ctx, f, w)
+	}
+	watched := w.watch != nil
 	f.push(w)
 	c.mu.Unlock()
 
+	if watched || done == nil {
+		<-w.ready
+		cancelled := w.cancelled // written before the send on ready
+		waiters.Put(w)
+		if cancelled {
+			return ctx.Err()
+		}
+		return nil
+	}
 	select {
 	case <-w.ready:
+		w.done = nil
 		waiters.Put(w)
 		return nil
 	case <-ctx.Done():
@@ -189,6 +231,7 @@ func (c *core) acquire(ctx context.Context, f *flow) error {
 			f.remove(w)
 			c.st.Add(minusWait)
 		}
+		w.done = nil
 		c.mu.Unlock()
 		if granted {
 			// Granted while the context was being cancelled: give the
@@ -199,6 +242,61 @@ func (c *core) acquire(ctx context.Context, f *flow) error {
 		}
 		waiters.Put(w)
 		return ctx.Err()
+	}
+}
+
+// watchFor gives w, about to queue in f, the watch of its context: the
+// existing one, or a new one if the waiter queued last in f shares the
+// context. Called with mu held.
+func (c *core) watchFor(ctx context.Context, f *flow, w *waiter) {
+	wt := c.watches[w.done]
+	if wt == nil {
+		if f.waiters < watchDepth || f.tail.done != w.done {
+			return
+		}
+		if c.watches == nil {
+			c.watches = make(map[<-chan struct{}]*watch)
+		}
+		wt = &watch{done: w.done}
+		wt.stop = context.AfterFunc(ctx, func() { c.cancelWatched(wt) })
+		c.watches[w.done] = wt
+	}
+	wt.n++
+	w.watch = wt
+}
+
+// unwatch ends w's use of its watch, and the watch with its last waiter.
+// Called with mu held.
+func (c *core) unwatch(w *waiter) {
+	wt := w.watch
+	w.watch, w.done = nil, nil
+	if wt.n--; wt.n == 0 {
+		wt.stop()
+		if c.watches[wt.done] == wt {
+			delete(c.watches, wt.done)
+		}
+	}
+}
+
+// cancelWatched runs when a watched context is done: its waiters leave
+// their queues and return the context's error. A waiter granted a slot
+// first has left its queue and keeps the slot; one cancelled here gets
+// none, so no slot can be lost between the two.
+func (c *core) cancelWatched(wt *watch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.flows {
+		for w := f.head; w != nil; {
+			next := w.next
+			if w.watch == wt {
+				f.remove(w)
+				c.st.Add(minusWait)
+				c.unwatch(w)
+				w.cancelled = true
+				w.ready <- struct{}{}
+			}
+			w = next
+		}
 	}
 }
 
@@ -260,6 +358,9 @@ func (c *core) wake() {
 	f.remove(w)
 	f.inFlight.Add(1)
 	w.granted = true
+	if w.watch != nil {
+		c.unwatch(w)
+	}
 	w.ready <- struct{}{}
 }
 

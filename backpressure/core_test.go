@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,38 +98,143 @@ func TestAcquireServesWaitersInOrder(t *testing.T) {
 
 func TestGrantRacingCancelHandsTheSlotOn(t *testing.T) {
 	// A waiter granted a slot just as its context ends must return the
-	// error and pass the slot to the next waiter, never keep it.
+	// error and pass the slot to the next waiter, never keep it. The
+	// waiter selects on its own context (no other waiter shares it): the
+	// cancel wakes it first, and the grant lands while it waits for the
+	// lock to leave the queue, so it finds itself granted.
 	l, _ := NewFixed(1)
 	_ = l.Acquire(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() { first <- l.Acquire(ctx) }()
-	waitFor(t, func() bool { return waiting(&l.core) == 1 })
+	waitFor(t, func() bool { return waiting(&l.core) == 1 && parkedInSelect() })
 	second := make(chan error, 1)
 	go func() { second <- l.Acquire(context.Background()) }()
 	waitFor(t, func() bool { return waiting(&l.core) == 2 })
 
-	// Hand the held slot to the first waiter, as Release does, and cancel
-	// before the waiter sees it.
+	// Cancel, then hand the held slot to the first waiter as Release
+	// does, both under the lock the waiter needs to leave the queue.
 	l.mu.Lock()
+	cancel()
 	l.def.inFlight.Add(-1)
 	l.st.Add(minusWait)
 	l.wake()
-	cancel()
 	l.mu.Unlock()
 
-	err := <-first
-	if err == nil {
-		// The grant won the race: the caller owns the slot.
-		l.Release(0, Ignore)
-	} else if !errors.Is(err, context.Canceled) {
-		t.Fatalf("first: %v", err)
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first: %v, want context.Canceled", err)
 	}
 	if err := <-second; err != nil {
 		t.Fatalf("second: %v", err)
 	}
 	if got := l.InFlight(); got != 1 {
-		t.Fatalf("in flight %d, want 1", got)
+		t.Fatalf("in flight %d, want 1 (the second waiter's)", got)
+	}
+}
+
+// parkedInSelect reports whether a goroutine is blocked in a select inside
+// the limiter's acquire: a waiter that selects on its context.
+func parkedInSelect() bool {
+	buf := make([]byte, 1<<20)
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "[select]") && strings.Contains(g, "backpressure.(*core).acquire") {
+			return true
+		}
+	}
+	return false
+}
+
+// queue starts n callers of Acquire(ctx) on l, one after the other, and
+// returns their results.
+func queue(t *testing.T, l *Fixed, ctx context.Context, n int) []chan error {
+	t.Helper()
+	errs := make([]chan error, n)
+	for i := range errs {
+		errs[i] = make(chan error, 1)
+		before := waiting(&l.core)
+		go func() { errs[i] <- l.Acquire(ctx) }()
+		waitFor(t, func() bool { return waiting(&l.core) == before+1 })
+	}
+	return errs
+}
+
+func TestWaitersSharingAContextAreCancelledTogether(t *testing.T) {
+	// Waiters that share a context, once watchDepth wait, wait on their
+	// own channel, cancelled by one watch of the context: they all leave
+	// the queue, and the slot goes to the next waiter of another context.
+	l, _ := NewFixed(1)
+	_ = l.Acquire(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := queue(t, l, ctx, watchDepth+2)
+	other := queue(t, l, context.Background(), 1)[0]
+	l.mu.Lock()
+	// The first watchDepth waiters select; the two after them share the
+	// last one's context.
+	if wt := l.watches[ctx.Done()]; wt == nil || wt.n != 2 {
+		t.Errorf("watch %+v, want one of 2 waiters", wt)
+	}
+	l.mu.Unlock()
+
+	cancel()
+	for _, ch := range errs {
+		if err := <-ch; !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled", err)
+		}
+	}
+	if got := waiting(&l.core); got != 1 {
+		t.Fatalf("%d waiting, want 1", got)
+	}
+	l.Release(0, Ignore)
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if got := l.InFlight(); got != 1 || len(l.watches) != 0 {
+		t.Fatalf("in flight %d, %d watches; want 1 and none", got, len(l.watches))
+	}
+}
+
+func TestGrantRacingWatchedCancelKeepsTheSlot(t *testing.T) {
+	// A watched waiter granted a slot just before its context's watch
+	// fires keeps the slot; the watch cancels only those still queued,
+	// and no slot is lost.
+	l, _ := NewFixed(1)
+	_ = l.Acquire(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := queue(t, l, ctx, watchDepth+2)
+	l.mu.Lock()
+	// Hand the held slot to the first watched waiter, out of order, as
+	// wake does, then cancel: the watch's callback waits for the lock
+	// behind the grant, and finds that waiter gone.
+	w := l.def.tail.prev
+	if w.watch == nil {
+		t.Fatal("the waiter is not watched")
+	}
+	// The slot passes from the test to w, both of the default flow: the
+	// counts of slots held do not change.
+	l.def.remove(w)
+	l.st.Add(minusWait)
+	w.granted = true
+	l.unwatch(w)
+	w.ready <- struct{}{}
+	cancel()
+	l.mu.Unlock()
+	for i, ch := range errs {
+		err := <-ch
+		if i == watchDepth {
+			if err != nil {
+				t.Fatalf("granted watched waiter: %v", err)
+			}
+			continue
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("waiter %d: got %v, want context.Canceled", i, err)
+		}
+	}
+	if got := l.InFlight(); got != 1 || waiting(&l.core) != 0 {
+		t.Fatalf("in flight %d, waiting %d; want 1 and 0", got, waiting(&l.core))
 	}
 }
 
