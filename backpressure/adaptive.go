@@ -180,7 +180,7 @@ type shard struct {
 //	---------  -----------  --------------------------  ------------------------------------------
 //	start      onStart      no no-load latency yet:     resume (slowStart at first)
 //	                        take a provisional one
-//	slowStart  onSteady     growing by fastFactor       slowStart (grow, hold, explore),
+//	slowStart  onSteady     growing by fastFactor       slowStart (grow, hold),
 //	                        while steps pay             steady (knee), cutting (cut)
 //	steady     onSteady     at the learned limit        steady (grow, hold, explore, knee),
 //	                                                    cutting (cut)
@@ -199,6 +199,9 @@ type shard struct {
 // after a stable decision (start, hold, grow, faster) in slowStart or
 // steady, a probe that is due starts: probing, which resumes the state it
 // interrupted.
+//
+// Start is entered again, to resume the state it interrupts, only if a
+// window leaves no baseline at all (see onWindow).
 //
 // Slow start ends at the first knee, cut or overload; if no probe has
 // finished by then, the first probe is due at once, because the start
