@@ -238,7 +238,7 @@ func (c *Consumer) poll(ctx context.Context) {
 			p.enqueue(fp.Records, fetched)
 			touched = append(touched, p)
 			if c.txn != nil {
-				c.txn.records += len(fp.Records)
+				c.txn.fetched(tp, fp)
 			}
 		})
 		c.flow.afterFetch(touched)

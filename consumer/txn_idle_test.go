@@ -33,11 +33,11 @@ func (h countLog) Handle(_ context.Context, r slog.Record) error {
 func (h countLog) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countLog) WithGroup(string) slog.Handler      { return h }
 
-// runCopier runs an exactly-once consumer that copies "in" to "out" with a
-// 25ms commit interval. ends counts the transaction ends that held
+// runCopier runs an exactly-once consumer that copies "in" to "out" with
+// commit interval interval. ends counts the transaction ends that held
 // franz-go's session for 500ms (an end with no offsets); cancel stops the
 // consumer, and errc has Run's error.
-func runCopier(t *testing.T, kc *kafkatest.Cluster) (hook *commitSignal, ends *atomic.Int64, errc chan error, cancel context.CancelFunc) {
+func runCopier(t *testing.T, kc *kafkatest.Cluster, interval time.Duration) (hook *commitSignal, ends *atomic.Int64, errc chan error, cancel context.CancelFunc) {
 	t.Helper()
 	w := &txnWriter{}
 	h := &workHandler{fn: func(ctx context.Context, rec *pipeline.Record) error {
@@ -47,7 +47,7 @@ func runCopier(t *testing.T, kc *kafkatest.Cluster) (hook *commitSignal, ends *a
 	ends = new(atomic.Int64)
 	log := slog.New(countLog{s: "sleeping 500ms", n: ends})
 	c, err := consumer.New(consumer.Connection(sluice.Connection{Brokers: kc.Addrs}), consumer.Group("etl"), consumer.Handle(listed(h, "in")),
-		consumer.CommitInterval(25*time.Millisecond), consumer.ExactlyOnce("etl-1", w),
+		consumer.CommitInterval(interval), consumer.ExactlyOnce("etl-1", w),
 		consumer.Hooks(hook), consumer.Logger(log), consumer.ClientOpts(kgo.FetchMaxWait(50*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestExactlyOnceIdleConsumerEndsNoEmptyTransactions(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	hook, ends, errc, cancel := runCopier(t, kc)
+	hook, ends, errc, cancel := runCopier(t, kc, 25*time.Millisecond)
 	defer func() {
 		cancel()
 		if err := <-errc; err != nil {
@@ -110,7 +110,7 @@ func TestExactlyOnceIdleConsumerEndsNoEmptyTransactions(t *testing.T) {
 // second late).
 func TestExactlyOnceShutdownWithNothingFetchedEndsNoEmptyTransaction(t *testing.T) {
 	kc := kafkatest.New(t, kafkatest.Topic("in", 1), kafkatest.Topic("out", 1))
-	hook, ends, errc, cancel := runCopier(t, kc)
+	hook, ends, errc, cancel := runCopier(t, kc, 25*time.Millisecond)
 	kc.Produce(t, &kgo.Record{Topic: "in", Value: []byte("only")})
 	hook.await(t, errc, "for the record")
 	cancel()
@@ -122,5 +122,33 @@ func TestExactlyOnceShutdownWithNothingFetchedEndsNoEmptyTransaction(t *testing.
 	}
 	if got := len(kc.ReadCommitted(t, "out", 1)); got != 1 {
 		t.Errorf("read_committed output holds %d records, want 1", got)
+	}
+}
+
+// A consumer that has read everything there is ends its transaction a
+// quarter of CommitInterval after it began, not at the end of the
+// interval: its outputs are visible to read_committed readers sooner.
+func TestExactlyOnceCaughtUpEndsTransactionEarly(t *testing.T) {
+	const interval = 4 * time.Second
+	kc := kafkatest.New(t, kafkatest.Topic("in", 2), kafkatest.Topic("out", 1))
+	hook, _, errc, cancel := runCopier(t, kc, interval)
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	for i := range 3 {
+		produced := time.Now()
+		kc.Produce(t, &kgo.Record{Topic: "in", Partition: int32(i % 2), Value: []byte{byte(i)}})
+		hook.await(t, errc, "for the record's transaction")
+		// A quarter of the interval, and the barrier; far less than the
+		// interval.
+		if took := time.Since(produced); took > interval*3/4 {
+			t.Fatalf("record %d: committed %v after it was produced, want well under the %v interval", i, took, interval)
+		}
+	}
+	if got := len(kc.ReadCommitted(t, "out", 1)); got != 3 {
+		t.Errorf("read_committed output holds %d records, want 3", got)
 	}
 }
