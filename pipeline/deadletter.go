@@ -74,5 +74,9 @@ type DeadLetterer interface {
 // hand a record back to its source for another delivery (a share group's
 // release) instead of parking it. The pipeline then sets the record's fate
 // to FateReleased, settles it, and counts it as OutcomeReleased, not as a
-// dead letter (HookDeadLetter is not told).
+// dead letter (HookDeadLetter is not told). Only a record whose source can
+// deliver it again (Record.Deliveries above 0) can be released: for any
+// other record (a consumer group's, whose offset the settle would commit)
+// ErrReleased is a failed write, retried like any other, so that nothing
+// is skipped.
 var ErrReleased = errors.New("pipeline: record released to its source for another delivery")

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,7 +68,7 @@ func TestReleasedIsNotDeadLettered(t *testing.T) {
 		return pipeline.Permanent(errors.New("not now"))
 	})
 	s := pipelinetest.NewSettler()
-	recs := s.Records(tp0, 0, 1, nil)
+	recs := s.Records(tp0, 0, 1, func(_ int, r *pipeline.Record) { r.Deliveries = 1 })
 	if err := pipelinetest.Feed(context.Background(), p, tp0, recs, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -79,5 +80,45 @@ func TestReleasedIsNotDeadLettered(t *testing.T) {
 	if dl.calls != 1 || rec.dlErrs != 0 || len(rec.dead) != 0 || rec.handled["save/released"] != 1 || rec.handled["save/dead_lettered"] != 0 {
 		t.Fatalf("%d dead-letter calls, %d write errors, dead letters %v, outcomes %v; want 1 call, released once, nothing dead-lettered",
 			dl.calls, rec.dlErrs, rec.dead, rec.handled)
+	}
+}
+
+// TestReleasedOnlyIfRedeliverable: a DeadLetterer that answers ErrReleased
+// for a record its source cannot deliver again (a consumer group's,
+// Deliveries 0) has failed the write: the record is not settled (its
+// offset not committed past) and the write is retried until the partition
+// is cancelled.
+func TestReleasedOnlyIfRedeliverable(t *testing.T) {
+	rec := newRecorder()
+	thrice := make(chan struct{})
+	var tries atomic.Int32
+	dl := &pipelinetest.DeadLetters{Fail: func(context.Context, pipeline.DeadLetter) error {
+		if tries.Add(1) == 3 {
+			close(thrice)
+		}
+		return pipeline.ErrReleased
+	}}
+	p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.Hooks(rec), pipeline.DeadLetterBackoff(time.Millisecond, 2*time.Millisecond))
+	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(context.Context, pipeline.Message[string]) error {
+		return pipeline.Permanent(errors.New("not now"))
+	})
+	s := pipelinetest.NewSettler()
+	recs := s.Records(tp0, 0, 1, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pipelinetest.Feed(ctx, p, tp0, recs, 0) }()
+	select {
+	case <-thrice:
+	case <-time.After(10 * time.Second):
+	}
+	cancel()
+	<-done
+	if dl.Tries() < 3 || s.IsSettled(recs[0]) || recs[0].Fate() == pipeline.FateReleased {
+		t.Fatalf("%d tries, settled %v, fate %d; want the write retried and the record neither settled nor released", dl.Tries(), s.IsSettled(recs[0]), recs[0].Fate())
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.dlErrs < 2 || rec.handled["save/released"] != 0 {
+		t.Fatalf("%d write errors, outcomes %v; want failed writes and no release", rec.dlErrs, rec.handled)
 	}
 }

@@ -262,7 +262,7 @@ func (e *Env) deadLetter(dl DeadLetter) int {
 		switch {
 		case err == nil:
 			return dlWritten
-		case errors.Is(err, ErrReleased):
+		case errors.Is(err, ErrReleased) && dl.Record.Deliveries > 0:
 			return dlReleased
 		case e.ctx.Err() != nil:
 			return dlAbandoned
