@@ -594,8 +594,8 @@ func (c *Consumer) shareConvert(r *pipeline.Record, kr *kgo.Record, fetched, bud
 // consumer: pass pipeline.DeadLetters(consumer.ShareDeadLetters(dl)).
 //
 // A record from a share group (pipeline.Record.Deliveries above 0) that
-// failed transiently (pipeline.ClassExhausted, ClassBudget, ClassDeadline,
-// ClassError) before its last delivery is handed back instead of being
+// failed transiently (pipeline.Transient: ClassExhausted, ClassBudget,
+// ClassDeadline, ClassError) before its last delivery is handed back instead of being
 // dead-lettered: nothing is written (it returns pipeline.ErrReleased), and
 // the consumer releases it for redelivery, its delivery count one higher.
 // On its last delivery it is dead-lettered with class
@@ -618,12 +618,11 @@ func (s shareDeadLetters) DeadLetter(ctx context.Context, dl pipeline.DeadLetter
 	if r == nil || r.Deliveries == 0 {
 		return s.next.DeadLetter(ctx, dl)
 	}
-	switch dl.Class {
-	case pipeline.ClassExhausted, pipeline.ClassBudget, pipeline.ClassDeadline, pipeline.ClassError:
+	if pipeline.Transient(dl.Class) {
 		if r.DeliveryLimit == 0 || r.Deliveries < r.DeliveryLimit {
 			return pipeline.ErrReleased
 		}
-		dl.Class = pipeline.ClassDeliveryLimit
+		dl.Class = pipeline.ClassDeliveryLimit // as the pipeline marks it too
 	}
 	if err := s.next.DeadLetter(ctx, dl); err != nil {
 		return err

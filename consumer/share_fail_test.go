@@ -139,7 +139,8 @@ func TestShareTransientFailureReleasedAfterSinkAttempts(t *testing.T) {
 // fails transiently for one record, with ShareSinkAttempts(2) and a
 // delivery limit of 2: two attempts at delivery 1, a release, two attempts
 // at delivery 2, and a dead letter of class ClassDeliveryLimit; the record
-// is rejected, counted once as released and once as dead-lettered.
+// is rejected, counted once as released and once as dead-lettered (as
+// delivery-limit in the pipeline's hooks too).
 func TestShareAlwaysFailingReachesDeliveryLimit(t *testing.T) {
 	const topic, n = "always", 10
 	kc := shareCluster(t, topic, 1)
@@ -173,7 +174,7 @@ func TestShareAlwaysFailingReachesDeliveryLimit(t *testing.T) {
 	if counts.acks[consumer.ShareRelease] != 1 {
 		t.Fatalf("acks %v, want 1 release", counts.acks)
 	}
-	if counts.outcomes["released"] != 1 || counts.outcomes["dead_lettered"] != 1 || counts.dead[pipeline.ClassExhausted] != 1 {
+	if counts.outcomes["released"] != 1 || counts.outcomes["dead_lettered"] != 1 || counts.dead[pipeline.ClassDeliveryLimit] != 1 {
 		t.Fatalf("outcomes %v, dead letters %v; want 1 released, 1 dead-lettered", counts.outcomes, counts.dead)
 	}
 }

@@ -72,7 +72,8 @@
 //	sluice_handle_duration_seconds{stage}               histogram  time a sink took per message, guards included
 //	sluice_dead_letters_total{stage,reason}             counter    records dead-lettered and acknowledged; reason is the
 //	                                                               failure class: decode, panic, permanent, exhausted,
-//	                                                               budget, deadline or error
+//	                                                               budget, deadline, error or delivery-limit (a share
+//	                                                               group record's last delivery)
 //	sluice_dead_letter_errors_total{stage}              counter    failed dead-letter writes (retried; the record stays unsettled)
 //	sluice_stage_retries_total{stage}                   counter    transient sink failures the pipeline retries (see pipeline.Sink);
 //	                                                               zero from a sink's first message

@@ -27,11 +27,27 @@ const (
 	// (not a sink) failed, or a guard without a retry policy gave up after
 	// one attempt. A sink that returns it is called again (see Sink).
 	ClassError = "error"
-	// ClassDeliveryLimit: the record failed on its last allowed delivery
-	// (a share group's delivery count limit), after earlier deliveries
-	// were handed back for redelivery; the error is the last failure's.
+	// ClassDeliveryLimit: the record failed transiently (Transient) on its
+	// last allowed delivery (Record.DeliveryLimit, a share group's
+	// delivery count limit), after earlier deliveries were handed back for
+	// redelivery; the error is the last failure's. The pipeline gives a
+	// dead letter this class in place of the transient one.
 	ClassDeliveryLimit = "delivery-limit"
 )
+
+// Transient reports whether class is that of a transient failure
+// (ClassExhausted, ClassBudget, ClassDeadline, ClassError), which another
+// delivery of the record might not meet, rather than of a failure of the
+// record itself (ClassDecode, ClassPanic, ClassPermanent). A transient
+// failure of a record on its last delivery (Record.DeliveryLimit) is
+// dead-lettered as ClassDeliveryLimit.
+func Transient(class string) bool {
+	switch class {
+	case ClassExhausted, ClassBudget, ClassDeadline, ClassError:
+		return true
+	}
+	return false
+}
 
 // Failure is implemented by errors that describe a record given up on. The
 // pipeline reads it with errors.As to fill in a DeadLetter. A sink's error

@@ -122,3 +122,35 @@ func TestReleasedOnlyIfRedeliverable(t *testing.T) {
 		t.Fatalf("%d write errors, outcomes %v; want failed writes and no release", rec.dlErrs, rec.handled)
 	}
 }
+
+// TestDeliveryLimitClass: a transient failure of a record on its last
+// delivery (Deliveries == DeliveryLimit) is dead-lettered, and counted, as
+// delivery-limit; a permanent one keeps its class.
+func TestDeliveryLimitClass(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		give error
+		want string
+	}{
+		{"transient on the last delivery", &pipeline.FailureError{Class: pipeline.ClassExhausted, Attempts: 3, Err: errors.New("busy")}, pipeline.ClassDeliveryLimit},
+		{"permanent on the last delivery", pipeline.Permanent(errors.New("bad")), pipeline.ClassPermanent},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dl := &pipelinetest.DeadLetters{}
+			rec := newRecorder()
+			p := pipeline.New(pipeline.DeadLetters(dl), pipeline.Logger(quiet), pipeline.Hooks(rec))
+			pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "save", func(context.Context, pipeline.Message[string]) error { return tt.give })
+			s := pipelinetest.NewSettler()
+			recs := s.Records(tp0, 0, 1, func(_ int, r *pipeline.Record) { r.Deliveries, r.DeliveryLimit = 3, 3 })
+			if err := pipelinetest.Feed(context.Background(), p, tp0, recs, 0); err != nil {
+				t.Fatal(err)
+			}
+			letters := dl.Letters()
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(letters) != 1 || letters[0].Class != tt.want || rec.dead["save/"+tt.want] != 1 || len(rec.dead) != 1 {
+				t.Fatalf("dead letters %+v, hook %v; want one of class %s, counted so", letters, rec.dead, tt.want)
+			}
+		})
+	}
+}

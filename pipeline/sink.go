@@ -177,8 +177,9 @@ func (s *sink[T]) End() {}
 //
 //   - OutcomeDeadLettered: each record was written to the DeadLetterer,
 //     with a class, attempt count and failure times read from err (errors.As
-//     Failure; otherwise ClassError, one attempt), and acknowledged; then t
-//     was settled once. Failed writes are retried with backoff. Records the
+//     Failure; otherwise ClassError, one attempt; a transient class becomes
+//     ClassDeliveryLimit for a record on its last delivery), and
+//     acknowledged; then t was settled once. Failed writes are retried with backoff. Records the
 //     DeadLetterer released instead (ErrReleased) are not counted as dead
 //     letters.
 //   - OutcomeReleased: the DeadLetterer released every record (ErrReleased);
@@ -213,9 +214,12 @@ func (e *Env) Fail(stage string, t Token, err error) Outcome {
 		p.log.Error("pipeline: record held unsettled: no dead letterer configured", "stage", stage, "first_record", firstRecord(t), "records", countRecords(t), "class", class, "err", err)
 		return OutcomeHeld
 	}
-	dead, released := 0, 0
+	dead, atLimit, released := 0, 0, 0
 	for r := range Records(t) {
 		dl := DeadLetter{Record: r, Stage: stage, Err: err, Class: class, Attempts: attempts, FirstFailure: first, LastFailure: last}
+		if r.DeliveryLimit > 0 && r.Deliveries >= r.DeliveryLimit && Transient(class) {
+			dl.Class = ClassDeliveryLimit // its source will not deliver it again
+		}
 		switch e.deadLetter(dl) {
 		case dlAbandoned:
 			return OutcomeAbandoned
@@ -223,14 +227,22 @@ func (e *Env) Fail(stage string, t Token, err error) Outcome {
 			r.SetFate(FateReleased)
 			released++
 		default:
-			dead++
+			if dl.Class == ClassDeliveryLimit {
+				atLimit++
+			} else {
+				dead++
+			}
 		}
 	}
-	if dead > 0 {
-		for _, h := range p.hooks.dead {
+	for _, h := range p.hooks.dead {
+		if dead > 0 {
 			h.OnDeadLetter(stage, class, dead)
 		}
+		if atLimit > 0 {
+			h.OnDeadLetter(stage, ClassDeliveryLimit, atLimit)
+		}
 	}
+	dead += atLimit
 	t.Settle()
 	if dead == 0 && released > 0 {
 		return OutcomeReleased
