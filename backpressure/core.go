@@ -326,7 +326,10 @@ func (c *core) free() int64 {
 		}
 	}
 	c.mu.Lock()
-	var in int64
+	var (
+		in   int64
+		next *waiter
+	)
 	for {
 		s := c.st.Load()
 		var wait int64
@@ -334,7 +337,7 @@ func (c *core) free() int64 {
 		if wait > 0 && in <= c.limit.Load() {
 			// The slot passes to a waiter: held count unchanged.
 			if c.st.CompareAndSwap(s, s-waitOne) {
-				c.wake()
+				next = c.wake()
 				break
 			}
 			continue
@@ -345,14 +348,22 @@ func (c *core) free() int64 {
 		}
 	}
 	c.mu.Unlock()
+	if next != nil {
+		// Woken outside the lock: readying a goroutine may wake a thread,
+		// and the lock would be held meanwhile. The waiter is off its
+		// queue and granted, so nothing else can touch it; if its context
+		// ended meanwhile, it waits for this send (see acquire).
+		next.ready <- struct{}{}
+	}
 	c.reportInFlight()
 	return in
 }
 
 // wake gives a slot already counted as held to the next waiter and takes
-// it off its queue. Called with mu held, after the state word counted one
-// waiter less.
-func (c *core) wake() {
+// it off its queue. The caller must then send on the waiter's ready
+// channel, which it may do after unlocking mu. Called with mu held, after
+// the state word counted one waiter less.
+func (c *core) wake() *waiter {
 	f := c.next()
 	w := f.head
 	f.remove(w)
@@ -361,7 +372,7 @@ func (c *core) wake() {
 	if w.watch != nil {
 		c.unwatch(w)
 	}
-	w.ready <- struct{}{}
+	return w
 }
 
 // grant admits waiters while slots are free. Called with mu held.
@@ -373,7 +384,7 @@ func (c *core) grant() {
 			return
 		}
 		if c.st.CompareAndSwap(s, s+1-waitOne) {
-			c.wake()
+			c.wake().ready <- struct{}{}
 		}
 	}
 }

@@ -118,8 +118,9 @@ func TestGrantRacingCancelHandsTheSlotOn(t *testing.T) {
 	cancel()
 	l.def.inFlight.Add(-1)
 	l.st.Add(minusWait)
-	l.wake()
+	w := l.wake()
 	l.mu.Unlock()
+	w.ready <- struct{}{}
 
 	if err := <-first; !errors.Is(err, context.Canceled) {
 		t.Fatalf("first: %v, want context.Canceled", err)
