@@ -223,7 +223,7 @@
 //     It excludes ExactlyOnce, InstanceID and GroupProtocol.
 //
 // New refuses the combinations that do not exist (Group with ShareGroup,
-// ExactlyOnce with ShareGroup or with ProtocolConsumer, GroupProtocol or
+// ExactlyOnce with ShareGroup or with ProtocolConsumer, ProtocolConsumer or
 // InstanceID with ShareGroup) with a *sluice.ConfigError naming the option.
 //
 // # Share groups
@@ -333,8 +333,9 @@
 // ExactlyOnce (share groups have no transactional acknowledgement),
 // InstanceID, GroupProtocol, CommitInterval's commits, SessionTimeout,
 // RebalanceTimeout, rebalance callbacks and the partition water marks (a
-// batch is bounded by ShareMaxRecords) do not apply; New refuses the first
-// three with ShareGroup and ignores the others.
+// batch is bounded by ShareMaxRecords) do not apply; New refuses
+// ExactlyOnce, InstanceID and GroupProtocol(ProtocolConsumer) with
+// ShareGroup and ignores the others.
 //
 // Status: a share group assigns no partitions of its own to a member, so
 // Status.Assigned are the partitions of the member's current batch (until

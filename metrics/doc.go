@@ -61,6 +61,8 @@
 // Consumer, read from the consumer given to Watch:
 //
 //	sluice_partitions_stalled                           gauge      owned partitions whose commit has not moved for StallAfter
+//	                                                               (share mode: partitions of the batch's unacknowledged
+//	                                                               records when none was acknowledged for StallAfter)
 //	sluice_consumer_lag{topic,partition}                gauge      end offset minus committed offset of an owned partition
 //	sluice_consumer_lag_errors_total                    counter    lag refreshes that failed
 //
