@@ -78,12 +78,19 @@ func (c *Ctx) Done() <-chan struct{} {
 // arm makes the real context once; a Cancel that came first cancels it at
 // once, one that comes after finds it.
 func (c *Ctx) arm() *armed {
+	parent := c.parent
+	if p, ok := parent.(*Ctx); ok {
+		// Hang the timer on the parent's real context: context registers a
+		// child with a parent of its own kinds, and would start a goroutine
+		// to watch any other kind (a Ctx) until one of them is done.
+		parent = p.arm().ctx
+	}
 	for {
 		a := c.state.Load()
 		if a != nil && a != canceled {
 			return a
 		}
-		ctx, cancel := context.WithDeadline(c.parent, c.deadline)
+		ctx, cancel := context.WithDeadline(parent, c.deadline)
 		if a == canceled {
 			cancel()
 		}

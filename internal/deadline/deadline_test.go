@@ -3,6 +3,7 @@ package deadline_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -137,6 +138,38 @@ func TestNew(t *testing.T) {
 		c.Cancel()
 	}); n != 1 {
 		t.Fatalf("New, Err, Cancel: %v allocations, want 1", n)
+	}
+}
+
+// TestNestedDoneStartsNoGoroutine: waiting on a deadline context inside
+// another (the guards' inside the pipeline's) hangs its timer on the outer
+// one's real context; context would otherwise start a goroutine per wait to
+// watch the outer one.
+func TestNestedDoneStartsNoGoroutine(t *testing.T) {
+	parent, stop := context.WithCancel(context.Background())
+	defer stop()
+	outer := deadline.New(parent, time.Now().Add(time.Hour))
+	defer outer.Cancel()
+	before := runtime.NumGoroutine()
+	var inners []*deadline.Ctx
+	for range 10 {
+		inner := deadline.New(outer, time.Now().Add(time.Minute))
+		_ = inner.Done()
+		inners = append(inners, inner)
+	}
+	if n := runtime.NumGoroutine() - before; n > 0 {
+		t.Errorf("waiting on 10 nested deadline contexts started %d goroutines", n)
+	}
+	for _, inner := range inners {
+		inner.Cancel()
+		waitDone(t, inner, "inner cancelled")
+	}
+	outer.Cancel()
+	inner := deadline.New(outer, time.Now().Add(time.Minute))
+	defer inner.Cancel()
+	waitDone(t, inner, "inner of a cancelled outer")
+	if !errors.Is(inner.Err(), context.Canceled) {
+		t.Fatalf("inner of a cancelled outer: Err = %v", inner.Err())
 	}
 }
 
