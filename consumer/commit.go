@@ -32,14 +32,23 @@ var errNoAnswer = errors.New("the commit response did not mention the partition"
 
 // commitLoop commits owned partitions' watermarks every interval.
 func (c *Consumer) commitLoop(ctx context.Context) {
-	t := time.NewTicker(c.cfg.commitInterval)
+	// It wakes every quarter interval: at least once, a consumer that has
+	// read everything there is commits then (logEnds); the rest waits for
+	// the interval.
+	t := time.NewTicker(max(c.cfg.commitInterval/earlyFraction, 1))
 	defer t.Stop()
 	started := time.Now()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if tick%earlyFraction != 0 {
+			if c.txn == nil && c.ends.caughtUp.Load() {
+				c.commitOwned(ctx, c.ownedPartitions())
+			}
+			continue
 		}
 		ps := c.ownedPartitions()
 		now := time.Now()
@@ -50,10 +59,16 @@ func (c *Consumer) commitLoop(ctx context.Context) {
 		if c.txn != nil {
 			continue // offsets commit with the transactions
 		}
-		if failed := c.commit(ctx, ps, commitTimeout); len(failed) > 0 {
-			err := firstErr(failed)
-			c.log.Warn("commit failed; the next commit retries", "partitions", len(failed), "err", err)
-		}
+		c.commitOwned(ctx, ps)
+	}
+}
+
+// commitOwned commits the watermarks of ps that moved, logging a failure
+// (the next commit retries).
+func (c *Consumer) commitOwned(ctx context.Context, ps []*partition) {
+	if failed := c.commit(ctx, ps, commitTimeout); len(failed) > 0 {
+		err := firstErr(failed)
+		c.log.Warn("commit failed; the next commit retries", "partitions", len(failed), "err", err)
 	}
 }
 

@@ -41,6 +41,7 @@ type Consumer struct {
 	cl    *kgo.Client
 	flow  *flow
 	txn   *txnState // exactly-once mode; nil: at least once
+	ends  logEnds   // whether everything there is was read
 
 	// workCtx is the parent of every partition's work context; Stop
 	// cancels it.

@@ -237,10 +237,12 @@ func (c *Consumer) poll(ctx context.Context) {
 			}
 			p.enqueue(fp.Records, fetched)
 			touched = append(touched, p)
+			c.ends.fetched(tp, fp)
 			if c.txn != nil {
-				c.txn.fetched(tp, fp)
+				c.txn.records += len(fp.Records)
 			}
 		})
+		c.ends.update(c.Assigned())
 		c.flow.afterFetch(touched)
 		c.cl.AllowRebalance()
 		c.resetRecreated()

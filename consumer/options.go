@@ -128,8 +128,10 @@ func ShareGroup(name string) Opt {
 func Handle(h pipeline.Handler) Opt { return optFunc(func(c *cfg) { c.handler = h }) }
 
 // CommitInterval sets how often settled watermarks are committed while
-// running, overriding the default of 1s. Commits also happen on revoke and
-// on shutdown. Shorter means fewer records handled twice after a crash, at
+// running, overriding the default of 1s; once the consumer has read
+// everything there is (every partition's last fetch reached the end of its
+// log), every quarter of it, so that a consumer with no backlog commits
+// sooner. Commits also happen on revoke and on shutdown. Shorter means fewer records handled twice after a crash, at
 // the cost of more commit requests (one per interval, and none while no
 // watermark moved).
 func CommitInterval(d time.Duration) Opt { return optFunc(func(c *cfg) { c.commitInterval = d }) }

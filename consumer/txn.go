@@ -125,30 +125,6 @@ type txnState struct {
 	began   time.Time
 	aborted int // transactions aborted in a row
 	records int // records fetched since the transaction began
-	// atEnd says, per partition, whether its last fetch with records
-	// reached the end of its log (the last stable offset): read all there
-	// was. A partition not in it has not brought records since it was
-	// assigned or rewound (franz-go delivers no fetch without records, and
-	// a fetch session leaves unchanged partitions out of responses): an
-	// idle one, or one whose first fetch is on its way.
-	atEnd map[pipeline.TopicPartition]bool
-}
-
-// earlyFraction is the part of CommitInterval after which a transaction
-// that has read everything there is ends without waiting for the rest of
-// the interval.
-const earlyFraction = 4
-
-// fetched notes a fetch of records of tp: how many, and whether they reach
-// the end of the log (read_committed: the last stable offset). The poll
-// loop calls it.
-func (t *txnState) fetched(tp pipeline.TopicPartition, fp kgo.FetchTopicPartition) {
-	t.records += len(fp.Records)
-	last := fp.Records[len(fp.Records)-1].Offset
-	if t.atEnd == nil {
-		t.atEnd = map[pipeline.TopicPartition]bool{}
-	}
-	t.atEnd[tp] = last+1 >= fp.LastStableOffset
 }
 
 // validateEOS checks the exactly-once configuration.
@@ -240,22 +216,14 @@ func (c *Consumer) pollDeadline() time.Time {
 
 // earlyDue is when the transaction may end before its interval is over,
 // and zero if it may not: once it wrote something (it fetched records) and
-// the last fetch of every owned partition that brought records reached the
-// end of its log, there is nothing more to read for now, and ending it
-// makes its outputs visible to read_committed readers a whole interval
-// sooner, at no cost in throughput (no backlog waits behind the barrier).
-// It waits for a quarter of CommitInterval, so that a trickle of records
-// does not end a transaction per fetch. A partition that has not brought
-// records does not hold it back: it is idle, or its first fetch, if it has
-// a backlog, says so before long (at worst a transaction ends early once).
+// the consumer has read everything there is (logEnds), ending it makes its
+// outputs visible to read_committed readers a whole interval sooner, at no
+// cost in throughput (no backlog waits behind the barrier). It waits for a
+// quarter of CommitInterval, so that a trickle of records does not end a
+// transaction per fetch.
 func (c *Consumer) earlyDue() time.Time {
-	if c.txn.records == 0 {
+	if c.txn.records == 0 || !c.ends.caughtUp.Load() {
 		return time.Time{}
-	}
-	for _, tp := range c.Assigned() {
-		if atEnd, ok := c.txn.atEnd[tp]; ok && !atEnd {
-			return time.Time{}
-		}
 	}
 	return c.txn.began.Add(c.cfg.commitInterval / earlyFraction)
 }
@@ -591,7 +559,7 @@ func (c *Consumer) markCommittedTP(tp pipeline.TopicPartition, off int64) {
 // offsets, and each partition starts over from there with a fresh handler.
 // It runs in the poll loop, which holds no fetched records.
 func (c *Consumer) rewindAll() {
-	clear(c.txn.atEnd) // the partitions read again from their committed offsets
+	c.ends.reset() // the partitions read again from their committed offsets
 	all := map[string][]int32{}
 	for _, tp := range c.Assigned() {
 		all[tp.Topic] = append(all[tp.Topic], tp.Partition)

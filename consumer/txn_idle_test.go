@@ -132,22 +132,7 @@ func TestExactlyOnceCaughtUpEndsTransactionEarly(t *testing.T) {
 	const interval = 4 * time.Second
 	kc := kafkatest.New(t, kafkatest.Topic("in", 2), kafkatest.Topic("out", 1))
 	hook, _, errc, cancel := runCopier(t, kc, interval)
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	for i := range 3 {
-		produced := time.Now()
-		kc.Produce(t, &kgo.Record{Topic: "in", Partition: int32(i % 2), Value: []byte{byte(i)}})
-		hook.await(t, errc, "for the record's transaction")
-		// A quarter of the interval, and the barrier; far less than the
-		// interval.
-		if took := time.Since(produced); took > interval*3/4 {
-			t.Fatalf("record %d: committed %v after it was produced, want well under the %v interval", i, took, interval)
-		}
-	}
+	awaitEarlyCommits(t, kc, hook, errc, cancel, interval, func(i int) int32 { return int32(i % 2) })
 	if got := len(kc.ReadCommitted(t, "out", 1)); got != 3 {
 		t.Errorf("read_committed output holds %d records, want 3", got)
 	}
