@@ -131,9 +131,10 @@ func Handle(h pipeline.Handler) Opt { return optFunc(func(c *cfg) { c.handler = 
 // running, overriding the default of 1s; once the consumer has read
 // everything there is (every partition's last fetch reached the end of its
 // log), every quarter of it, so that a consumer with no backlog commits
-// sooner. Commits also happen on revoke and on shutdown. Shorter means fewer records handled twice after a crash, at
-// the cost of more commit requests (one per interval, and none while no
-// watermark moved).
+// sooner. Commits also happen on revoke and on shutdown. Shorter means
+// fewer records handled twice after a crash, at the cost of more commit
+// requests (one per interval, and none while no watermark moved). With
+// ExactlyOnce it is the length of a transaction.
 func CommitInterval(d time.Duration) Opt { return optFunc(func(c *cfg) { c.commitInterval = d }) }
 
 // DrainTimeout bounds how long a revoke or shutdown waits for in-flight
