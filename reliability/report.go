@@ -196,14 +196,16 @@ dead-letter topic and checks (package ` + "`reliability/check`" + `):
   no output may be missing; output duplicates must stay within the bound of
   writes (a W event before each) that a kill or loss left uncommitted or that
   were retried.
-- **share group** (` + "`kill-share`" + `): the members join a share group
+- **share group** (` + "`kill-share`" + `, ` + "`sink-outage-share`" + `): the members join a share group
   (` + "`consumer.ShareGroup`" + `, queue mode; 4 members on 2 partitions) and
   their dead letters go through ` + "`consumer.ShareDeadLetters`" + `. A share
   group commits no offsets and keeps no order, and a killed member's
   unacknowledged records come back to the others when their record lock
   expires, so it is at least once: duplicates are counted, not bounded,
   order is not checked, and nothing may be lost; every record must end
-  handled, or dead-lettered (the poison records, one in 397).
+  handled, or dead-lettered (the poison records, one in 397). Through a
+  sink outage nothing may be dead-lettered: the guard's open breaker holds
+  the records, their locks renewed, without spending deliveries.
 - **known bug** (result): the scenario shows a bug in Sluice outside the
   suite, named in its section with its evidence; the problems the evidence
   matches do not fail the run, any other does, and once the bug no longer

@@ -347,12 +347,7 @@ func scOutage(r *run) error {
 	if err != nil {
 		return err
 	}
-	r.phase(5 * time.Second)
-	r.setSink(`{"down":true}`)
-	r.phase(15 * time.Second)
-	r.setSink(`{}`)
-	r.disrupted()
-	r.phase(5 * time.Second)
+	r.sinkOutage()
 	for _, m := range ms {
 		n := len(m.logMatches(breakerOpened, 1000))
 		if n == 0 {
@@ -361,6 +356,16 @@ func scOutage(r *run) error {
 		r.notef("%s: breaker opened %d times", m.name, n)
 	}
 	return p.close(time.Minute)
+}
+
+// sinkOutage runs 5s under load, the sink down for 15s, and 5s after.
+func (r *run) sinkOutage() {
+	r.phase(5 * time.Second)
+	r.setSink(`{"down":true}`)
+	r.phase(15 * time.Second)
+	r.setSink(`{}`)
+	r.disrupted()
+	r.phase(5 * time.Second)
 }
 
 func scSlowSink(r *run) error {

@@ -21,13 +21,27 @@ import (
 // order, and reads no commits (check.Expectations.Share); nothing may be
 // lost, and every record must end as expected, handled or, for the poison
 // records mixed into the load, in the dead-letter topic.
+//
+// The outage scenario stops the sink for 15s under a share group: the
+// reference consumer's guard (retry, then a breaker whose open state does
+// not spend attempts) holds the records in their batches, their locks
+// renewed every second, so none may reach its delivery limit and be
+// dead-lettered: an outage is not a poison pill in share mode either.
 func init() {
-	scenarios = append(scenarios, scenario{
-		name:   "kill-share",
-		what:   "kill in a share group: 4 members on 2 partitions under load, with poison records; for 50s, SIGKILL a random one at a random point and restart it at once, the next kill 0.5-3s after every partition delivered again; record lock 3s, share session timeout 3s, heartbeat 500ms",
-		expect: check.Expectations{Share: true},
-		run:    scKillShare,
-	})
+	scenarios = append(scenarios,
+		scenario{
+			name:   "kill-share",
+			what:   "kill in a share group: 4 members on 2 partitions under load, with poison records; for 50s, SIGKILL a random one at a random point and restart it at once, the next kill 0.5-3s after every partition delivered again; record lock 3s, share session timeout 3s, heartbeat 500ms",
+			expect: check.Expectations{Share: true},
+			run:    scKillShare,
+		},
+		scenario{
+			name:   "sink-outage-share",
+			what:   "sink outage in a share group: 3 members on 2 partitions under load; the sink fails every call for 15s, then recovers; record lock 3s, renewed every 1s; delivery limit 5",
+			expect: check.Expectations{Share: true},
+			run:    scOutageShare,
+		},
+	)
 }
 
 // Share group timers of the scenario: a killed member's records come back
@@ -40,33 +54,73 @@ const (
 )
 
 func scKillShare(r *run) error {
-	r.share, r.parts = true, shareParts
-	r.memberArgs = []string{"--drain-timeout", "3s"}
-	if err := r.begin(brokerOpts{}); err != nil {
-		return err
-	}
-	if err := r.configureShare(); err != nil {
-		return err
-	}
 	names := []string{"q1", "q2", "q3", "q4"}
-	for _, n := range names {
-		if _, err := r.startMember(n); err != nil {
-			return err
-		}
-	}
-	p, err := r.newProducer(r.topic, 1, keys)
+	p, err := r.shareStart(poisonEvery, names...)
 	if err != nil {
 		return err
-	}
-	p.poisonEvery = poisonEvery // dead-lettered at once, and rejected
-	p.load(rate)
-	if !waitFor(time.Minute, func() bool { return len(r.handledBy()) == len(names) }) {
-		r.failf("not every member got work within a minute: %v", r.handledBy())
 	}
 	if err := r.killLoop(); err != nil {
 		return err
 	}
 	err = p.close(time.Minute)
+	r.noteShareWork(names)
+	return err
+}
+
+func scOutageShare(r *run) error {
+	r.memberArgs = append(r.memberArgs, "--share-renew-every", "1s")
+	names := []string{"q1", "q2", "q3"}
+	p, err := r.shareStart(0, names...)
+	if err != nil {
+		return err
+	}
+	r.sinkOutage()
+	opened := 0
+	for _, m := range r.live() {
+		opened += len(m.logMatches(breakerOpened, 1000))
+	}
+	if opened == 0 {
+		r.failf("no member's breaker opened during the outage")
+	}
+	r.notef("the members' breakers opened %d times", opened)
+	err = p.close(time.Minute)
+	r.noteShareWork(names)
+	return err
+}
+
+// shareStart starts a share group run: the broker with its share timers,
+// the named members, and the steady load on shareParts partitions (one
+// record in poison a poison record, none for 0); it waits until every
+// member has handled records.
+func (r *run) shareStart(poison int, names ...string) (*producer, error) {
+	r.share, r.parts = true, shareParts
+	r.memberArgs = append(r.memberArgs, "--drain-timeout", "3s")
+	if err := r.begin(brokerOpts{}); err != nil {
+		return nil, err
+	}
+	if err := r.configureShare(); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if _, err := r.startMember(n); err != nil {
+			return nil, err
+		}
+	}
+	p, err := r.newProducer(r.topic, 1, keys)
+	if err != nil {
+		return nil, err
+	}
+	p.poisonEvery = poison // dead-lettered at once, and rejected
+	p.load(rate)
+	if !waitFor(time.Minute, func() bool { return len(r.handledBy()) == len(names) }) {
+		r.failf("not every member got work within a minute: %v", r.handledBy())
+	}
+	return p, nil
+}
+
+// noteShareWork notes how many records each member handled, and fails the
+// run if one handled none.
+func (r *run) noteShareWork(names []string) {
 	by := r.handledBy()
 	var parts []string
 	for _, n := range names {
@@ -76,7 +130,6 @@ func scKillShare(r *run) error {
 		}
 	}
 	r.notef("records handled per member (all incarnations) by the end of the load: %s; %d members share %d partitions", strings.Join(parts, ", "), len(names), shareParts)
-	return err
 }
 
 // configureShare sets the broker's share group timers (kfake reads them

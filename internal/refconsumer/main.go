@@ -53,7 +53,8 @@
 // transient failure past the guard's retries is released for redelivery
 // and dead-lettered (class delivery-limit) only on its last delivery. A
 // share group assigns no partitions and commits no offsets: the ledger has
-// H, D and E events only.
+// H, D and E events only. --share-renew-every sets how often the locks of
+// records still being handled are renewed (consumer.ShareRenewEvery).
 //
 // # Control file
 //
@@ -186,8 +187,10 @@ type config struct {
 	txnTimeout time.Duration
 	// protocol is the group protocol: "classic" or "consumer" (KIP-848).
 	protocol string
-	// share makes the member join the share group group instead.
-	share bool
+	// share makes the member join the share group group instead;
+	// shareRenew, if positive, is its ShareRenewEvery.
+	share      bool
+	shareRenew time.Duration
 }
 
 // groupProtocol maps --group-protocol to the consumer's protocol.
@@ -269,6 +272,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.outTopic, "output-topic", "", "output topic of the Kafka sink modes (default: the record's topic + \".out\")")
 	fs.StringVar(&c.protocol, "group-protocol", "classic", "group protocol: classic (cooperative-sticky) or consumer (KIP-848, server-side assignment)")
 	fs.BoolVar(&c.share, "share-group", false, "join --group as a share group (KIP-932, queue mode) instead of a consumer group")
+	fs.DurationVar(&c.shareRenew, "share-renew-every", 0, "with --share-group, how often the locks of records being handled are renewed (0: the consumer's default, 10s)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -293,6 +297,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--transaction-timeout needs --eos")
 	case c.share && (c.kafkaMode() || c.protocol != "classic"):
 		return c, errors.New("--share-group excludes --eos, --kafka-sink and --group-protocol")
+	case c.shareRenew != 0 && !c.share:
+		return c, errors.New("--share-renew-every needs --share-group")
 	}
 	return c, nil
 }
@@ -355,13 +361,15 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	membership := consumer.Group(c.group)
+	membership := []consumer.Opt{consumer.Group(c.group)}
 	if c.share {
-		membership = consumer.ShareGroup(c.group)
+		membership = []consumer.Opt{consumer.ShareGroup(c.group)}
+		if c.shareRenew > 0 {
+			membership = append(membership, consumer.ShareRenewEvery(c.shareRenew))
+		}
 	}
 	cons, err := consumer.New(append([]consumer.Opt{
 		consumer.Connection(sluice.Connection{Brokers: c.brokers, ClientID: c.name}),
-		membership,
 		consumer.Handle(p), // reads c.topics, one Source each
 		consumer.Logger(log),
 		consumer.Hooks(rec),
@@ -374,7 +382,7 @@ func run(ctx context.Context, hard <-chan struct{}, args []string, stderr io.Wri
 		consumer.MaxUnsettled(consumer.Water{Records: c.partRecords}, consumer.Water{Records: c.totalRecords}),
 		consumer.ClientOpts(clientOpts(c, dial)...),
 		consumer.GroupProtocol(groupProtocol(c.protocol)),
-	}, eosOpts...)...)
+	}, append(membership, eosOpts...)...)...)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ func TestParseRejectsMissingFlags(t *testing.T) {
 		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--kafka-sink", "--transaction-timeout", "9s"}, want: "--transaction-timeout needs --eos"},
 		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--share-group", "--eos", "x"}, want: "--share-group excludes"},
 		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--share-group", "--group-protocol", "consumer"}, want: "--share-group excludes"},
+		{give: []string{"--brokers", "b:1", "--topics", "t", "--group", "g", "--ledger", "l", "--share-renew-every", "1s"}, want: "--share-renew-every needs --share-group"},
 	}
 	for _, tt := range tests {
 		_, err := parse(tt.give, io.Discard)
