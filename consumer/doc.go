@@ -37,8 +37,10 @@
 // Records may settle in any order; per partition the consumer commits the
 // watermark, the offset of the lowest unsettled record, with the leader epoch
 // of the record before it (KIP-320). A commit never passes an unsettled
-// record. Commits happen every CommitInterval (default 1s), on revoke, and on
-// shutdown. Tracking costs memory for the records in flight, not for the
+// record. Commits happen every CommitInterval (default 1s), every quarter
+// of it once the consumer has read everything there is (every partition's
+// last fetch reached the end of its log), on revoke, and on shutdown.
+// Tracking costs memory for the records in flight, not for the
 // offset range behind a stuck record.
 //
 // Graceful rebalance. The group uses the cooperative-sticky balancer. On
@@ -116,10 +118,11 @@
 //
 // Exactly once. With ExactlyOnce the consumer's client is transactional
 // (kgo.GroupTransactSession) and writers (the Kafka sink's, the dead-letter
-// publisher) produce through it. Every CommitInterval the poll loop stops
-// fetching, lets every fetched record be handed over and settle (a barrier
-// bounded by DrainTimeout), checks that the offsets after each partition's
-// last record are what the transaction will commit, and ends it: outputs
+// publisher) produce through it. Every CommitInterval (a quarter of it once
+// the consumer has read everything there is) the poll loop stops fetching,
+// lets every fetched record be handed over and settle (a barrier bounded by
+// DrainTimeout), checks that the offsets after each partition's last
+// record are what the transaction will commit, and ends it: outputs
 // and offsets commit together, read with read_committed isolation. A
 // transaction holds no output of a record it does not commit, because
 // every record it wrote for has settled. A revoke or loss during a
