@@ -59,6 +59,7 @@ var (
 	brokerAddr = flag.String("broker", "", "use this broker instead of starting one")
 	partMark   = flag.Int("partition-records", 0, "consumer high-water mark in records per partition (0: the consumer's default)")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the consuming runs (not the produce) to this file")
+	mutexProf  = flag.String("mutexprofile", "", "write a profile of lock contention (sync.Mutex) during the consuming runs to this file: where lanes queue on a shared lock")
 	memProfile = flag.String("memprofile", "", "write a heap profile to this file when the first consumer run is half done")
 	work       = flag.Int("work", 2, "the -work modes hash each record's value this many times (SHA-256), standing for a handler's own work")
 	decisions  = flag.Bool("decisions", false, "print the adaptive limiter's decisions of the guarded modes")
@@ -118,6 +119,14 @@ func run() error {
 		return err
 	}
 	defer stopProfile()
+	if *mutexProf != "" {
+		runtime.SetMutexProfileFraction(5)
+		defer func() {
+			if err := writeProfile("mutex", *mutexProf); err != nil {
+				fmt.Fprintln(os.Stderr, "consume:", err)
+			}
+		}()
+	}
 	ctx := context.Background()
 	// The first read of freshly produced data is slower (the broker's
 	// buffers, this process's heap growing): a warm-up pass, not reported,
@@ -495,6 +504,19 @@ func (h *noopHandler) Handle(_ context.Context, recs []*pipeline.Record) error {
 func (h *noopHandler) Close() {}
 
 var heapProfiled atomic.Bool
+
+// writeProfile writes the runtime profile name to path.
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
 
 // writeHeapProfile writes -memprofile once.
 func writeHeapProfile() {
