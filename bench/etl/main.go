@@ -376,8 +376,9 @@ func cmp(a, b error) error {
 }
 
 func route(out string) kafka.Route[[]byte] {
-	return func(m pipeline.Message[[]byte]) ([]kafka.Output, error) {
-		return []kafka.Output{{Topic: out, Key: m.Key(), Value: transform(m.Value())}}, nil
+	return func(m pipeline.Message[[]byte], outs *kafka.Outputs) error {
+		outs.Add(out, m.Key(), transform(m.Value()))
+		return nil
 	}
 }
 

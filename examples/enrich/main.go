@@ -105,14 +105,15 @@ func enrich(o Order) (Enriched, error) {
 
 // route turns an enriched order into its output record.
 func route(output string) kafka.Route[Enriched] {
-	return func(m pipeline.Message[Enriched]) ([]kafka.Output, error) {
+	return func(m pipeline.Message[Enriched], out *kafka.Outputs) error {
 		e := m.Value()
 		e.SourceRef = fmt.Sprintf("%s/%d@%d", m.Topic(), m.Partition(), m.Offset())
 		v, err := json.Marshal(e)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return []kafka.Output{{Topic: output, Key: []byte(e.Customer), Value: v}}, nil
+		out.Add(output, []byte(e.Customer), v)
+		return nil
 	}
 }
 

@@ -528,19 +528,21 @@ var (
 // output topic (or the record's topic + ".out"), with the record's key and
 // rid header.
 func outputOf(outTopic string) kafka.Route[Event] {
-	return func(m pipeline.Message[Event]) ([]kafka.Output, error) {
+	return func(m pipeline.Message[Event], out *kafka.Outputs) error {
 		topic := outTopic
 		if topic == "" {
 			topic = m.Topic() + ".out"
 		}
-		o := kafka.Output{Topic: topic, Key: m.Key()}
+		var value []byte
 		if v := m.Value(); !v.Tombstone {
-			o.Value = fmt.Appendf(nil, `{"seq":%d}`, v.Seq)
+			value = fmt.Appendf(nil, `{"seq":%d}`, v.Seq)
 		}
 		if rid, ok := m.Header(ledger.RIDHeader); ok {
-			o.Headers = []pipeline.Header{{Key: ledger.RIDHeader, Value: rid}}
+			out.Add(topic, m.Key(), value, pipeline.Header{Key: ledger.RIDHeader, Value: rid})
+		} else {
+			out.Add(topic, m.Key(), value)
 		}
-		return []kafka.Output{o}, nil
+		return nil
 	}
 }
 

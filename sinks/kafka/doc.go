@@ -1,13 +1,16 @@
 // Package kafka is a pipeline sink that writes to Kafka: the most common
 // Kafka job, read a topic, enrich or route each record, write the result to
 // other topics. A Route turns each message into zero, one or many output
-// records (topic, key, value, headers); the sink returns, and so the message
-// settles, only once every output is acknowledged.
+// records (topic, key, value, headers), adding them to an Outputs that the
+// sink owns and reuses, so that a message of one output costs no
+// allocation for routing; the sink returns, and so the message settles,
+// only once every output is acknowledged.
 //
 //	w, err := kafka.NewWriter(kafka.Connection(conn)) // conn: the consumer's sluice.Connection
 //	...
-//	pipeline.Sink(orders, "enriched", kafka.Sink(w, func(m pipeline.Message[Order]) ([]kafka.Output, error) {
-//		return []kafka.Output{{Topic: "orders.enriched", Key: m.Key(), Value: enrich(m.Value())}}, nil
+//	pipeline.Sink(orders, "enriched", kafka.Sink(w, func(m pipeline.Message[Order], out *kafka.Outputs) error {
+//		out.Add("orders.enriched", m.Key(), enrich(m.Value()))
+//		return nil
 //	}))
 //
 // # Options of NewWriter

@@ -24,14 +24,15 @@ import (
 
 // routeOrRefuse routes like twoOutputs, except that "poison" cannot be
 // routed and "big" becomes an output larger than the writer's client takes.
-func routeOrRefuse(m pipeline.Message[string]) ([]kafka.Output, error) {
+func routeOrRefuse(m pipeline.Message[string], out *kafka.Outputs) error {
 	switch m.Value() {
 	case "poison":
-		return nil, errors.New("cannot route poison")
+		return errors.New("cannot route poison")
 	case "big":
-		return []kafka.Output{{Topic: "out", Value: bytes.Repeat([]byte("x"), 4096)}}, nil
+		out.Add("out", nil, bytes.Repeat([]byte("x"), 4096))
+		return nil
 	}
-	return twoOutputs(m)
+	return twoOutputs(m, out)
 }
 
 // deadLetterRun consumes "in" (with "poison" and "big" among v0..v9) into

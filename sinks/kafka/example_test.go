@@ -31,8 +31,9 @@ func ExampleSink() {
 		return
 	}
 	defer w.Close()
-	loud := func(m pipeline.Message[string]) ([]kafka.Output, error) {
-		return []kafka.Output{{Topic: "orders.loud", Key: m.Key(), Value: []byte(fmt.Sprintf("%s!", m.Value()))}}, nil
+	loud := func(m pipeline.Message[string], out *kafka.Outputs) error {
+		out.Add("orders.loud", m.Key(), []byte(m.Value()+"!"))
+		return nil
 	}
 	p := pipeline.New(pipeline.Logger(slog.New(slog.DiscardHandler)))
 	pipeline.Sink(pipeline.Source(p, "orders", pipeline.String()), "loud", kafka.Sink(w, loud))
@@ -63,4 +64,21 @@ func ExampleNewWriter_configError() {
 	_, err := kafka.NewWriter(kafka.Connection(sluice.Connection{}))
 	fmt.Println(err)
 	// Output: kafka: Connection.Brokers: at least one broker address (host:port) is required
+}
+
+// A Route adds what a message becomes: here every order goes to
+// "orders.enriched", and a large one to "orders.large" too, with a header.
+// The zero Outputs is ready to use, which is how a test calls a Route.
+func ExampleRoute() {
+	var route kafka.Route[int] = func(m pipeline.Message[int], out *kafka.Outputs) error {
+		out.Add("orders.enriched", m.Key(), fmt.Appendf(nil, "amount=%d", m.Value()))
+		if m.Value() > 100 {
+			out.Add("orders.large", m.Key(), nil, pipeline.Header{Key: "reason", Value: []byte("amount")})
+		}
+		return nil
+	}
+	var out kafka.Outputs
+	err := route(pipeline.NewMessage(250, &pipeline.Record{Topic: "orders", Key: []byte("alice")}), &out)
+	fmt.Println(out.Len(), err)
+	// Output: 2 <nil>
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,25 +17,76 @@ import (
 	"github.com/sluice-go/sluice/stages"
 )
 
-// Output is one record a message becomes.
-type Output struct {
-	// Topic is where the record goes. Required.
-	Topic string
-	// Key and Value are the record's. A nil Key spreads records over
-	// partitions; records with the same key go to the same partition, in
-	// the order they are written.
-	Key, Value []byte
-	// Headers are the record's headers. The writer adds the input record's
-	// trace context (traceparent, tracestate) when they do not set it, and
-	// the provenance header when the Provenance option asks for it.
-	Headers []pipeline.Header
+// Route turns a message into the records it becomes, by adding them to
+// out: none (the message is settled with nothing written), one, or many.
+// The sink owns out and reuses it for the next message once Route returns,
+// so Route must not keep out or m. An error means the message cannot be
+// written: it is permanent (pipeline.Permanent), so the message is
+// dead-lettered, and what Route added is discarded.
+type Route[T any] func(m pipeline.Message[T], out *Outputs) error
+
+// Outputs collects the records a Route makes of one message. A sink passes
+// it to Route empty, and reuses it, so that routing a message of one
+// output allocates nothing.
+type Outputs struct {
+	outs []output
+	hdrs []pipeline.Header // the headers of every output, in order
 }
 
-// Route turns a message into the records it becomes: none (the message is
-// settled with nothing written), one, or many. It must not keep m or the
-// returned slices. An error means the message cannot be written: it is
-// permanent (pipeline.Permanent), so the message is dead-lettered.
-type Route[T any] func(m pipeline.Message[T]) ([]Output, error)
+// output is one record added to Outputs; its headers are hdrs[from:to].
+type output struct {
+	topic      string
+	key, value []byte
+	from, to   int
+}
+
+// Add adds a record for topic (required) with key, value and headers. A
+// nil key spreads records over partitions; records with the same key go to
+// the same partition, in the order they are written. The writer adds the
+// input record's trace context (traceparent, tracestate) unless headers
+// set it, and the provenance header when the Provenance option asks for
+// it.
+//
+// Add copies headers but not the bytes of key, value and header values:
+// the record is written after Route returns, so they must not change
+// afterwards. A key or value of the input message (m.Key()) may be given
+// as is.
+func (o *Outputs) Add(topic string, key, value []byte, headers ...pipeline.Header) {
+	from := len(o.hdrs)
+	o.hdrs = append(o.hdrs, headers...)
+	o.outs = append(o.outs, output{topic: topic, key: key, value: value, from: from, to: len(o.hdrs)})
+}
+
+// Len returns the number of records added.
+func (o *Outputs) Len() int { return len(o.outs) }
+
+// headers are the headers added with x.
+func (o *Outputs) headers(x *output) []pipeline.Header { return o.hdrs[x.from:x.to] }
+
+// reset empties o, dropping its references to the user's memory.
+func (o *Outputs) reset() {
+	clear(o.outs)
+	clear(o.hdrs)
+	o.outs, o.hdrs = o.outs[:0], o.hdrs[:0]
+}
+
+// outputsPool recycles Outputs across the messages of every sink (Sink
+// and Write may run concurrently, after a fan-out, so none owns one): a
+// sink gets one, routes a message into it, copies what was added into new
+// records and puts it back, so that franz-go, which keeps a record until
+// its promise, never holds memory the next message reuses.
+var outputsPool = sync.Pool{New: func() any { return new(Outputs) }}
+
+func getOutputs() *Outputs { return outputsPool.Get().(*Outputs) }
+
+// putOutputs recycles o unless a message of many outputs made it large.
+func putOutputs(o *Outputs) {
+	if cap(o.outs) > 64 || cap(o.hdrs) > 256 {
+		return
+	}
+	o.reset()
+	outputsPool.Put(o)
+}
 
 // DefaultProvenanceHeader is the header the Provenance option adds unless it
 // names another.
@@ -231,30 +283,47 @@ func (w *Writer) client() *kgo.Client {
 // the failure are then written twice.
 func Sink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[T] {
 	return func(ctx context.Context, m pipeline.Message[T]) error {
-		outs, err := route(m)
-		if err != nil {
-			return pipeline.Permanent(fmt.Errorf("kafka sink: route: %w", err))
-		}
-		if len(outs) == 0 {
-			return nil
+		out := getOutputs()
+		err := routeInto(route, m, out, false)
+		n := out.Len()
+		if err != nil || n == 0 {
+			putOutputs(out)
+			return err
 		}
 		cl := w.client()
 		if cl == nil {
+			putOutputs(out)
 			return ErrNoClient
 		}
-		slab := make([]kgo.Record, len(outs))
-		recs := make([]*kgo.Record, len(outs))
-		for i, o := range outs {
-			if o.Topic == "" {
-				return pipeline.Permanent(fmt.Errorf("kafka sink: output %d has no topic", i))
-			}
+		// recs does not escape, so that a small one can be on the stack.
+		slab := make([]kgo.Record, n)
+		recs := make([]*kgo.Record, n)
+		for i := range out.outs {
 			recs[i] = &slab[i]
-			fillRecord(recs[i], w, ctx, m, o)
+			fillRecord(recs[i], w, ctx, m, out, &out.outs[i])
 		}
+		putOutputs(out) // the records share nothing with it
 		ctx, cancel := context.WithTimeout(ctx, w.cfg.timeout)
 		defer cancel()
 		return produceAll(ctx, cl, recs)
 	}
+}
+
+// routeInto routes m into out. Its errors are permanent: the route's, and
+// an output without a topic; those of a batch's member name it.
+func routeInto[T any](route Route[T], m pipeline.Message[T], out *Outputs, member bool) error {
+	err := route(m, out)
+	if err == nil {
+		i := slices.IndexFunc(out.outs, func(o output) bool { return o.topic == "" })
+		if i < 0 {
+			return nil
+		}
+		err = fmt.Errorf("output %d has no topic", i)
+	}
+	if member {
+		return pipeline.Permanent(fmt.Errorf("kafka sink: route %s: %w", m, err))
+	}
+	return pipeline.Permanent(fmt.Errorf("kafka sink: route: %w", err))
 }
 
 // BatchSink is Sink for batches (stages.Batches): each member of a batch is
@@ -277,15 +346,14 @@ func BatchSink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[stages.Batch[
 		// member, the common case.
 		slab := make([]kgo.Record, 0, len(ms))
 		recs := make([]*kgo.Record, 0, len(ms))
+		out := getOutputs()
+		defer putOutputs(out)
 		for _, m := range ms {
-			outs, err := route(m)
-			if err != nil {
-				return pipeline.Permanent(fmt.Errorf("kafka sink: route %s: %w", m, err))
+			out.reset()
+			if err := routeInto(route, m, out, true); err != nil {
+				return err
 			}
-			for i, o := range outs {
-				if o.Topic == "" {
-					return pipeline.Permanent(fmt.Errorf("kafka sink: output %d of %s has no topic", i, m))
-				}
+			for i := range out.outs {
 				var r *kgo.Record
 				if len(slab) < cap(slab) {
 					slab = slab[:len(slab)+1]
@@ -293,7 +361,7 @@ func BatchSink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[stages.Batch[
 				} else {
 					r = new(kgo.Record)
 				}
-				fillRecord(r, w, ctx, m, o)
+				fillRecord(r, w, ctx, m, out, &out.outs[i])
 				recs = append(recs, r)
 			}
 		}
@@ -310,12 +378,13 @@ func BatchSink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[stages.Batch[
 	}
 }
 
-// fillRecord makes r the record of o, written for m, with context ctx.
-func fillRecord[T any](r *kgo.Record, w *Writer, ctx context.Context, m pipeline.Message[T], o Output) {
-	r.Topic, r.Key, r.Value, r.Context = o.Topic, o.Key, o.Value, ctx
-	if n := len(o.Headers); n > 0 {
-		r.Headers = make([]kgo.RecordHeader, 0, n+2)
-		for _, h := range o.Headers {
+// fillRecord makes r the record of o, added to out for m, with context
+// ctx. r shares nothing with out: its headers are a new slice.
+func fillRecord[T any](r *kgo.Record, w *Writer, ctx context.Context, m pipeline.Message[T], out *Outputs, o *output) {
+	r.Topic, r.Key, r.Value, r.Context = o.topic, o.key, o.value, ctx
+	if hs := out.headers(o); len(hs) > 0 {
+		r.Headers = make([]kgo.RecordHeader, 0, len(hs)+2)
+		for _, h := range hs {
 			r.Headers = append(r.Headers, kgo.RecordHeader(h))
 		}
 	}

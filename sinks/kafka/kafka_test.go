@@ -16,12 +16,11 @@ import (
 )
 
 // twoOutputs routes each input value v to "out" as v-a and v-b.
-func twoOutputs(m pipeline.Message[string]) ([]kafka.Output, error) {
+func twoOutputs(m pipeline.Message[string], out *kafka.Outputs) error {
 	v := m.Value()
-	return []kafka.Output{
-		{Topic: "out", Key: m.Key(), Value: []byte(v + "-a")},
-		{Topic: "out", Key: m.Key(), Value: []byte(v + "-b")},
-	}, nil
+	out.Add("out", m.Key(), []byte(v+"-a"))
+	out.Add("out", m.Key(), []byte(v+"-b"))
+	return nil
 }
 
 // wantOutputs are the outputs twoOutputs makes of inputs v0..v(n-1).

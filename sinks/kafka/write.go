@@ -114,32 +114,26 @@ func (s *writeStage[T]) Push(m pipeline.Message[T]) bool {
 		env.Handled(s.name, pipeline.OutcomeAbandoned, n, 0)
 		return false
 	}
-	outs, err := s.route(m)
-	if err != nil {
-		o := env.Fail(s.name, m.Token(), pipeline.Permanent(fmt.Errorf("kafka sink: route: %w", err)))
+	out := getOutputs()
+	defer putOutputs(out) // after the records are filled: they share nothing with out
+	if err := routeInto(s.route, m, out, false); err != nil {
+		o := env.Fail(s.name, m.Token(), err)
 		env.Handled(s.name, o, n, 0)
 		return o != pipeline.OutcomeAbandoned
 	}
-	if len(outs) == 0 {
+	if out.Len() == 0 {
 		m.Token().Settle()
 		env.Handled(s.name, pipeline.OutcomeOK, n, 0)
 		return true
 	}
-	for i, o := range outs {
-		if o.Topic == "" {
-			out := env.Fail(s.name, m.Token(), pipeline.Permanent(fmt.Errorf("kafka sink: output %d has no topic", i)))
-			env.Handled(s.name, out, n, 0)
-			return out != pipeline.OutcomeAbandoned
-		}
-	}
 	ctx := env.Context()
 	wr := &write{Context: ctx, s: s, tok: m.Token(), records: n}
-	if len(outs) == 1 {
+	if k := out.Len(); k == 1 {
 		wr.one[0] = &wr.rec
 		wr.recs = wr.one[:]
 	} else {
-		rs := make([]kgo.Record, len(outs))
-		wr.recs = make([]*kgo.Record, len(outs))
+		rs := make([]kgo.Record, k)
+		wr.recs = make([]*kgo.Record, k)
 		for i := range rs {
 			wr.recs[i] = &rs[i]
 		}
@@ -147,8 +141,8 @@ func (s *writeStage[T]) Push(m pipeline.Message[T]) bool {
 	if env.Timed() {
 		wr.start = env.Clock().Now()
 	}
-	for i, o := range outs {
-		fillRecord(wr.recs[i], s.w, wr, m, o)
+	for i := range out.outs {
+		fillRecord(wr.recs[i], s.w, wr, m, out, &out.outs[i])
 	}
 	s.inFlight.Add(1)
 	s.send(wr)

@@ -44,16 +44,22 @@ func runWrite(t *testing.T, kc *kafkatest.Cluster, w *kafka.Writer, route kafka.
 	<-c.Done()
 }
 
-func TestWriteAtLeastOnce(t *testing.T) {
-	const n = 2000
-	kc := kafkatest.New(t, kafkatest.Topic("in", 3), kafkatest.Topic("out", 3))
-	kc.ProduceN(t, "in", n, kafkatest.KeyedValue(20))
+// aloWriter is a Writer of its own on kc, closed when the test ends.
+func aloWriter(t *testing.T, kc *kafkatest.Cluster) *kafka.Writer {
+	t.Helper()
 	w, err := kafka.NewWriter(kafka.Connection(sluice.Connection{Brokers: kc.Addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	runWrite(t, kc, w, twoOutputs, nil)
+	t.Cleanup(w.Close)
+	return w
+}
+
+func TestWriteAtLeastOnce(t *testing.T) {
+	const n = 2000
+	kc := kafkatest.New(t, kafkatest.Topic("in", 3), kafkatest.Topic("out", 3))
+	kc.ProduceN(t, "in", n, kafkatest.KeyedValue(20))
+	runWrite(t, kc, aloWriter(t, kc), twoOutputs, nil)
 	if lost, dups, ex := exactlyOnce(wantOutputs(n), countByValue(kc.ReadCommitted(t, "out", 3))); lost != 0 || dups != 0 {
 		t.Fatalf("%d outputs lost, %d duplicated (%s)", lost, dups, ex)
 	}
@@ -111,5 +117,29 @@ func TestWriteRefusesMissingArguments(t *testing.T) {
 	kafka.Write(pipeline.Source(p, "in", pipeline.String()), "out", nil, twoOutputs)
 	if err := p.Err(); !errors.Is(err, pipeline.ErrBuild) {
 		t.Fatalf("Err: %v, want a build error for the nil writer", err)
+	}
+}
+
+// The sink reuses the Outputs a Route adds to: each output must keep the
+// headers it was given, not those of a later message.
+func TestWriteOutputsKeepTheirHeaders(t *testing.T) {
+	const n = 500
+	kc := kafkatest.New(t, kafkatest.Topic("in", 2), kafkatest.Topic("out", 2))
+	kc.ProduceN(t, "in", n, kafkatest.KeyedValue(20))
+	withHeader := func(m pipeline.Message[string], out *kafka.Outputs) error {
+		a, b := []byte(m.Value()+"-a"), []byte(m.Value()+"-b")
+		out.Add("out", m.Key(), a, pipeline.Header{Key: "copy", Value: a}, pipeline.Header{Key: "n", Value: []byte("1")})
+		out.Add("out", m.Key(), b, pipeline.Header{Key: "copy", Value: b})
+		return nil
+	}
+	runWrite(t, kc, aloWriter(t, kc), withHeader, nil)
+	got := kc.ReadCommitted(t, "out", 2)
+	if len(got) != 2*n {
+		t.Fatalf("%d outputs, want %d", len(got), 2*n)
+	}
+	for _, r := range got {
+		if len(r.Headers) == 0 || r.Headers[0].Key != "copy" || string(r.Headers[0].Value) != string(r.Value) {
+			t.Fatalf("output %q has headers %v, want copy=%q first", r.Value, r.Headers, r.Value)
+		}
 	}
 }
