@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -314,11 +313,15 @@ func Sink[T any](w *Writer, route Route[T]) pipeline.SinkFunc[T] {
 func routeInto[T any](route Route[T], m pipeline.Message[T], out *Outputs, member bool) error {
 	err := route(m, out)
 	if err == nil {
-		i := slices.IndexFunc(out.outs, func(o output) bool { return o.topic == "" })
-		if i < 0 {
+		for i := range out.outs {
+			if out.outs[i].topic == "" {
+				err = fmt.Errorf("output %d has no topic", i)
+				break
+			}
+		}
+		if err == nil {
 			return nil
 		}
-		err = fmt.Errorf("output %d has no topic", i)
 	}
 	if member {
 		return pipeline.Permanent(fmt.Errorf("kafka sink: route %s: %w", m, err))
