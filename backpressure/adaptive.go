@@ -682,12 +682,23 @@ func (c *controller) onSteady(pt point) Reason {
 		}
 		// It did not pay, or only in part while latency rose beyond
 		// tolerance: the knee is about k. Back to it, with the
-		// tolerance's headroom; slow start is over.
-		c.lim = math.Min(c.lim, math.Max(c.last.n, k*c.mid))
-		c.state = stateSteady
-		c.held = 0
-		c.explore = min(2*c.explore, exploreMax)
-		return ReasonKnee
+		// tolerance's headroom, but not below the limit that bound the
+		// lower window (its mean in flight is below its limit when
+		// arrivals are bursty, and cutting to it throttled a sink of
+		// microseconds to one call at a time); slow start is over.
+		//
+		// Only a step the limit made says where the knee is: if the lower
+		// window did not use all of its limit, the step came from the
+		// caller's demand, and throughput that did not follow it says the
+		// caller (its CPU, say) set the pace, not the downstream. The
+		// latency rules below judge that window.
+		if c.last.sat {
+			c.lim = math.Min(c.lim, math.Max(math.Max(c.last.n, float64(c.last.lim)), k*c.mid))
+			c.state = stateSteady
+			c.held = 0
+			c.explore = min(2*c.explore, exploreMax)
+			return ReasonKnee
+		}
 	}
 	suspect := c.suspect
 	c.suspect = false

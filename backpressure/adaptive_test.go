@@ -422,3 +422,28 @@ func TestAdaptiveAtTheMinimumLimitDoesNotKeepCutting(t *testing.T) {
 		t.Fatalf("no rebaseline at the minimum limit: %v %v", reasons(ds), limits(ds))
 	}
 }
+
+// TestAdaptiveDemandStepIsNotAKnee: found live in bench/consume's guarded
+// mode. A step up in concurrency that came from the caller's demand (the
+// window before it did not use its limit), not from the limiter, is no test
+// of the downstream: when the caller's own CPU sets the pace, throughput
+// does not follow it, and taking that for the knee cut a sink of
+// microseconds to a limit of 1 that every lane then queued for.
+func TestAdaptiveDemandStepIsNotAKnee(t *testing.T) {
+	h := newHarness(t, InitialLimit(6), Window(time.Millisecond, 100))
+	// A caller that completes one call every 3us whatever the concurrency:
+	// latency is in-flight x 3us, throughput flat.
+	cpuBound := func(n int) time.Duration { return time.Duration(n) * 3 * time.Microsecond }
+	var ds []Decision
+	for range 10 {
+		ds = append(ds, h.drive(1, cpuBound, Success, 1)...)
+		ds = append(ds, h.drive(3, cpuBound, Success, 1)...)
+	}
+	for _, d := range ds {
+		// The limit follows demand (DemandFactor 2 x the low phase's 1),
+		// never the knee rule.
+		if d.Reason == ReasonKnee || d.Limit < 2 {
+			t.Fatalf("a demand step taken for the knee (%s, limit %d): %v %v", d.Reason, d.Limit, limits(ds), reasons(ds))
+		}
+	}
+}
