@@ -240,11 +240,8 @@ func (c *Consumer) maybeBarrier() {
 		return
 	}
 	now := time.Now()
-	if now.Before(c.txn.due) {
-		early := c.earlyDue()
-		if early.IsZero() || now.Before(early) {
-			return
-		}
+	if now.Before(c.pollDeadline()) { // the interval's end, or earlyDue's
+		return
 	}
 	if c.txn.records == 0 {
 		// Nothing written yet: the broker's timer for this transaction
