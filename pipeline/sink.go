@@ -116,10 +116,12 @@ func (s *sink[T]) Push(m Message[T]) bool {
 func (s *sink[T]) attempt(m Message[T], deadline time.Time) (time.Duration, error) {
 	env := s.env
 	ctx := env.ctx
-	var cancel context.CancelFunc
+	var budget *dl.Ctx
 	if !deadline.IsZero() {
 		// A deadline nobody waits on costs no timer (internal/deadline).
-		ctx, cancel = dl.With(ctx, deadline)
+		if budget = dl.New(ctx, deadline); budget != nil {
+			ctx = budget
+		}
 	}
 	var start time.Time
 	if env.p.timedSinks {
@@ -130,8 +132,8 @@ func (s *sink[T]) attempt(m Message[T], deadline time.Time) (time.Duration, erro
 	if env.p.timedSinks {
 		latency = env.p.clock.Now().Sub(start)
 	}
-	if cancel != nil {
-		cancel()
+	if budget != nil {
+		budget.Cancel()
 	}
 	return latency, err
 }

@@ -4,7 +4,7 @@
 // context.WithDeadline starts a runtime timer and registers the child with
 // its parent, about half a microsecond and several allocations, even when
 // nothing ever waits on Done: the common case for a sink guard that only
-// reads the deadline, and for a fast sink. A context from With reports its
+// reads the deadline, and for a fast sink. A context from New reports its
 // deadline and answers Err against the clock at once, and arms a real timer
 // only on the first call to Done (a nested one arms its parent's too, as
 // context.WithDeadline would register with it).
@@ -19,26 +19,10 @@ import (
 	"time"
 )
 
-// With returns a context that is done when parent is or when d passes, like
-// context.WithDeadline, and its cancel function, which must be called when
-// the work is done. If parent's own deadline is not after d, With returns
-// parent itself (and a no-op cancel): there is nothing to add.
-//
-// Its cancel function is a second allocation; New saves it.
-func With(parent context.Context, d time.Time) (context.Context, context.CancelFunc) {
-	c := New(parent, d)
-	if c == nil {
-		return parent, noop
-	}
-	return c, c.Cancel
-}
-
-func noop() {}
-
-// New is With for a caller that can keep a *Ctx: it returns the deadline
-// context, whose Cancel must be called when the work is done, or nil if
-// parent's own deadline is not after d (parent will do). One allocation,
-// of 48 bytes.
+// New returns a context that is done when parent is or when d passes, like
+// context.WithDeadline; its Cancel must be called when the work is done. It
+// returns nil if parent's own deadline is not after d: parent will do, there
+// is nothing to add. One allocation, of 48 bytes.
 func New(parent context.Context, d time.Time) *Ctx {
 	if pd, ok := parent.Deadline(); ok && !pd.After(d) {
 		return nil
@@ -142,7 +126,7 @@ func (c *Ctx) Cancel() {
 	}
 }
 
-func (c *Ctx) String() string { return "deadline.With(" + c.deadline.String() + ")" }
+func (c *Ctx) String() string { return "deadline.New(" + c.deadline.String() + ")" }
 
 // Sleep waits d, or until ctx is done, and then returns ctx.Err(); it
 // returns nil after a full wait. A d of zero or less returns at once.

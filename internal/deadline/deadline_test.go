@@ -29,8 +29,8 @@ func waitDone(t *testing.T, ctx context.Context, what string) {
 func TestBehavesLikeWithDeadline(t *testing.T) {
 	t.Run("deadline passes", func(t *testing.T) {
 		d := time.Now().Add(20 * time.Millisecond)
-		ctx, cancel := deadline.With(context.Background(), d)
-		defer cancel()
+		ctx := deadline.New(context.Background(), d)
+		defer ctx.Cancel()
 		if got, ok := ctx.Deadline(); !ok || !got.Equal(d) {
 			t.Fatalf("Deadline() = %v, %t", got, ok)
 		}
@@ -43,16 +43,16 @@ func TestBehavesLikeWithDeadline(t *testing.T) {
 		}
 	})
 	t.Run("deadline passes, nobody waits", func(t *testing.T) {
-		ctx, cancel := deadline.With(context.Background(), time.Now().Add(-time.Millisecond))
-		defer cancel()
+		ctx := deadline.New(context.Background(), time.Now().Add(-time.Millisecond))
+		defer ctx.Cancel()
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			t.Fatalf("Err = %v", ctx.Err())
 		}
 	})
 	t.Run("parent cancelled", func(t *testing.T) {
 		parent, stop := context.WithCancel(context.Background())
-		ctx, cancel := deadline.With(parent, time.Now().Add(time.Hour))
-		defer cancel()
+		ctx := deadline.New(parent, time.Now().Add(time.Hour))
+		defer ctx.Cancel()
 		stop()
 		if !errors.Is(ctx.Err(), context.Canceled) {
 			t.Fatalf("Err before Done = %v", ctx.Err())
@@ -60,17 +60,17 @@ func TestBehavesLikeWithDeadline(t *testing.T) {
 		waitDone(t, ctx, "parent cancel")
 	})
 	t.Run("cancelled before Done", func(t *testing.T) {
-		ctx, cancel := deadline.With(context.Background(), time.Now().Add(time.Hour))
-		cancel()
+		ctx := deadline.New(context.Background(), time.Now().Add(time.Hour))
+		ctx.Cancel()
 		if !errors.Is(ctx.Err(), context.Canceled) {
 			t.Fatalf("Err = %v", ctx.Err())
 		}
 		waitDone(t, ctx, "cancel before Done")
 	})
 	t.Run("cancelled after Done", func(t *testing.T) {
-		ctx, cancel := deadline.With(context.Background(), time.Now().Add(time.Hour))
+		ctx := deadline.New(context.Background(), time.Now().Add(time.Hour))
 		done := ctx.Done()
-		cancel()
+		ctx.Cancel()
 		waitDone(t, ctx, "cancel after Done")
 		if done != ctx.Done() {
 			t.Fatal("Done returned different channels")
@@ -79,17 +79,15 @@ func TestBehavesLikeWithDeadline(t *testing.T) {
 	t.Run("earlier parent deadline wins", func(t *testing.T) {
 		parent, stop := context.WithTimeout(context.Background(), time.Minute)
 		defer stop()
-		ctx, cancel := deadline.With(parent, time.Now().Add(time.Hour))
-		defer cancel()
-		if ctx != parent {
-			t.Fatal("With made a context although the parent's deadline is earlier")
+		if ctx := deadline.New(parent, time.Now().Add(time.Hour)); ctx != nil {
+			t.Fatal("New made a context although the parent's deadline is earlier")
 		}
 	})
 	t.Run("nested: cancelling the outer ends the inner", func(t *testing.T) {
-		outer, cancelOuter := deadline.With(context.Background(), time.Now().Add(time.Hour))
-		inner, cancelInner := deadline.With(outer, time.Now().Add(time.Minute))
-		defer cancelInner()
-		cancelOuter()
+		outer := deadline.New(context.Background(), time.Now().Add(time.Hour))
+		inner := deadline.New(outer, time.Now().Add(time.Minute))
+		defer inner.Cancel()
+		outer.Cancel()
 		if !errors.Is(inner.Err(), context.Canceled) {
 			t.Fatalf("inner Err = %v", inner.Err())
 		}
@@ -97,24 +95,23 @@ func TestBehavesLikeWithDeadline(t *testing.T) {
 	})
 	t.Run("values come from the parent", func(t *testing.T) {
 		type key struct{}
-		ctx, cancel := deadline.With(context.WithValue(context.Background(), key{}, "v"), time.Now().Add(time.Hour))
-		defer cancel()
+		ctx := deadline.New(context.WithValue(context.Background(), key{}, "v"), time.Now().Add(time.Hour))
+		defer ctx.Cancel()
 		if ctx.Value(key{}) != "v" {
 			t.Fatal("value lost")
 		}
 	})
 	t.Run("children of a deadline context", func(t *testing.T) {
-		ctx, cancel := deadline.With(context.Background(), time.Now().Add(20*time.Millisecond))
-		defer cancel()
+		ctx := deadline.New(context.Background(), time.Now().Add(20*time.Millisecond))
+		defer ctx.Cancel()
 		child, stop := context.WithCancel(ctx)
 		defer stop()
 		waitDone(t, child, "child at the parent's deadline")
 	})
 }
 
-// TestNew checks New, the allocation-saving form of With: nil where the
-// parent's deadline will do, one allocation otherwise, and a Cancel that
-// may be called twice.
+// TestNew checks New: nil where the parent's deadline will do, one
+// allocation otherwise, and a Cancel that may be called twice.
 func TestNew(t *testing.T) {
 	parent, stop := context.WithTimeout(context.Background(), time.Minute)
 	defer stop()
@@ -177,10 +174,10 @@ func TestNestedDoneStartsNoGoroutine(t *testing.T) {
 // end whichever wins.
 func TestCancelRacesDone(t *testing.T) {
 	for range 2000 {
-		ctx, cancel := deadline.With(context.Background(), time.Now().Add(time.Hour))
+		ctx := deadline.New(context.Background(), time.Now().Add(time.Hour))
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); cancel() }()
+		go func() { defer wg.Done(); ctx.Cancel() }()
 		var done <-chan struct{}
 		go func() { defer wg.Done(); done = ctx.Done() }()
 		wg.Wait()
@@ -202,14 +199,6 @@ func BenchmarkWith(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			ctx, cancel := context.WithDeadline(parent, d)
-			_ = ctx.Err()
-			cancel()
-		}
-	})
-	b.Run("deadline.With", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			ctx, cancel := deadline.With(parent, d)
 			_ = ctx.Err()
 			cancel()
 		}
