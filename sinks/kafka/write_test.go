@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -140,6 +141,36 @@ func TestWriteOutputsKeepTheirHeaders(t *testing.T) {
 	for _, r := range got {
 		if len(r.Headers) == 0 || r.Headers[0].Key != "copy" || string(r.Headers[0].Value) != string(r.Value) {
 			t.Fatalf("output %q has headers %v, want copy=%q first", r.Value, r.Headers, r.Value)
+		}
+	}
+}
+
+// A message of more outputs than the sink keeps a pooled Outputs for (64)
+// is written whole, and the messages after it, routed into other Outputs,
+// keep their own records and headers.
+func TestWriteManyOutputsPastThePoolCap(t *testing.T) {
+	const n, many = 40, 100
+	kc := kafkatest.New(t, kafkatest.Topic("in", 1), kafkatest.Topic("out", 1))
+	kc.ProduceN(t, "in", n, kafkatest.KeyedValue(5))
+	fanOut := func(m pipeline.Message[string], out *kafka.Outputs) error {
+		k := 1
+		if m.Offset()%4 == 0 {
+			k = many
+		}
+		for i := range k {
+			v := fmt.Appendf(nil, "%s-%d", m.Value(), i)
+			out.Add("out", m.Key(), v, pipeline.Header{Key: "copy", Value: v})
+		}
+		return nil
+	}
+	runWrite(t, kc, aloWriter(t, kc), fanOut, nil)
+	got := kc.ReadCommitted(t, "out", 1)
+	if want := n/4*many + (n - n/4); len(got) != want {
+		t.Fatalf("%d outputs, want %d", len(got), want)
+	}
+	for _, r := range got {
+		if len(r.Headers) != 1 || string(r.Headers[0].Value) != string(r.Value) {
+			t.Fatalf("output %q has headers %v, want only copy=%q", r.Value, r.Headers, r.Value)
 		}
 	}
 }
